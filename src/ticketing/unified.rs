@@ -1,0 +1,177 @@
+//! Unified.to Ticketing API backend: `/ticketing/{connection_id}/{ticket|customer|note|category}`.
+//!
+//! Wire shapes are the normalized model's own, so this file is mostly paths. Categories change
+//! rarely and are read for every ticket, so they are cached per connection for a TTL.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use reqwest::Method;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use super::{
+    Category, Customer, ListQuery, NewNote, Note, Result, Ticket, TicketPatch, Ticketing,
+    http::{Auth, Call, HttpClient, HttpSettings},
+    paginate,
+};
+
+/// Unified.to's regional API hosts; a workspace's key only works in its own region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    /// North America (default).
+    #[default]
+    Us,
+    /// Europe.
+    Eu,
+    /// Australia.
+    Au,
+}
+
+impl Region {
+    /// The region's base URL.
+    pub fn base_url(self) -> &'static str {
+        match self {
+            Self::Us => "https://api.unified.to",
+            Self::Eu => "https://api-eu.unified.to",
+            Self::Au => "https://api-au.unified.to",
+        }
+    }
+}
+
+/// Default lifetime of the cached category list.
+pub const DEFAULT_CATEGORY_TTL: Duration = Duration::from_secs(300);
+
+/// A Unified.to connection seen through the normalized model.
+#[derive(Debug)]
+pub struct UnifiedClient {
+    http: HttpClient,
+    connection_id: String,
+    category_ttl: Duration,
+    categories: Mutex<Option<(Instant, Arc<Vec<Category>>)>>,
+}
+
+impl UnifiedClient {
+    /// A client for `connection_id` at `base_url` (a region URL or the sandbox).
+    pub fn new(
+        base_url: &str,
+        connection_id: impl Into<String>,
+        api_key: SecretString,
+        settings: &HttpSettings,
+    ) -> Result<Self> {
+        Ok(Self {
+            http: HttpClient::new("unified", base_url, Auth::Bearer(api_key), settings)?,
+            connection_id: connection_id.into(),
+            category_ttl: DEFAULT_CATEGORY_TTL,
+            categories: Mutex::new(None),
+        })
+    }
+
+    /// Sets how long the category list is cached (zero disables the cache).
+    pub fn with_category_ttl(mut self, ttl: Duration) -> Self {
+        self.category_ttl = ttl;
+        self
+    }
+
+    /// The Unified connection id.
+    pub fn connection_id(&self) -> &str {
+        &self.connection_id
+    }
+
+    /// One ticket, with `fields` (e.g. `raw`) and `raw` vendor parameters passed through.
+    pub async fn get_ticket_with(&self, id: &str, fields: &[String], raw: Option<&str>) -> Result<Ticket> {
+        let mut params = Vec::new();
+        if !fields.is_empty() {
+            params.push(("fields", fields.join(",")));
+        }
+        if let Some(raw) = raw {
+            params.push(("raw", raw.to_owned()));
+        }
+        let call =
+            Call::new(Method::GET, &self.path("ticket", Some(id)), format!("ticket {id}")).params(params);
+        self.http.send(call).await
+    }
+
+    /// Drops the cached categories so the next read asks the server.
+    pub async fn invalidate_categories(&self) {
+        *self.categories.lock().await = None;
+    }
+
+    fn path<'a>(&'a self, object: &'a str, id: Option<&'a str>) -> Vec<&'a str> {
+        let mut p = vec!["ticketing", self.connection_id.as_str(), object];
+        p.extend(id);
+        p
+    }
+
+    async fn list<T: for<'de> Deserialize<'de>>(&self, object: &str, query: &ListQuery) -> Result<Vec<T>> {
+        let call = Call::new(
+            Method::GET,
+            &self.path(object, None),
+            format!("{object} list of connection {}", self.connection_id),
+        )
+        .params(query.to_params());
+        self.http.send(call).await
+    }
+
+    async fn fetch_categories(&self) -> Result<Vec<Category>> {
+        let pages =
+            paginate(ListQuery::default(), |q| async move { self.list::<Category>("category", &q).await });
+        super::collect_all(pages).await
+    }
+}
+
+#[async_trait]
+impl Ticketing for UnifiedClient {
+    fn backend(&self) -> &'static str {
+        "unified"
+    }
+
+    async fn list_tickets(&self, query: &ListQuery) -> Result<Vec<Ticket>> {
+        self.list("ticket", query).await
+    }
+
+    async fn get_ticket(&self, id: &str) -> Result<Ticket> {
+        self.get_ticket_with(id, &[], None).await
+    }
+
+    async fn get_customer(&self, id: &str) -> Result<Customer> {
+        let call = Call::new(Method::GET, &self.path("customer", Some(id)), format!("customer {id}"));
+        self.http.send(call).await
+    }
+
+    async fn list_notes(&self, query: &ListQuery) -> Result<Vec<Note>> {
+        self.list("note", query).await
+    }
+
+    async fn list_categories(&self) -> Result<Vec<Category>> {
+        // Holding the lock across the fetch makes concurrent first readers share one request.
+        let mut cache = self.categories.lock().await;
+        if let Some((at, cats)) = cache.as_ref()
+            && at.elapsed() < self.category_ttl
+        {
+            return Ok(cats.as_ref().clone());
+        }
+        let fresh = Arc::new(self.fetch_categories().await?);
+        if !self.category_ttl.is_zero() {
+            *cache = Some((Instant::now(), fresh.clone()));
+        }
+        Ok(fresh.as_ref().clone())
+    }
+
+    async fn update_ticket(&self, id: &str, patch: &TicketPatch) -> Result<Ticket> {
+        let call =
+            Call::new(Method::PATCH, &self.path("ticket", Some(id)), format!("ticket {id}")).json(patch)?;
+        self.http.send(call).await
+    }
+
+    async fn create_note(&self, note: &NewNote) -> Result<Note> {
+        let call = Call::new(Method::POST, &self.path("note", None), format!("ticket {}", note.ticket_id))
+            .json(note)?;
+        self.http.send(call).await
+    }
+}
