@@ -1,0 +1,276 @@
+//! The Unified.to client's HTTP behaviour against a wiremock server: wire shapes, auth, error
+//! classes, retries and `Retry-After`.
+
+use std::time::Duration;
+
+use deskpilot::ticketing::{
+    ListQuery, NewNote, TicketPatch, Ticketing, TicketingError,
+    http::{HttpSettings, RetryPolicy},
+    unified::UnifiedClient,
+};
+use serde_json::{Value, json};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{body_json, header, method, path, query_param},
+};
+
+fn fast_settings() -> HttpSettings {
+    HttpSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(500),
+        retry: RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(2),
+        },
+    }
+}
+
+fn client(server: &MockServer) -> UnifiedClient {
+    UnifiedClient::new(&server.uri(), "conn_1", "k3y".into(), &fast_settings()).unwrap()
+}
+
+fn ticket_json(id: &str) -> Value {
+    json!({"id": id, "subject": "s", "status": "ACTIVE", "priority": "high", "tags": ["a"],
+           "created_at": "2026-11-02T09:14:00.000Z", "updated_at": "2026-11-02T09:14:00Z"})
+}
+
+async fn requests_to(server: &MockServer, p: &str) -> usize {
+    server.received_requests().await.unwrap().iter().filter(|r| r.url.path() == p).count()
+}
+
+#[tokio::test]
+async fn list_sends_bearer_and_snake_case_params() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ticketing/conn_1/ticket"))
+        .and(header("authorization", "Bearer k3y"))
+        .and(header("accept", "application/json"))
+        .and(query_param("updated_gte", "2026-11-01T00:00:00Z"))
+        .and(query_param("limit", "50"))
+        .and(query_param("sort", "updated_at"))
+        .and(query_param("order", "asc"))
+        .and(query_param("fields", "id,subject,raw"))
+        .and(query_param("customer_id", "c-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([ticket_json("1"), ticket_json("2")])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let q = ListQuery {
+        limit: Some(50),
+        customer_id: Some("c-1".into()),
+        fields: vec!["id".into(), "subject".into(), "raw".into()],
+        ..ListQuery::updated_since(time::macros::datetime!(2026-11-01 00:00 UTC))
+    };
+    let tickets = client(&server).list_tickets(&q).await.unwrap();
+    assert_eq!(tickets.len(), 2);
+    assert_eq!(tickets[1].id.as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn ids_are_percent_encoded_path_segments() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ticketing/conn%201/ticket/a%2Fb"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ticket_json("a/b")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = UnifiedClient::new(&server.uri(), "conn 1", "k".into(), &fast_settings()).unwrap();
+    assert_eq!(c.get_ticket("a/b").await.unwrap().id.as_deref(), Some("a/b"));
+}
+
+#[tokio::test]
+async fn patch_and_note_bodies_have_no_nulls() {
+    let server = MockServer::start().await;
+    Mock::given(method("PATCH"))
+        .and(path("/ticketing/conn_1/ticket/7"))
+        .and(body_json(json!({"priority": "urgent", "tags": ["vip", "outage"]})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ticket_json("7")))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/ticketing/conn_1/note"))
+        .and(body_json(json!({"ticket_id": "7", "description": "draft"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "n1", "ticket_id": "7"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let patch = TicketPatch {
+        priority: Some("urgent".into()),
+        tags: Some(vec!["vip".into(), "outage".into()]),
+        ..TicketPatch::default()
+    };
+    c.update_ticket("7", &patch).await.unwrap();
+    let note = NewNote { ticket_id: "7".into(), description: "draft".into(), user_id: None, raw: None };
+    assert_eq!(c.create_note(&note).await.unwrap().id.as_deref(), Some("n1"));
+}
+
+#[tokio::test]
+async fn unauthorized_is_not_retried_and_hides_the_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"message": "bad token"})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    assert!(matches!(err, TicketingError::Unauthorized { .. }), "{err:?}");
+    let text = format!("{err} {err:?}");
+    assert!(text.contains("bad token") && !text.contains("k3y"), "{text}");
+}
+
+#[tokio::test]
+async fn not_found_names_the_resource() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(404)).expect(1).mount(&server).await;
+    let err = client(&server).get_customer("c-9").await.unwrap_err();
+    assert!(matches!(&err, TicketingError::NotFound { resource } if resource == "customer c-9"), "{err:?}");
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn rate_limit_with_retry_after_waits_then_succeeds() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ticket_json("1")))
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    client(&server).get_ticket("1").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(950), "Retry-After was not honoured");
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 2);
+}
+
+#[tokio::test]
+async fn rate_limit_without_retry_after_backs_off_and_gives_up() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(429)).mount(&server).await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    assert!(matches!(err, TicketingError::RateLimited { retry_after: None }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 4, "1 attempt + 3 retries");
+}
+
+#[tokio::test]
+async fn retry_after_beyond_the_cap_is_returned_not_slept() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3600"))
+        .mount(&server)
+        .await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 1);
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream down"))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    let notes = client(&server).list_notes(&ListQuery::notes_of("1")).await.unwrap();
+    assert!(notes.is_empty());
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/note").await, 3);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_end_transient() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET")).respond_with(ResponseTemplate::new(502)).mount(&server).await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    assert!(matches!(err, TicketingError::Transient { .. }), "{err:?}");
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 4);
+}
+
+#[tokio::test]
+async fn note_creation_is_not_resent_after_an_ambiguous_failure() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(500)).mount(&server).await;
+    let note = NewNote { ticket_id: "1".into(), description: "d".into(), user_id: None, raw: None };
+    let err = client(&server).create_note(&note).await.unwrap_err();
+    assert!(err.is_retryable(), "the caller decides, with its ledger");
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/note").await, 1, "a 500 may have created the note");
+}
+
+#[tokio::test]
+async fn note_creation_is_resent_after_a_rate_limit() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "n1"})))
+        .mount(&server)
+        .await;
+    let note = NewNote { ticket_id: "1".into(), description: "d".into(), user_id: None, raw: None };
+    client(&server).create_note(&note).await.unwrap();
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/note").await, 2);
+}
+
+#[tokio::test]
+async fn timeouts_are_transient_and_retried_for_reads() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])).set_delay(Duration::from_secs(3)))
+        .mount(&server)
+        .await;
+    let err = client(&server).list_tickets(&ListQuery::default()).await.unwrap_err();
+    assert!(matches!(&err, TicketingError::Transient { detail } if detail.contains("timed out")), "{err:?}");
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket").await, 4);
+}
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_is_invalid() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": []})))
+        .mount(&server)
+        .await;
+    let err = client(&server).list_tickets(&ListQuery::default()).await.unwrap_err();
+    assert!(
+        matches!(&err, TicketingError::Invalid { detail } if detail.contains("/ticketing/conn_1/ticket")),
+        "{err:?}"
+    );
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn categories_are_cached_until_invalidated() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ticketing/conn_1/category"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": "cat-1", "name": "Billing"}])))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    assert_eq!(c.list_categories().await.unwrap().len(), 1);
+    assert_eq!(c.list_categories().await.unwrap().len(), 1);
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/category").await, 1);
+    c.invalidate_categories().await;
+    c.list_categories().await.unwrap();
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/category").await, 2);
+}
+
+#[tokio::test]
+async fn a_bad_base_url_is_a_clear_error() {
+    let err = UnifiedClient::new("api.unified.to", "c", "k".into(), &HttpSettings::default()).unwrap_err();
+    assert!(err.to_string().contains("`api.unified.to` is not a valid URL"), "{err}");
+}
