@@ -544,7 +544,8 @@ impl ListQuery {
         }
     }
 
-    /// The query as wire parameters, in a stable order; `fields` is one comma-separated value.
+    /// The query as wire parameters, in a stable order. `fields` goes out as repeated keys
+    /// (`fields=id&fields=subject`), the spec's form/explode default that Unified's SDK sends.
     pub fn to_params(&self) -> Vec<(&'static str, String)> {
         let mut p = Vec::new();
         if let Some(v) = self.limit {
@@ -574,8 +575,8 @@ impl ListQuery {
                 p.push((key, v.clone()));
             }
         }
-        if !self.fields.is_empty() {
-            p.push(("fields", self.fields.join(",")));
+        for field in &self.fields {
+            p.push(("fields", field.clone()));
         }
         p
     }
@@ -668,7 +669,8 @@ mod tests {
                 ("offset", "200".to_owned()),
                 ("updated_gte", "2026-11-01T00:00:00Z".to_owned()),
                 ("ticket_id", "7".to_owned()),
-                ("fields", "id,subject".to_owned()),
+                ("fields", "id".to_owned()),
+                ("fields", "subject".to_owned()),
             ]
         );
     }

@@ -85,10 +85,7 @@ impl UnifiedClient {
 
     /// One ticket, with `fields` (e.g. `raw`) and `raw` vendor parameters passed through.
     pub async fn get_ticket_with(&self, id: &str, fields: &[String], raw: Option<&str>) -> Result<Ticket> {
-        let mut params = Vec::new();
-        if !fields.is_empty() {
-            params.push(("fields", fields.join(",")));
-        }
+        let mut params: Vec<_> = fields.iter().map(|f| ("fields", f.clone())).collect();
         if let Some(raw) = raw {
             params.push(("raw", raw.to_owned()));
         }
