@@ -1,1 +1,5 @@
-fn main() {}
+//! The `deskpilot` binary; everything lives in the library (`deskpilot::cli`).
+
+fn main() -> std::process::ExitCode {
+    deskpilot::cli::main()
+}

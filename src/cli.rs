@@ -1,0 +1,116 @@
+//! The `deskpilot` command line: argument parsing, the commands, and errors at the edge.
+//!
+//! `main.rs` only calls [`main`]. Every command loads what it needs and returns `anyhow::Result`;
+//! an error prints as `error: <message>` followed by one `caused by:` line per cause, exit code 1.
+//! Usage errors are clap's (exit code 2).
+
+mod check;
+mod sandbox;
+mod tickets;
+
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+};
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::{config::Config, telemetry::LogFormat};
+
+/// deskpilot: an AI support-agent worker that triages helpdesk tickets.
+#[derive(Debug, Parser)]
+#[command(name = "deskpilot", version, propagate_version = true, max_term_width = 100)]
+#[command(after_help = "Start with `deskpilot sandbox` in one terminal and `deskpilot check` in another.")]
+pub struct Cli {
+    /// Configuration file, layered over the built-in defaults and under DESKPILOT__* variables
+    /// (see config/example.toml)
+    #[arg(long, global = true, env = "DESKPILOT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr (filter with DESKPILOT_LOG or RUST_LOG, e.g. `debug`)
+    #[arg(long, global = true, env = "DESKPILOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sandbox helpdesk: Unified.to's Ticketing API over bundled sample data
+    Sandbox(sandbox::SandboxArgs),
+    /// Check the configuration and try every connection (run this first)
+    Check,
+    /// Read tickets through a connection; prints JSON on stdout
+    #[command(subcommand)]
+    Tickets(tickets::TicketsCommand),
+}
+
+/// Parses the command line, runs the command and turns its outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = crate::telemetry::init(cli.log_format) {
+        eprintln!("warning: {e:#}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Check => check::run(&Config::load(cli.config.as_deref())?).await,
+        Command::Tickets(cmd) => tickets::run(&Config::load(cli.config.as_deref())?, cmd).await,
+    }
+}
+
+/// `error: <message>` and one `caused by:` line per cause; continuation lines indented.
+pub fn render_error(e: &anyhow::Error) -> String {
+    let indent = |s: String, by: &str| s.replace('\n', &format!("\n{by}"));
+    let mut out = format!("error: {}", indent(e.to_string(), "  "));
+    for cause in e.chain().skip(1) {
+        out.push_str(&format!("\n  caused by: {}", indent(cause.to_string(), "    ")));
+    }
+    out
+}
+
+/// Writes `value` as JSON on stdout: pretty, or one line with `compact`.
+fn print_json<T: Serialize>(value: &T, compact: bool) -> anyhow::Result<()> {
+    let mut out = io::stdout().lock();
+    if compact {
+        serde_json::to_writer(&mut out, value)?;
+    } else {
+        serde_json::to_writer_pretty(&mut out, value)?;
+    }
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `deskpilot tickets list | head` closing the pipe early is not a failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,125 @@
+//! `deskpilot check`: what the configuration says, and whether every connection answers.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use futures::future::join_all;
+
+use crate::config::{Config, ConnectionConfig, Mode, redact_url};
+
+/// Category names shown per connection before "and N more".
+const SHOWN_CATEGORIES: usize = 8;
+
+pub(super) async fn run(config: &Config) -> anyhow::Result<()> {
+    print!("{}", summary(config));
+    if config.connections.is_empty() {
+        println!("connections: none configured; add a [[connections]] table (see config/example.toml)");
+        return Ok(());
+    }
+    println!("connections ({}):", config.connections.len());
+    let results = join_all(config.connections.iter().map(|c| probe(config, c))).await;
+    let mut failed = Vec::new();
+    for (conn, result) in config.connections.iter().zip(results) {
+        println!("{}", describe_connection(conn));
+        match result {
+            Ok(line) => println!("    OK: {line}"),
+            Err(e) => {
+                // The line above already names the connection.
+                let text = format!("{e:#}");
+                let text = text.strip_prefix(&format!("connection `{}`: ", conn.id)).unwrap_or(&text);
+                println!("    FAILED: {}", text.replace('\n', "\n      "));
+                if let Some(hint) = hint(conn, &e) {
+                    println!("    hint: {hint}");
+                }
+                failed.push(conn.id.as_str());
+            }
+        }
+    }
+    match failed.len() {
+        0 => Ok(()),
+        n => Err(anyhow!("{n} of {} connections failed: {}", config.connections.len(), failed.join(", "))),
+    }
+}
+
+fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "configuration: OK ({})", config.sources().join(" + "));
+
+    let llm = &config.llm;
+    let base_url = redact_url(&llm.base_url);
+    let from_env = if llm.base_url_from_env() { " (from OPENAI_BASE_URL)" } else { "" };
+    let key = match llm.api_key() {
+        Some(_) => format!("key set ({})", llm.key_origin()),
+        None => format!("no key ({})", llm.key_origin()),
+    };
+    let _ = writeln!(out, "llm:     model {} at {base_url}{from_env}; {key}", llm.model);
+    if !llm.is_configured() {
+        let _ = writeln!(
+            out,
+            "         not configured: no key and base_url is OpenAI's; triage will use its rules fallback"
+        );
+    }
+
+    let bus = &config.bus;
+    match bus.amqp_url() {
+        None => {
+            let _ = writeln!(out, "bus:     in-process (bus.url is empty)");
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "bus:     {}, exchange {}, queue {}",
+                bus.url.redacted(),
+                bus.exchange,
+                bus.queue
+            );
+        }
+    }
+    let _ = writeln!(out, "store:   {}", config.store.url.redacted());
+    let _ = writeln!(out, "worker:  concurrency {}", config.worker.concurrency);
+    let http = &config.http;
+    let _ = writeln!(
+        out,
+        "http:    connect timeout {}s, request timeout {}s, {} retries, Retry-After honoured up to {}s",
+        http.connect_timeout_secs, http.request_timeout_secs, http.max_retries, http.max_retry_after_secs
+    );
+    out
+}
+
+fn describe_connection(conn: &ConnectionConfig) -> String {
+    let mode = match conn.mode {
+        Mode::ApplyIfConfident => format!("{} (>= {})", conn.mode, conn.confidence_threshold),
+        mode => mode.to_string(),
+    };
+    format!("  {}: {} at {}, mode {mode}", conn.id, conn.backend.name(), redact_url(&conn.backend.location()))
+}
+
+/// A next step for failures an operator meets on day one.
+fn hint(conn: &ConnectionConfig, e: &anyhow::Error) -> Option<&'static str> {
+    let refused = format!("{e:#}").contains("could not connect");
+    let location = conn.backend.location();
+    let local = url::Url::parse(&location)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| matches!(h, "127.0.0.1" | "localhost" | "[::1]")))
+        .unwrap_or(false);
+    (refused && local).then_some("nothing answers there; for the sandbox, run `deskpilot sandbox` first")
+}
+
+/// Builds the client and reads the categories.
+async fn probe(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<String> {
+    let client = config.ticketing(conn)?;
+    let categories = client.list_categories().await?;
+    let mut names: Vec<&str> =
+        categories.iter().map(|c| c.name.as_deref().or(c.id.as_deref()).unwrap_or("?")).collect();
+    let more = names.len().saturating_sub(SHOWN_CATEGORIES);
+    names.truncate(SHOWN_CATEGORIES);
+    let mut line = match categories.len() {
+        0 => "reachable, but it has no categories (triage will leave category_id unset)".to_owned(),
+        1 => format!("1 category: {}", names.join(", ")),
+        n => format!("{n} categories: {}", names.join(", ")),
+    };
+    if more > 0 {
+        let _ = write!(line, ", and {more} more");
+    }
+    Ok(line)
+}

@@ -1,0 +1,463 @@
+//! `[[connections]]`: one helpdesk each, with the settings every backend shares plus the backend's
+//! own keys, chosen by `backend = "unified" | "zendesk" | "freshdesk" | "intercom" | "servicenow"`.
+//!
+//! The `backend` key selects a [`BackendConfig`] variant, so a Zendesk connection cannot carry a
+//! Unified `region` and a Unified one cannot lack its key. Serde's own internal tagging would do the
+//! selection too, but it buffers the table first and its errors then lose the failing key's name; so
+//! [`ConnectionConfig`] splits the table itself and lets serde read each part in place.
+
+use std::{sync::Arc, time::Duration};
+
+use figment::{
+    error::Kind,
+    value::{Dict, Value},
+};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer, de::Error as _};
+
+use super::{
+    is_http_url,
+    secrets::{EnvVars, resolve_secret},
+};
+use crate::ticketing::{
+    DynTicketing,
+    http::HttpSettings,
+    unified::{DEFAULT_CATEGORY_TTL, Region, UnifiedClient},
+};
+
+/// What deskpilot does with a triage decision on this connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Write nothing to the helpdesk; store the proposal for review.
+    #[default]
+    Shadow,
+    /// Update the ticket and post the draft as an internal note.
+    Apply,
+    /// Apply when confidence ≥ `confidence_threshold`, shadow otherwise.
+    ApplyIfConfident,
+}
+
+impl Mode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shadow => "shadow",
+            Self::Apply => "apply",
+            Self::ApplyIfConfident => "apply_if_confident",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One helpdesk connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Unique name; for `unified` it is also the Unified.to `connection_id`.
+    pub id: String,
+    /// What to do with decisions.
+    pub mode: Mode,
+    /// Minimum confidence for `apply_if_confident` to write (0–1).
+    pub confidence_threshold: f64,
+    /// Someone checked that notes deskpilot creates through this connection are internal
+    /// (agent-only) in the helpdesk; Unified.to does not report a note's visibility.
+    pub notes_internal_verified: bool,
+    /// The backend and its own settings.
+    pub backend: BackendConfig,
+}
+
+/// Default `confidence_threshold`.
+pub const DEFAULT_CONFIDENCE_THRESHOLD: f64 = 0.85;
+
+/// The keys every connection takes besides `backend`; the rest belongs to the backend.
+const COMMON_KEYS: &[&str] = &["id", "mode", "confidence_threshold", "notes_internal_verified"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommonFields {
+    id: String,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default = "default_confidence_threshold")]
+    confidence_threshold: f64,
+    #[serde(default)]
+    notes_internal_verified: bool,
+}
+
+fn default_confidence_threshold() -> f64 {
+    DEFAULT_CONFIDENCE_THRESHOLD
+}
+
+/// The backend of a connection and its own keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendConfig {
+    /// Unified.to's Ticketing API (or the sandbox, which speaks it).
+    Unified(UnifiedConfig),
+    /// Zendesk Support API.
+    Zendesk(ZendeskConfig),
+    /// Freshdesk API v2.
+    Freshdesk(FreshdeskConfig),
+    /// Intercom API.
+    Intercom(IntercomConfig),
+    /// ServiceNow Table API.
+    #[serde(rename = "servicenow")]
+    ServiceNow(ServiceNowConfig),
+}
+
+/// The `backend` values, for messages.
+pub const BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "servicenow"];
+
+/// `backend = "unified"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnifiedConfig {
+    /// API base URL (the sandbox, a proxy); when unset, the `region`'s URL.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Unified.to region (`us`, `eu`, `au`; default `us`); not together with `base_url`.
+    #[serde(default)]
+    pub region: Option<Region>,
+    /// The workspace API key (sent as `Authorization: Bearer`).
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// How long the category list is cached, seconds (0 = never cached).
+    #[serde(default = "default_category_cache_secs")]
+    pub category_cache_secs: u64,
+}
+
+fn default_category_cache_secs() -> u64 {
+    DEFAULT_CATEGORY_TTL.as_secs()
+}
+
+impl UnifiedConfig {
+    /// The URL the client talks to.
+    pub fn base_url(&self) -> &str {
+        self.base_url.as_deref().unwrap_or_else(|| self.region.unwrap_or_default().base_url())
+    }
+
+    /// How long the category list is cached.
+    pub fn category_cache(&self) -> Duration {
+        Duration::from_secs(self.category_cache_secs)
+    }
+}
+
+/// `backend = "zendesk"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZendeskConfig {
+    /// The account's subdomain: `acme` for `acme.zendesk.com`.
+    pub subdomain: String,
+    /// The agent email the API token belongs to.
+    pub email: String,
+    /// The API token.
+    #[serde(default)]
+    pub api_token: Option<SecretString>,
+    /// Environment variable holding the API token.
+    #[serde(default)]
+    pub api_token_env: Option<String>,
+}
+
+/// `backend = "freshdesk"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreshdeskConfig {
+    /// The helpdesk domain, e.g. `acme.freshdesk.com`.
+    pub domain: String,
+    /// The agent API key.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Environment variable holding the API key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+/// `backend = "intercom"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntercomConfig {
+    /// The access token.
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    /// Environment variable holding the access token.
+    #[serde(default)]
+    pub access_token_env: Option<String>,
+    /// API base URL for a non-US workspace (`https://api.eu.intercom.io`, `https://api.au.intercom.io`).
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// `backend = "servicenow"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceNowConfig {
+    /// The instance name: `acme` for `acme.service-now.com`.
+    pub instance: String,
+    /// The integration user.
+    pub username: String,
+    /// Its password.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// A credential slot: its key name, the value if given, the variable name if given.
+struct Credential<'a> {
+    key: &'static str,
+    value: Option<&'a SecretString>,
+    env: Option<&'a str>,
+}
+
+impl BackendConfig {
+    /// The `backend` value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Unified(_) => "unified",
+            Self::Zendesk(_) => "zendesk",
+            Self::Freshdesk(_) => "freshdesk",
+            Self::Intercom(_) => "intercom",
+            Self::ServiceNow(_) => "servicenow",
+        }
+    }
+
+    /// Where the helpdesk is, for summaries (never carries a secret).
+    pub fn location(&self) -> String {
+        match self {
+            Self::Unified(u) => u.base_url().to_owned(),
+            Self::Zendesk(z) => format!("{}.zendesk.com", z.subdomain),
+            Self::Freshdesk(f) => f.domain.clone(),
+            Self::Intercom(i) => i.base_url.clone().unwrap_or_else(|| "https://api.intercom.io".into()),
+            Self::ServiceNow(s) => format!("{}.service-now.com", s.instance),
+        }
+    }
+
+    fn credential(&self) -> Credential<'_> {
+        let (key, value, env) = match self {
+            Self::Unified(u) => ("api_key", &u.api_key, &u.api_key_env),
+            Self::Zendesk(z) => ("api_token", &z.api_token, &z.api_token_env),
+            Self::Freshdesk(f) => ("api_key", &f.api_key, &f.api_key_env),
+            Self::Intercom(i) => ("access_token", &i.access_token, &i.access_token_env),
+            Self::ServiceNow(s) => ("password", &s.password, &s.password_env),
+        };
+        Credential { key, value: value.as_ref(), env: env.as_deref() }
+    }
+}
+
+impl ConnectionConfig {
+    /// Builds the client. Adding a backend is one arm here.
+    pub(super) fn connect(&self, http: &HttpSettings, env: &EnvVars) -> anyhow::Result<DynTicketing> {
+        let secret = || {
+            let cred = self.backend.credential();
+            resolve_secret(cred.key, cred.value, cred.env, env)
+        };
+        match &self.backend {
+            BackendConfig::Unified(u) => {
+                let client = UnifiedClient::new(u.base_url(), &self.id, secret()?, http)?
+                    .with_category_ttl(u.category_cache());
+                Ok(Arc::new(client))
+            }
+            other => anyhow::bail!("backend `{}` is not implemented yet in this build", other.name()),
+        }
+    }
+
+    /// What is wrong with this connection beyond types (empty names, both or neither credential).
+    pub(super) fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut need = |ok: bool, problem: String| {
+            if !ok {
+                out.push(problem);
+            }
+        };
+        need(!self.id.trim().is_empty(), "`id` must not be empty".into());
+        need(!self.id.contains(char::is_whitespace), "`id` must not contain spaces".into());
+        need(
+            (0.0..=1.0).contains(&self.confidence_threshold),
+            format!("confidence_threshold = {} must be between 0 and 1", self.confidence_threshold),
+        );
+        let cred = self.backend.credential();
+        let given = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
+        let (by_value, by_env) =
+            (given(cred.value.map(secrecy::ExposeSecret::expose_secret)), given(cred.env));
+        let key = cred.key;
+        need(by_value || by_env, format!("backend `{}` needs `{key}` or `{key}_env`", self.backend.name()));
+        need(!(by_value && by_env), format!("set only one of `{key}` and `{key}_env`"));
+
+        let name = self.backend.name();
+        let mut non_empty = |value: &str, key: &str, example: &str| {
+            if value.trim().is_empty() {
+                out.push(format!("backend `{name}` needs `{key}` (e.g. {key} = {example:?})"));
+            }
+        };
+        match &self.backend {
+            BackendConfig::Unified(u) => {
+                if let Some(url) = &u.base_url {
+                    if !is_http_url(url) {
+                        out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));
+                    }
+                    if u.region.is_some() {
+                        out.push("set either `base_url` or `region`, not both".into());
+                    }
+                }
+            }
+            BackendConfig::Zendesk(z) => {
+                non_empty(&z.subdomain, "subdomain", "acme");
+                non_empty(&z.email, "email", "agent@acme.com");
+                if z.subdomain.contains('.') {
+                    out.push(format!(
+                        "subdomain = {:?} must be the bare subdomain (`acme` for acme.zendesk.com)",
+                        z.subdomain
+                    ));
+                }
+            }
+            BackendConfig::Freshdesk(f) => non_empty(&f.domain, "domain", "acme.freshdesk.com"),
+            BackendConfig::Intercom(i) => {
+                if let Some(url) = i.base_url.as_deref().filter(|u| !is_http_url(u)) {
+                    out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));
+                }
+            }
+            BackendConfig::ServiceNow(s) => {
+                non_empty(&s.instance, "instance", "acme");
+                non_empty(&s.username, "username", "deskpilot.integration");
+            }
+        }
+        out
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnectionConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Under figment this keeps every value's source, so errors still name the file.
+        let value = <Value as Deserialize>::deserialize(d)?;
+        from_value(value).map_err(D::Error::custom)
+    }
+}
+
+fn from_value(value: Value) -> Result<ConnectionConfig, String> {
+    let tag = value.tag();
+    let Value::Dict(_, mut dict) = value else {
+        return Err(format!(
+            "expected a table such as {{ id = \"demo\", backend = \"unified\", ... }}, found {}",
+            value.to_actual()
+        ));
+    };
+    // Messages start with the id so a reader can tell `connections[3]` apart from the others.
+    let id = dict.get("id").and_then(Value::as_str).map(str::to_owned);
+    let at = |msg: String| match &id {
+        Some(id) => format!("(id = {id:?}): {msg}"),
+        None => msg,
+    };
+
+    let mut common = Dict::new();
+    for key in COMMON_KEYS {
+        if let Some(v) = dict.remove(*key) {
+            common.insert((*key).to_owned(), v);
+        }
+    }
+    let common = CommonFields::deserialize(&Value::Dict(tag, common)).map_err(|e| at(explain(&e, None)))?;
+
+    let backend = match dict.remove("backend") {
+        Some(Value::String(_, name)) => name,
+        Some(other) => {
+            return Err(at(format!(
+                "`backend` must be a string, one of {}; found {}",
+                BACKENDS.join(", "),
+                other.to_actual()
+            )));
+        }
+        None => return Err(at(format!("missing key `backend` (one of {})", BACKENDS.join(", ")))),
+    };
+    // Re-keyed as `{ <backend> = { ...rest } }`: serde then reads the variant's fields in place.
+    let mut tagged = Dict::new();
+    tagged.insert(backend.clone(), Value::Dict(tag, dict));
+    let backend_config =
+        BackendConfig::deserialize(&Value::Dict(tag, tagged)).map_err(|e| at(explain(&e, Some(&backend))))?;
+    Ok(ConnectionConfig {
+        id: common.id,
+        mode: common.mode,
+        confidence_threshold: common.confidence_threshold,
+        notes_internal_verified: common.notes_internal_verified,
+        backend: backend_config,
+    })
+}
+
+/// Words for an error from reading one part of a connection table.
+fn explain(e: &figment::Error, backend: Option<&str>) -> String {
+    // Inside a backend the first path element is the variant name we added.
+    let path: Vec<&str> = e.path.iter().skip(usize::from(backend.is_some())).map(String::as_str).collect();
+    let key = path.join(".");
+    match (&e.kind, backend) {
+        (Kind::UnknownVariant(found, _), Some(_)) if key.is_empty() => {
+            format!("unknown backend `{found}`; expected one of {}", BACKENDS.join(", "))
+        }
+        (Kind::UnknownVariant(found, expected), _) => {
+            format!("`{key}`: unknown value `{found}`; expected one of {}", expected.join(", "))
+        }
+        (Kind::MissingField(field), Some(backend)) => format!("backend `{backend}` needs `{field}`"),
+        (Kind::MissingField(field), None) => format!("missing key `{field}`"),
+        (Kind::UnknownField(found, expected), Some(backend)) => format!(
+            "unknown key `{found}` for backend `{backend}`; its keys are {}, and every connection takes \
+             backend, {}",
+            expected.join(", "),
+            COMMON_KEYS.join(", ")
+        ),
+        (kind, _) if key.is_empty() => kind.to_string(),
+        (kind, _) => format!("`{key}`: {kind}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::{
+        Figment,
+        providers::{Format, Toml},
+    };
+
+    use super::*;
+
+    fn parse(lines: &[&str]) -> Result<ConnectionConfig, String> {
+        let value: Value =
+            Figment::from(Toml::string(&lines.join("\n"))).extract().map_err(|e| e.to_string())?;
+        from_value(value)
+    }
+
+    #[test]
+    fn common_keys_are_the_common_fields() {
+        let c = parse(&[
+            r#"id = "x""#,
+            r#"backend = "unified""#,
+            r#"api_key = "k""#,
+            r#"mode = "apply_if_confident""#,
+            "confidence_threshold = 0.5",
+            "notes_internal_verified = true",
+        ])
+        .unwrap();
+        assert_eq!(c.mode, Mode::ApplyIfConfident);
+        assert_eq!(c.confidence_threshold, 0.5);
+        assert!(c.notes_internal_verified);
+        assert_eq!(c.backend.name(), "unified");
+    }
+
+    #[test]
+    fn backend_keys_stay_with_their_backend() {
+        let zd = [r#"id = "zd""#, r#"backend = "zendesk""#, r#"email = "a@b.c""#];
+        let e = parse(&[&zd[..], &[r#"region = "eu""#]].concat()).unwrap_err();
+        assert!(e.contains("unknown key `region` for backend `zendesk`"), "{e}");
+        let e = parse(&zd).unwrap_err();
+        assert_eq!(e, r#"(id = "zd"): backend `zendesk` needs `subdomain`"#);
+        let e = parse(&[r#"id = "x""#, r#"backend = "zendsk""#]).unwrap_err();
+        assert!(e.contains("unknown backend `zendsk`"), "{e}");
+        let e =
+            parse(&[r#"id = "x""#, r#"backend = "unified""#, r#"category_cache_secs = "soon""#]).unwrap_err();
+        assert!(e.contains("`category_cache_secs`: invalid type"), "{e}");
+    }
+}

@@ -1,0 +1,54 @@
+//! Logging: `tracing` events to stderr, as compact text or one JSON object per line.
+//!
+//! The filter comes from `DESKPILOT_LOG`, else `RUST_LOG`, else [`DEFAULT_FILTER`], in
+//! `EnvFilter` syntax (`info,deskpilot::ticketing=debug`). Logs go to stderr so that commands
+//! printing JSON on stdout stay pipeable.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// The filter used when neither `DESKPILOT_LOG` nor `RUST_LOG` is set.
+pub const DEFAULT_FILTER: &str = "info,deskpilot=info";
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Compact human-readable lines (coloured on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line: event fields flattened, plus the current span.
+    Json,
+}
+
+/// Installs the global subscriber. Fails if one is already installed.
+pub fn init(format: LogFormat) -> anyhow::Result<()> {
+    let (filter, rejected) = filter_from_env();
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    let installed = match format {
+        LogFormat::Text => builder.compact().with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        }
+    };
+    installed.map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))?;
+    if let Some((var, error)) = rejected {
+        tracing::warn!(var, %error, filter = DEFAULT_FILTER, "ignoring an invalid log filter");
+    }
+    Ok(())
+}
+
+/// The filter to use, and the variable that was set but could not be parsed, if any.
+fn filter_from_env() -> (EnvFilter, Option<(&'static str, String)>) {
+    for var in ["DESKPILOT_LOG", "RUST_LOG"] {
+        if let Ok(spec) = std::env::var(var)
+            && !spec.trim().is_empty()
+        {
+            return match EnvFilter::try_new(&spec) {
+                Ok(filter) => (filter, None),
+                Err(e) => (EnvFilter::new(DEFAULT_FILTER), Some((var, e.to_string()))),
+            };
+        }
+    }
+    (EnvFilter::new(DEFAULT_FILTER), None)
+}

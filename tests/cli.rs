@@ -1,0 +1,284 @@
+//! The `deskpilot` binary end to end: help, `check`, `tickets list|get` against a sandbox started
+//! in-process over a small data set, configuration errors, and `deskpilot sandbox` itself.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+use deskpilot::sandbox::{self, RunningSandbox, SandboxOptions};
+use serde_json::Value;
+use tempfile::{NamedTempFile, TempDir};
+
+const KEY: &str = "cli-test-key";
+
+/// One small helpdesk: two categories, one customer, three tickets, two notes on ticket 1.
+const DEMO: &str = r#"{
+  "categories": [
+    {"id": "cat-billing", "name": "Billing", "description": "Invoices and refunds"},
+    {"id": "cat-shipping", "name": "Shipping", "description": "Where is my parcel"}
+  ],
+  "customers": [
+    {"id": "cus-1", "name": "Ada Lovelace", "emails": [{"email": "ada@example.com"}]}
+  ],
+  "tickets": [
+    {"id": "1", "subject": "Refund please", "customer_id": "cus-1", "status": "ACTIVE",
+     "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z"},
+    {"id": "2", "subject": "Parcel missing", "customer_id": "cus-1", "status": "ACTIVE",
+     "created_at": "2024-05-02T10:00:00Z", "updated_at": "2024-05-03T10:00:00Z"},
+    {"id": "3", "subject": "Thanks!", "customer_id": "cus-1", "status": "CLOSED",
+     "created_at": "2024-05-04T10:00:00Z", "updated_at": "2024-05-05T10:00:00Z"}
+  ],
+  "notes": [
+    {"id": "n-1", "ticket_id": "1", "customer_id": "cus-1", "description": "I was charged twice.",
+     "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z"},
+    {"id": "n-2", "ticket_id": "1", "user_id": "agent-1", "description": "Looking into it.",
+     "created_at": "2024-05-01T11:00:00Z", "updated_at": "2024-05-01T11:00:00Z"}
+  ]
+}"#;
+
+fn data_dir() -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("demo.json"), DEMO).unwrap();
+    dir
+}
+
+/// A sandbox over [`DEMO`], plus a config file pointing the `demo` connection at it.
+struct Setup {
+    sandbox: RunningSandbox,
+    config: NamedTempFile,
+    _data: TempDir,
+}
+
+async fn setup(extra: &str) -> Setup {
+    let data = data_dir();
+    let sandbox = sandbox::spawn(SandboxOptions {
+        data_dir: Some(data.path().to_owned()),
+        api_key: KEY.into(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let config = config_file(&format!(
+        "[http]\nmax_retries = 0\n\n[[connections]]\nid = \"demo\"\nbackend = \"unified\"\n\
+         base_url = \"{}\"\napi_key_env = \"SANDBOX_KEY\"\n{extra}",
+        sandbox.base_url
+    ));
+    Setup { sandbox, config, _data: data }
+}
+
+fn config_file(toml: &str) -> NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(toml.as_bytes()).unwrap();
+    f
+}
+
+/// The binary with a clean environment (nothing of the developer's DESKPILOT_*/OPENAI_* leaks in).
+fn deskpilot(config: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskpilot"));
+    cmd.env_clear().env("SANDBOX_KEY", KEY).env("DESKPILOT_LOG", "warn");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// Runs the binary off the async runtime, which keeps serving the in-process sandbox.
+async fn run(config: Option<&Path>, args: &[&str]) -> Output {
+    let mut cmd = deskpilot(config, args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs")).await.unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "exit {:?}\nstderr: {}", o.status, stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(o)))
+}
+
+fn ids(v: &Value) -> Vec<&str> {
+    v.as_array().expect("a JSON array").iter().map(|t| t["id"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn help_lists_the_commands() {
+    let o = run(None, &["--help"]).await;
+    assert!(o.status.success());
+    let help = stdout(&o);
+    for word in ["sandbox", "check", "tickets", "--config", "--log-format"] {
+        assert!(help.contains(word), "`{word}` missing from:\n{help}");
+    }
+    let o = run(None, &["tickets", "list", "--help"]).await;
+    for word in ["--connection", "--updated-gte", "--limit", "--all", "--query", "--compact"] {
+        assert!(stdout(&o).contains(word), "`{word}` missing from:\n{}", stdout(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_summarises_the_config_and_tries_every_connection() {
+    let s = setup("").await;
+    let o = run(Some(s.config.path()), &["check"]).await;
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    for line in [
+        "llm:     model gpt-4o-mini at https://api.openai.com/v1; no key",
+        "bus:     in-process",
+        "store:   sqlite://data/deskpilot.db",
+        &format!("  demo: unified at {}, mode shadow", s.sandbox.base_url),
+        "    OK: 2 categories: Billing, Shipping",
+    ] {
+        assert!(out.contains(line), "`{line}` missing from:\n{out}");
+    }
+    assert!(!out.contains(KEY), "the key must never be printed:\n{out}");
+
+    let zendesk = "\n[[connections]]\nid = \"zd\"\nbackend = \"zendesk\"\nsubdomain = \"acme\"\n\
+                   email = \"agent@acme.com\"\napi_token_env = \"ZENDESK_TOKEN\"\n";
+    let s = setup(zendesk).await;
+    let o = run(Some(s.config.path()), &["check"]).await;
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "a failed connection fails the check:\n{out}");
+    assert!(out.contains("    OK: 2 categories"), "{out}");
+    let zd = "  zd: zendesk at acme.zendesk.com, mode shadow\n    \
+              FAILED: backend `zendesk` is not implemented yet in this build\n";
+    assert!(out.contains(zd), "{out}");
+    assert!(stderr(&o).contains("error: 1 of 2 connections failed: zd"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tickets_list_prints_a_json_array() {
+    let s = setup("").await;
+    let config = Some(s.config.path());
+
+    let all = json(&run(config, &["tickets", "list", "--connection", "demo"]).await);
+    assert_eq!(ids(&all), ["1", "2", "3"]);
+    assert_eq!(all[0]["subject"], "Refund please");
+
+    let first_page = json(&run(config, &["tickets", "list", "--connection", "demo", "--limit", "2"]).await);
+    assert_eq!(ids(&first_page), ["1", "2"]);
+
+    let o =
+        run(config, &["tickets", "list", "--connection", "demo", "--limit", "2", "--all", "--compact"]).await;
+    assert_eq!(stdout(&o).lines().count(), 1, "--compact prints one line");
+    assert_eq!(ids(&json(&o)), ["1", "2", "3"], "--all follows every page");
+
+    let since = ["tickets", "list", "--connection", "demo", "--updated-gte", "2024-05-03T00:00:00Z"];
+    assert_eq!(ids(&json(&run(config, &since).await)), ["2", "3"]);
+
+    let found = json(&run(config, &["tickets", "list", "--connection", "demo", "--query", "parcel"]).await);
+    assert_eq!(ids(&found), ["2"]);
+
+    // One connection configured: --connection may be left out.
+    assert_eq!(ids(&json(&run(config, &["tickets", "list"]).await)).len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tickets_get_prints_the_ticket_and_optionally_its_conversation() {
+    let s = setup("").await;
+    let config = Some(s.config.path());
+
+    let ticket = json(&run(config, &["tickets", "get", "--connection", "demo", "2"]).await);
+    assert_eq!(ticket["id"], "2");
+    assert_eq!(ticket["subject"], "Parcel missing");
+
+    let full = json(&run(config, &["tickets", "get", "--connection", "demo", "1", "--with-notes"]).await);
+    assert_eq!(full["ticket"]["id"], "1");
+    assert_eq!(full["customer"]["name"], "Ada Lovelace");
+    let notes: Vec<_> = full["notes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(notes, ["n-1", "n-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_ticket_fails_with_a_clear_message() {
+    let s = setup("").await;
+    let o = run(Some(s.config.path()), &["tickets", "get", "--connection", "demo", "nope"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(o.stdout.is_empty(), "nothing on stdout: {}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "error: could not read ticket `nope` of connection `demo`\n  caused by: ticket nope not found"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_connection_lists_the_configured_ones() {
+    let s = setup("").await;
+    let o = run(Some(s.config.path()), &["tickets", "list", "--connection", "prod"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("error: unknown connection `prod`; configured connections: demo"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_exits_1_naming_the_key_and_the_file() {
+    let bad = config_file("[worker]\nconcurrency = \"lots\"\n");
+    let o = run(Some(bad.path()), &["check"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let at = format!("worker.concurrency in {}: invalid type", bad.path().display());
+    assert!(err.starts_with("error: invalid configuration\n  caused by: "), "{err}");
+    assert!(err.contains(&at), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    let o = run(Some(Path::new("/nonexistent/deskpilot.toml")), &["check"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("cannot read config file `/nonexistent/deskpilot.toml`"), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_with_an_example() {
+    let o = run(None, &["tickets", "list", "--updated-gte", "yesterday"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("expected an RFC 3339 date-time such as 2024-05-01T00:00:00Z"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(run(None, &["frobnicate"]).await.status.code(), Some(2));
+}
+
+/// `deskpilot sandbox` as a child process: announces its address, serves, stops on SIGTERM.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandbox_command_serves_until_sigterm() {
+    let data = data_dir();
+    let data_path = data.path().to_str().unwrap().to_owned();
+    let mut child =
+        deskpilot(None, &["sandbox", "--addr", "127.0.0.1:0", "--data", &data_path, "--api-key", KEY])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let base_url = line
+        .strip_prefix("sandbox helpdesk listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_owned();
+
+    let config = config_file(&format!(
+        "[[connections]]\nid = \"demo\"\nbackend = \"unified\"\nbase_url = \"{base_url}\"\napi_key = \"{KEY}\"\n"
+    ));
+    let listed = json(&run(Some(config.path()), &["tickets", "list", "--compact"]).await);
+    assert_eq!(ids(&listed), ["1", "2", "3"]);
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "a graceful stop exits 0, got {status:?}");
+}
