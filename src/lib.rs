@@ -7,3 +7,4 @@ pub mod sandbox;
 pub mod shutdown;
 pub mod telemetry;
 pub mod ticketing;
+pub mod triage;

@@ -1,0 +1,346 @@
+//! What the model sees of a ticket: gathered through the normalized layer (read only), cleaned,
+//! and fitted to a token budget.
+//!
+//! Budget rules: the subject, the description and the newest customer message are always kept
+//! (cut from the middle only when one alone exceeds the budget); older notes are dropped oldest
+//! first and replaced by one "[N earlier notes omitted]" line.
+
+use futures::TryFutureExt;
+use serde::Serialize;
+
+use super::{clean::clean_message, tokens::Tokenizer};
+use crate::ticketing::{
+    AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, Ticket, Ticketing, TicketingError,
+    all_notes, collect_all, model::format_timestamp,
+};
+
+/// Everything read from the helpdesk for one ticket, before cleaning.
+#[derive(Debug, Clone)]
+pub struct Gathered {
+    /// The ticket.
+    pub ticket: Ticket,
+    /// Its customer, when the ticket names one that still exists.
+    pub customer: Option<Customer>,
+    /// Every note, oldest first.
+    pub notes: Vec<Note>,
+    /// The helpdesk's categories (active and inactive).
+    pub categories: Vec<Category>,
+}
+
+/// Reads a ticket, its customer, all its notes (every page) and the categories, concurrently.
+pub async fn gather(helpdesk: &dyn Ticketing, ticket_id: &str) -> Result<Gathered, TicketingError> {
+    let ticket = helpdesk.get_ticket(ticket_id).await?;
+    let customer = async {
+        match ticket.customer_id.as_deref() {
+            // A deleted customer should not stop triage: it is data, not a failure.
+            Some(id) => match helpdesk.get_customer(id).await {
+                Ok(c) => Ok(Some(c)),
+                Err(TicketingError::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        }
+    };
+    let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(ticket_id))).map_ok(|mut notes| {
+        notes.sort_by_key(|n| n.created_at);
+        notes
+    });
+    let (customer, notes, categories) = tokio::try_join!(customer, notes, helpdesk.list_categories())?;
+    Ok(Gathered { ticket, customer, notes, categories })
+}
+
+/// One cleaned message of the conversation.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// Who wrote it.
+    pub author: AuthorKind,
+    /// When (RFC 3339), if known.
+    pub at: Option<String>,
+    /// Cleaned text.
+    pub text: String,
+    /// Tokens of `text`.
+    pub tokens: usize,
+    /// Whether the text was cut from the middle to fit.
+    pub truncated: bool,
+}
+
+/// An item of the conversation as rendered: a message, or the marker for dropped notes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    /// A kept message.
+    Message(Message),
+    /// `count` older notes were left out to fit the budget.
+    Omitted {
+        /// How many.
+        count: usize,
+    },
+}
+
+/// The customer as the model sees it: no emails or phone numbers, which triage does not need.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CustomerView {
+    /// Display name.
+    pub name: Option<String>,
+    /// Tags such as `vip`.
+    pub tags: Vec<String>,
+}
+
+/// A category as listed to the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CategoryView {
+    /// Its id (the only value the model may answer with).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// What belongs in it.
+    pub description: String,
+}
+
+/// Token counts of the context's parts, for reports and the benchmark.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TokenBreakdown {
+    /// Subject + description as kept.
+    pub ticket: usize,
+    /// Kept notes.
+    pub notes_kept: usize,
+    /// Notes dropped to fit.
+    pub notes_dropped: usize,
+    /// Tokens the dropped notes would have cost.
+    pub dropped_tokens: usize,
+    /// Characters removed by cleaning (HTML, quotes, signatures).
+    pub chars_removed_by_cleaning: usize,
+}
+
+/// A ticket ready for the prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TicketContext {
+    /// Ticket id.
+    pub ticket_id: String,
+    /// Subject (cleaned).
+    pub subject: String,
+    /// Description (cleaned, possibly cut from the middle).
+    pub description: String,
+    /// Current priority on the normalized scale.
+    pub priority: PriorityLevel,
+    /// Current tags.
+    pub tags: Vec<String>,
+    /// When the ticket was opened.
+    pub created_at: Option<String>,
+    /// The channel it came in by.
+    pub source: Option<String>,
+    /// The customer.
+    pub customer: Option<CustomerView>,
+    /// The conversation, oldest first.
+    pub conversation: Vec<Entry>,
+    /// Active categories, in the helpdesk's order.
+    pub categories: Vec<CategoryView>,
+    /// Token figures.
+    #[serde(skip)]
+    pub breakdown: TokenBreakdown,
+}
+
+/// How to build a context.
+#[derive(Debug, Clone, Copy)]
+pub struct ContextOptions {
+    /// Clean HTML, quoted history and signatures (off only to measure what cleaning saves).
+    pub clean: bool,
+    /// Tokens available to the conversation (subject, description and notes); `None` keeps all.
+    pub budget: Option<usize>,
+}
+
+impl Default for ContextOptions {
+    fn default() -> Self {
+        Self { clean: true, budget: Some(6000) }
+    }
+}
+
+/// Token cost of one rendered message beyond its text (author, date, separators).
+const MESSAGE_FRAMING_TOKENS: usize = 16;
+
+/// Builds the context from what was gathered: cleans every text and fits the conversation to
+/// `opts.budget` tokens.
+pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketContext {
+    let mut removed = 0usize;
+    let mut clean = |s: &str| -> String {
+        if !opts.clean {
+            return s.trim().to_owned();
+        }
+        let c = clean_message(s);
+        removed += s.len().saturating_sub(c.text.len());
+        c.text
+    };
+    let subject = clean(g.ticket.subject.as_deref().unwrap_or_default());
+    let description = clean(g.ticket.description.as_deref().unwrap_or_default());
+    let messages: Vec<Message> = g
+        .notes
+        .iter()
+        .map(|n| {
+            let text = clean(n.description.as_deref().unwrap_or_default());
+            Message {
+                author: n.author(),
+                at: n.created_at.map(format_timestamp),
+                tokens: tok.count(&text),
+                text,
+                truncated: false,
+            }
+        })
+        .filter(|m| !m.text.is_empty())
+        .collect();
+
+    let mut ctx = TicketContext {
+        ticket_id: g.ticket.id.clone().unwrap_or_default(),
+        subject,
+        description,
+        priority: g.ticket.priority_level(),
+        tags: g.ticket.tags.clone(),
+        created_at: g.ticket.created_at.map(format_timestamp),
+        source: g.ticket.source.clone(),
+        customer: g.customer.as_ref().map(|c| CustomerView { name: c.name.clone(), tags: c.tags.clone() }),
+        conversation: Vec::new(),
+        categories: g
+            .categories
+            .iter()
+            .filter(|c| c.active())
+            .filter_map(|c| {
+                Some(CategoryView {
+                    id: c.id.clone()?,
+                    name: c.name.clone().unwrap_or_default(),
+                    description: c.description.clone().unwrap_or_default(),
+                })
+            })
+            .collect(),
+        breakdown: TokenBreakdown { chars_removed_by_cleaning: removed, ..TokenBreakdown::default() },
+    };
+    fit(&mut ctx, messages, tok, opts.budget);
+    ctx
+}
+
+/// Keeps as many of the newest messages as fit, pinning the newest customer message.
+fn fit(ctx: &mut TicketContext, mut messages: Vec<Message>, tok: &Tokenizer, budget: Option<usize>) {
+    let pinned = messages.iter().rposition(|m| m.author == AuthorKind::Customer);
+    let Some(budget) = budget else {
+        ctx.breakdown.ticket = tok.count(&ctx.subject) + tok.count(&ctx.description);
+        ctx.breakdown.notes_kept = messages.iter().map(|m| m.tokens).sum();
+        ctx.conversation = messages.into_iter().map(Entry::Message).collect();
+        return;
+    };
+
+    // Pinned parts first: subject, description and the newest customer message share the budget,
+    // each cut from the middle only if together they do not fit.
+    let subject_tokens = tok.count(&ctx.subject);
+    let mut must = subject_tokens + tok.count(&ctx.description) + MESSAGE_FRAMING_TOKENS;
+    if let Some(i) = pinned {
+        must += messages[i].tokens + MESSAGE_FRAMING_TOKENS;
+    }
+    if must > budget {
+        let room = budget.saturating_sub(subject_tokens + 2 * MESSAGE_FRAMING_TOKENS);
+        let share = match pinned {
+            Some(_) => room / 2,
+            None => room,
+        };
+        let desc_tokens = tok.count(&ctx.description);
+        let pinned_tokens = pinned.map_or(0, |i| messages[i].tokens);
+        // Give a short part its full size and the rest to the long one.
+        let (desc_max, pin_max) = if desc_tokens <= share {
+            (desc_tokens, room - desc_tokens)
+        } else if pinned_tokens <= share {
+            (room - pinned_tokens, pinned_tokens)
+        } else {
+            (share, room - share)
+        };
+        ctx.description = tok.truncate_middle(&ctx.description, desc_max);
+        if let Some(i) = pinned {
+            let m = &mut messages[i];
+            if m.tokens > pin_max {
+                m.text = tok.truncate_middle(&m.text, pin_max);
+                m.tokens = tok.count(&m.text);
+                m.truncated = true;
+            }
+        }
+    }
+    ctx.breakdown.ticket = subject_tokens + tok.count(&ctx.description);
+    let mut used = ctx.breakdown.ticket + MESSAGE_FRAMING_TOKENS;
+    if let Some(i) = pinned {
+        used += messages[i].tokens + MESSAGE_FRAMING_TOKENS;
+    }
+
+    // Walk from the newest message back; once one does not fit, everything older is dropped too,
+    // so the kept conversation is one contiguous recent stretch.
+    let mut keep = vec![false; messages.len()];
+    if let Some(i) = pinned {
+        keep[i] = true;
+    }
+    let marker_cost = MESSAGE_FRAMING_TOKENS;
+    for i in (0..messages.len()).rev() {
+        if keep[i] {
+            continue;
+        }
+        let cost = messages[i].tokens + MESSAGE_FRAMING_TOKENS;
+        let reserve = if i > 0 { marker_cost } else { 0 };
+        if used + cost + reserve <= budget {
+            used += cost;
+            keep[i] = true;
+        } else {
+            break;
+        }
+    }
+
+    let mut conversation = Vec::with_capacity(messages.len() + 1);
+    let mut dropped = 0;
+    for (m, kept) in messages.into_iter().zip(keep) {
+        if kept {
+            ctx.breakdown.notes_kept += m.tokens;
+            conversation.push(Entry::Message(m));
+        } else {
+            dropped += 1;
+            ctx.breakdown.dropped_tokens += m.tokens;
+        }
+    }
+    if dropped > 0 {
+        conversation.insert(0, Entry::Omitted { count: dropped });
+    }
+    ctx.breakdown.notes_dropped = dropped;
+    ctx.conversation = conversation;
+}
+
+impl TicketContext {
+    /// Drops the oldest droppable message (never the newest customer message); false when none is left.
+    pub fn drop_oldest(&mut self) -> bool {
+        let pinned = self
+            .conversation
+            .iter()
+            .rposition(|e| matches!(e, Entry::Message(m) if m.author == AuthorKind::Customer));
+        let Some(i) = self
+            .conversation
+            .iter()
+            .enumerate()
+            .position(|(i, e)| matches!(e, Entry::Message(_)) && Some(i) != pinned)
+        else {
+            return false;
+        };
+        if let Entry::Message(m) = self.conversation.remove(i) {
+            self.breakdown.notes_kept -= m.tokens;
+            self.breakdown.dropped_tokens += m.tokens;
+        }
+        self.breakdown.notes_dropped += 1;
+        match self.conversation.first_mut() {
+            Some(Entry::Omitted { count }) => *count += 1,
+            _ => self.conversation.insert(0, Entry::Omitted { count: 1 }),
+        }
+        true
+    }
+
+    /// The newest customer message, if any was kept.
+    pub fn newest_customer_message(&self) -> Option<&Message> {
+        self.conversation.iter().rev().find_map(|e| match e {
+            Entry::Message(m) if m.author == AuthorKind::Customer => Some(m),
+            _ => None,
+        })
+    }
+
+    /// Number of messages kept.
+    pub fn kept_messages(&self) -> usize {
+        self.conversation.iter().filter(|e| matches!(e, Entry::Message(_))).count()
+    }
+}
