@@ -7,6 +7,7 @@
 mod check;
 mod sandbox;
 mod tickets;
+mod triage;
 
 use std::{
     io::{self, Write},
@@ -48,6 +49,8 @@ pub enum Command {
     /// Read tickets through a connection; prints JSON on stdout
     #[command(subcommand)]
     Tickets(tickets::TicketsCommand),
+    /// Propose a triage for one ticket (category, priority, tags, draft); writes nothing
+    Triage(triage::TriageArgs),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -79,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Check => check::run(&Config::load(cli.config.as_deref())?).await,
         Command::Tickets(cmd) => tickets::run(&Config::load(cli.config.as_deref())?, cmd).await,
+        Command::Triage(args) => triage::run(&Config::load(cli.config.as_deref())?, args).await,
     }
 }
 

@@ -24,7 +24,12 @@ mod connection;
 mod report;
 mod secrets;
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::{Context, anyhow, bail};
 use figment::{
@@ -44,9 +49,18 @@ pub use secrets::{Dsn, redact_url};
 
 use secrets::EnvVars;
 
-use crate::ticketing::{
-    DynTicketing,
-    http::{HttpSettings, RetryPolicy},
+use crate::{
+    ticketing::{
+        DynTicketing,
+        http::{HttpSettings, RetryPolicy},
+    },
+    triage::{
+        Budget, Engine, EngineSettings,
+        decision::Limits,
+        llm::{ChatModel, LlmSettings, OpenAiCompatible, OutputMode, Price},
+        prompt::Prompts,
+        rules::Rules,
+    },
 };
 
 /// The embedded defaults, `config/default.toml`.
@@ -79,6 +93,8 @@ pub struct Config {
     pub worker: WorkerConfig,
     /// Timeouts and retries of every helpdesk client.
     pub http: HttpConfig,
+    /// Prompt budget, templates, rules and answer limits.
+    pub triage: TriageConfig,
     /// The helpdesks deskpilot works on.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -108,6 +124,22 @@ pub struct LlmConfig {
     pub request_timeout_secs: u64,
     /// Retries of a failed call after the first attempt.
     pub max_retries: u32,
+    /// Cap on one triage call including retries and waits, seconds.
+    #[serde(default = "default_llm_total_timeout_secs")]
+    pub total_timeout_secs: u64,
+    /// Longest `Retry-After` waited in-process, seconds; longer ones return the event for later.
+    #[serde(default = "default_llm_max_retry_after_secs")]
+    pub max_retry_after_secs: u64,
+    /// `json_schema` (strict structured output) or `json_object` (older servers; the schema is
+    /// then described in the prompt).
+    #[serde(default)]
+    pub output_mode: OutputMode,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: f32,
+    /// Prices per model name, US dollars per million tokens, for cost estimates.
+    #[serde(default)]
+    pub prices: BTreeMap<String, Price>,
     #[serde(skip)]
     resolved: ResolvedKey,
 }
@@ -145,6 +177,26 @@ impl LlmConfig {
         self.api_key().is_some() || self.base_url.trim_end_matches('/') != OPENAI_BASE_URL
     }
 
+    /// The price of the configured model, when listed in `prices`.
+    pub fn price(&self) -> Option<Price> {
+        self.prices.get(&self.model).copied()
+    }
+
+    /// The client settings of the configured endpoint.
+    pub fn settings(&self) -> LlmSettings {
+        LlmSettings {
+            api_key: self.api_key().cloned(),
+            output_mode: self.output_mode,
+            connect_timeout: self.connect_timeout(),
+            request_timeout: self.request_timeout(),
+            max_retries: self.max_retries as usize,
+            total_timeout: Duration::from_secs(self.total_timeout_secs),
+            max_retry_after: Duration::from_secs(self.max_retry_after_secs),
+            temperature: self.temperature,
+            ..LlmSettings::new(&self.base_url, &self.model)
+        }
+    }
+
     /// Connect timeout.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(self.connect_timeout_secs)
@@ -171,6 +223,41 @@ impl LlmConfig {
             (None, None) => (None, "neither llm.api_key nor llm.api_key_env is set".to_owned()),
         };
     }
+}
+
+fn default_llm_total_timeout_secs() -> u64 {
+    180
+}
+
+fn default_llm_max_retry_after_secs() -> u64 {
+    60
+}
+
+/// `[triage]`: what the model sees and may answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageConfig {
+    /// Most tokens a prompt may take (system + ticket); older notes are dropped to fit.
+    pub prompt_budget_tokens: usize,
+    /// Tokens reserved for the answer (`max_completion_tokens`).
+    pub answer_reserve_tokens: u32,
+    /// Strip HTML, quoted history and signatures before counting.
+    #[serde(default = "default_true")]
+    pub clean: bool,
+    /// A directory with edited copies of `prompts/` (`triage/system.j2`, ...); unset = the
+    /// templates compiled into the binary.
+    #[serde(default)]
+    pub prompts_dir: Option<PathBuf>,
+    /// A fallback rules file like `config/rules.toml`; unset = the rules compiled into the binary.
+    #[serde(default)]
+    pub rules_file: Option<PathBuf>,
+    /// Limits on the answer.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[bus]`: where ticket events travel.
@@ -357,6 +444,28 @@ impl Config {
             (1..=4096).contains(&self.worker.concurrency),
             format!("worker.concurrency = {} must be between 1 and 4096", self.worker.concurrency),
         );
+        check(llm.total_timeout_secs > 0, "llm.total_timeout_secs must be at least 1".into());
+        check(
+            (0.0..=2.0).contains(&llm.temperature),
+            format!("llm.temperature = {} must be between 0 and 2", llm.temperature),
+        );
+        let t = &self.triage;
+        check(
+            (500..=1_000_000).contains(&t.prompt_budget_tokens),
+            format!(
+                "triage.prompt_budget_tokens = {} must be between 500 and 1000000",
+                t.prompt_budget_tokens
+            ),
+        );
+        check(
+            (100..=100_000).contains(&t.answer_reserve_tokens),
+            format!(
+                "triage.answer_reserve_tokens = {} must be between 100 and 100000",
+                t.answer_reserve_tokens
+            ),
+        );
+        check(t.limits.max_tags > 0, "triage.limits.max_tags must be at least 1".into());
+        check(t.limits.max_draft_chars >= 100, "triage.limits.max_draft_chars must be at least 100".into());
         check(self.http.connect_timeout_secs > 0, "http.connect_timeout_secs must be at least 1".into());
         check(self.http.request_timeout_secs > 0, "http.request_timeout_secs must be at least 1".into());
 
@@ -397,6 +506,33 @@ impl Config {
     /// environment. The one place that knows which backends this build has.
     pub fn ticketing(&self, conn: &ConnectionConfig) -> anyhow::Result<DynTicketing> {
         conn.connect(&self.http.settings(), &self.env).with_context(|| format!("connection `{}`", conn.id))
+    }
+
+    /// The triage engine this config describes: the LLM when one is configured (otherwise rules
+    /// only), the prompt templates and the fallback rules, all checked now.
+    pub fn triage_engine(&self) -> anyhow::Result<Engine> {
+        let llm: Option<Arc<dyn ChatModel>> = if self.llm.is_configured() {
+            Some(Arc::new(OpenAiCompatible::new(self.llm.settings()).context("llm")?))
+        } else {
+            None
+        };
+        let t = &self.triage;
+        let prompts = match &t.prompts_dir {
+            Some(dir) => Prompts::from_dir(dir).context("triage.prompts_dir")?,
+            None => Prompts::embedded().context("embedded prompts")?,
+        };
+        let rules = match &t.rules_file {
+            Some(file) => Rules::from_file(file).context("triage.rules_file")?,
+            None => Rules::embedded().context("embedded rules")?,
+        };
+        let settings = EngineSettings {
+            budget: Budget { prompt_tokens: t.prompt_budget_tokens, answer_tokens: t.answer_reserve_tokens },
+            clean: t.clean,
+            limits: t.limits.clone(),
+            output_mode: self.llm.output_mode,
+            price: self.llm.price(),
+        };
+        Ok(Engine::new(llm, prompts, rules, &self.llm.model, settings))
     }
 
     /// [`Config::ticketing`] for the connection with this id.

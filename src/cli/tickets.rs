@@ -123,8 +123,13 @@ async fn get(config: &Config, args: GetArgs) -> anyhow::Result<()> {
 
 /// The connection named by `--connection` (or the only one) and its client.
 fn connect(config: &Config, target: &Target) -> anyhow::Result<(String, DynTicketing)> {
-    let id = match (&target.connection, config.connections.as_slice()) {
-        (Some(id), _) => id.clone(),
+    connection_client(config, target.connection.as_deref())
+}
+
+/// The connection with this id (or the only one configured) and its client.
+pub(super) fn connection_client(config: &Config, id: Option<&str>) -> anyhow::Result<(String, DynTicketing)> {
+    let id = match (id, config.connections.as_slice()) {
+        (Some(id), _) => id.to_owned(),
         (None, [only]) => only.id.clone(),
         (None, _) => anyhow::bail!(
             "which connection? pass --connection ID; configured connections: {}",

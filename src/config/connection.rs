@@ -24,6 +24,7 @@ use crate::ticketing::{
     http::HttpSettings,
     unified::{DEFAULT_CATEGORY_TTL, Region, UnifiedClient},
 };
+use crate::triage::{Policy, decision::TagPolicy};
 
 /// What deskpilot does with a triage decision on this connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -67,6 +68,11 @@ pub struct ConnectionConfig {
     /// Someone checked that notes deskpilot creates through this connection are internal
     /// (agent-only) in the helpdesk; Unified.to does not report a note's visibility.
     pub notes_internal_verified: bool,
+    /// Tags deskpilot may propose; empty = any (normalised) tag.
+    pub allowed_tags: Vec<String>,
+    /// Decide with the fallback rules when the LLM fails past its retry budget, instead of
+    /// retrying the event later.
+    pub rules_fallback: bool,
     /// The backend and its own settings.
     pub backend: BackendConfig,
 }
@@ -75,7 +81,8 @@ pub struct ConnectionConfig {
 pub const DEFAULT_CONFIDENCE_THRESHOLD: f64 = 0.85;
 
 /// The keys every connection takes besides `backend`; the rest belongs to the backend.
-const COMMON_KEYS: &[&str] = &["id", "mode", "confidence_threshold", "notes_internal_verified"];
+const COMMON_KEYS: &[&str] =
+    &["id", "mode", "confidence_threshold", "notes_internal_verified", "allowed_tags", "rules_fallback"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -87,6 +94,10 @@ struct CommonFields {
     confidence_threshold: f64,
     #[serde(default)]
     notes_internal_verified: bool,
+    #[serde(default)]
+    allowed_tags: Vec<String>,
+    #[serde(default)]
+    rules_fallback: bool,
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -254,6 +265,17 @@ impl BackendConfig {
 }
 
 impl ConnectionConfig {
+    /// The triage policy of this connection: its tag policy and whether the rules may stand in
+    /// for a failing LLM.
+    pub fn triage_policy(&self) -> Policy {
+        let tags = if self.allowed_tags.is_empty() {
+            TagPolicy::Free
+        } else {
+            TagPolicy::allow_list(self.allowed_tags.iter().map(String::as_str))
+        };
+        Policy { connection: self.id.clone(), tags, rules_fallback: self.rules_fallback }
+    }
+
     /// Builds the client. Adding a backend is one arm here.
     pub(super) fn connect(&self, http: &HttpSettings, env: &EnvVars) -> anyhow::Result<DynTicketing> {
         let secret = || {
@@ -386,6 +408,8 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         mode: common.mode,
         confidence_threshold: common.confidence_threshold,
         notes_internal_verified: common.notes_internal_verified,
+        allowed_tags: common.allowed_tags,
+        rules_fallback: common.rules_fallback,
         backend: backend_config,
     })
 }

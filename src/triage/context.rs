@@ -188,10 +188,21 @@ pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketConte
         .filter(|m| !m.text.is_empty())
         .collect();
 
-    let mut ctx = TicketContext {
+    let mut ctx = skeleton(g);
+    ctx.subject = subject;
+    ctx.description = description;
+    ctx.breakdown.chars_removed_by_cleaning = removed;
+    fit(&mut ctx, messages, tok, opts.budget);
+    ctx
+}
+
+/// The ticket's metadata, customer and categories with no text or conversation: what every prompt
+/// costs before the ticket's own words (used to work out the conversation's budget).
+pub fn skeleton(g: &Gathered) -> TicketContext {
+    TicketContext {
         ticket_id: g.ticket.id.clone().unwrap_or_default(),
-        subject,
-        description,
+        subject: String::new(),
+        description: String::new(),
         priority: g.ticket.priority_level(),
         tags: g.ticket.tags.clone(),
         created_at: g.ticket.created_at.map(format_timestamp),
@@ -210,10 +221,8 @@ pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketConte
                 })
             })
             .collect(),
-        breakdown: TokenBreakdown { chars_removed_by_cleaning: removed, ..TokenBreakdown::default() },
-    };
-    fit(&mut ctx, messages, tok, opts.budget);
-    ctx
+        breakdown: TokenBreakdown::default(),
+    }
 }
 
 /// Keeps as many of the newest messages as fit, pinning the newest customer message.

@@ -1,8 +1,16 @@
 //! The triage engine: from a ticket id to a validated Decision, writing nothing anywhere.
+//!
+//! `context` gathers (read only) and fits the ticket to a token budget after `clean`ing it,
+//! `prompt` renders the templates, `llm` asks an OpenAI-compatible model, `decision` validates
+//! the answer, `rules` decide when no LLM can, and `engine` ties them together.
 
 pub mod clean;
 pub mod context;
 pub mod decision;
+pub mod engine;
 pub mod llm;
 pub mod prompt;
+pub mod rules;
 pub mod tokens;
+
+pub use engine::{Budget, Engine, EngineSettings, Policy, Report, Triage, TriageError};

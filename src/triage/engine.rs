@@ -1,0 +1,365 @@
+//! The triage engine: gathered ticket → prompt within budget → LLM (one repair round trip) →
+//! validated [`Decision`], or the rules fallback. Reads only; writes nothing anywhere.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use super::{
+    context::{self, ContextOptions, Gathered, TicketContext, TokenBreakdown},
+    decision::{self, Decision, DecisionError, Limits, TagPolicy, Validated},
+    llm::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, OutputMode, Price, Usage},
+    prompt::{PromptError, PromptLimits, Prompts},
+    rules::Rules,
+    tokens::Tokenizer,
+};
+use crate::ticketing::{Ticketing, TicketingError};
+
+/// Token budget of one triage call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Budget {
+    /// Most tokens the whole prompt (system + user messages) may take.
+    pub prompt_tokens: usize,
+    /// Tokens reserved for the answer (`max_completion_tokens`).
+    pub answer_tokens: u32,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self { prompt_tokens: 6000, answer_tokens: 1200 }
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Token budget.
+    pub budget: Budget,
+    /// Clean HTML, quotes and signatures before counting (off only to measure).
+    pub clean: bool,
+    /// Answer limits.
+    pub limits: Limits,
+    /// How the JSON shape is requested.
+    pub output_mode: OutputMode,
+    /// Price of the configured model, when known, for cost estimates.
+    pub price: Option<Price>,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        Self {
+            budget: Budget::default(),
+            clean: true,
+            limits: Limits::default(),
+            output_mode: OutputMode::JsonSchema,
+            price: None,
+        }
+    }
+}
+
+/// What a connection allows.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Connection id (for logs and connection-scoped rules).
+    pub connection: String,
+    /// Which tags may be proposed.
+    pub tags: TagPolicy,
+    /// Use the rules when the LLM fails past its retry budget (otherwise the error is returned so
+    /// the worker can retry later).
+    pub rules_fallback: bool,
+}
+
+impl Policy {
+    /// A policy with free tags and no fallback.
+    pub fn new(connection: impl Into<String>) -> Self {
+        Self { connection: connection.into(), tags: TagPolicy::Free, rules_fallback: false }
+    }
+}
+
+/// Figures about one triage, for the CLI, logs, metrics and the store.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Hash of the prompt templates used.
+    pub prompt_version: String,
+    /// Tokenizer encoding.
+    pub encoding: &'static str,
+    /// Prompt tokens as counted here (exact for OpenAI models).
+    pub prompt_tokens: usize,
+    /// The prompt budget.
+    pub prompt_budget: usize,
+    /// Where the context's tokens went.
+    pub context: TokenBreakdown,
+    /// Usage reported by the server, summed over calls.
+    pub usage: Usage,
+    /// Estimated cost in US dollars, when the model's price is configured.
+    pub cost_usd: Option<f64>,
+    /// LLM calls made (2 when the answer needed a repair).
+    pub llm_calls: u32,
+    /// HTTP attempts including retries.
+    pub llm_attempts: u32,
+    /// Time spent waiting for the LLM.
+    pub llm_latency_ms: u64,
+    /// Whether the first answer was invalid and a repair was asked for.
+    pub repaired: bool,
+    /// Why the rules decided instead of the LLM, when they did.
+    pub fallback: Option<String>,
+}
+
+/// The outcome of triage.
+#[derive(Debug, Clone, Serialize)]
+pub struct Triage {
+    /// The validated decision.
+    pub decision: Decision,
+    /// Non-fatal adjustments made during validation.
+    pub notes: Vec<String>,
+    /// Figures.
+    pub report: Report,
+}
+
+/// Why no decision was produced.
+#[derive(Debug, thiserror::Error)]
+pub enum TriageError {
+    /// Reading the helpdesk failed.
+    #[error(transparent)]
+    Helpdesk(#[from] TicketingError),
+    /// The LLM failed and the connection does not allow the rules fallback.
+    #[error(transparent)]
+    Llm(LlmError),
+    /// The answer was still invalid after the repair round trip.
+    #[error("the LLM's answer was invalid after one repair: {error}")]
+    InvalidDecision {
+        /// What was wrong.
+        error: DecisionError,
+    },
+    /// A prompt template failed to render.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+}
+
+impl TriageError {
+    /// Whether the same ticket may succeed later (the worker's retry vs dead-letter choice).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Helpdesk(e) => e.is_retryable(),
+            Self::Llm(e) => e.is_retryable(),
+            Self::InvalidDecision { .. } | Self::Prompt(_) => false,
+        }
+    }
+
+    /// The wait a backend asked for, if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Helpdesk(e) => e.retry_after(),
+            Self::Llm(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// The triage engine. Cheap to share behind an `Arc`.
+pub struct Engine {
+    llm: Option<Arc<dyn ChatModel>>,
+    prompts: Prompts,
+    rules: Rules,
+    tokenizer: Tokenizer,
+    settings: EngineSettings,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("model", &self.llm.as_ref().map(|m| m.model().to_owned()))
+            .field("prompt_version", &self.prompts.version())
+            .field("rules", &self.rules.len())
+            .field("tokenizer", &self.tokenizer)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// An engine; `llm = None` decides with the rules only. `tokenizer_model` chooses the
+    /// encoding (the LLM's model name).
+    pub fn new(
+        llm: Option<Arc<dyn ChatModel>>,
+        prompts: Prompts,
+        rules: Rules,
+        tokenizer_model: &str,
+        settings: EngineSettings,
+    ) -> Self {
+        let tokenizer = Tokenizer::for_model(tokenizer_model);
+        tokenizer.warm();
+        Self { llm, prompts, rules, tokenizer, settings }
+    }
+
+    /// The configured model, if any.
+    pub fn model(&self) -> Option<&str> {
+        self.llm.as_deref().map(|m| m.model())
+    }
+
+    /// The tokenizer in use.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// Reads the ticket through `helpdesk` and decides.
+    pub async fn triage(
+        &self,
+        helpdesk: &dyn Ticketing,
+        ticket_id: &str,
+        policy: &Policy,
+    ) -> Result<Triage, TriageError> {
+        let gathered = context::gather(helpdesk, ticket_id).await?;
+        self.decide(&gathered, policy).await
+    }
+
+    /// Builds the prompt for a gathered ticket, fitted to the budget: the context and its messages.
+    pub fn prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>), PromptError> {
+        let limits = self.prompt_limits();
+        let schema = self.schema_in_prompt(g);
+        let skeleton = context::skeleton(g);
+        let fixed = self.tokenizer.count_chat(
+            self.prompts.messages(&skeleton, limits, schema.as_ref())?.iter().map(|m| m.content.as_str()),
+        );
+        let room = self.settings.budget.prompt_tokens.saturating_sub(fixed);
+        let mut ctx = context::build(
+            g,
+            &self.tokenizer,
+            ContextOptions { clean: self.settings.clean, budget: Some(room) },
+        );
+        // Per-message framing is estimated while fitting; the exact count of the rendered prompt
+        // decides, dropping more of the oldest notes while it is over.
+        loop {
+            let messages = self.prompts.messages(&ctx, limits, schema.as_ref())?;
+            let tokens = self.tokenizer.count_chat(messages.iter().map(|m| m.content.as_str()));
+            if tokens <= self.settings.budget.prompt_tokens || !ctx.drop_oldest() {
+                return Ok((ctx, messages));
+            }
+        }
+    }
+
+    /// Decides for an already gathered ticket.
+    pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
+        let (ctx, messages) = self.prompt(g)?;
+        let mut report = Report {
+            prompt_version: self.prompts.version().to_owned(),
+            encoding: self.tokenizer.name(),
+            prompt_tokens: self.tokenizer.count_chat(messages.iter().map(|m| m.content.as_str())),
+            prompt_budget: self.settings.budget.prompt_tokens,
+            context: ctx.breakdown.clone(),
+            ..Report::default()
+        };
+        let Some(llm) = &self.llm else {
+            return self.by_rules(g, &ctx, policy, report, "no LLM is configured".into());
+        };
+        match self.ask(llm.as_ref(), g, messages, policy, &mut report).await {
+            Ok(validated) => Ok(Triage { decision: validated.decision, notes: validated.notes, report }),
+            Err(TriageError::Llm(e)) if policy.rules_fallback => {
+                tracing::warn!(connection = %policy.connection, error = %e, "LLM failed; deciding with the rules");
+                self.by_rules(g, &ctx, policy, report, format!("the LLM failed: {e}"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The LLM conversation: ask, validate, and on an invalid answer one repair round trip.
+    async fn ask(
+        &self,
+        llm: &dyn ChatModel,
+        g: &Gathered,
+        mut messages: Vec<ChatMessage>,
+        policy: &Policy,
+        report: &mut Report,
+    ) -> Result<Validated, TriageError> {
+        let origin = decision::Origin::Llm { model: llm.model().to_owned() };
+        let check = |content: &str| {
+            decision::validate(content, &g.categories, &policy.tags, &self.settings.limits, origin.clone())
+        };
+        let (answer, problems) = match self.call(llm, g, &messages, report).await {
+            Ok(answer) => match check(&answer.content) {
+                Ok(v) => return Ok(v),
+                Err(e) => (answer.content, problem_lines(&e)),
+            },
+            Err(LlmError::Incomplete { partial, finish_reason }) => (
+                partial,
+                vec![format!(
+                    "the answer was cut off (finish_reason `{finish_reason}`) before the JSON object was complete; \
+                     keep draft_reply and the other texts shorter"
+                )],
+            ),
+            Err(e) => return Err(TriageError::Llm(e)),
+        };
+        report.repaired = true;
+        tracing::info!(connection = %policy.connection, problems = problems.len(), "LLM answer invalid; asking for a repair");
+        messages.push(ChatMessage::assistant(answer));
+        messages.push(ChatMessage::user(self.prompts.repair(&problems)?));
+        let answer = match self.call(llm, g, &messages, report).await {
+            Ok(answer) => answer.content,
+            Err(LlmError::Incomplete { partial, .. }) => partial,
+            Err(e) => return Err(TriageError::Llm(e)),
+        };
+        check(&answer).map_err(|error| TriageError::InvalidDecision { error })
+    }
+
+    async fn call(
+        &self,
+        llm: &dyn ChatModel,
+        g: &Gathered,
+        messages: &[ChatMessage],
+        report: &mut Report,
+    ) -> Result<ChatAnswer, LlmError> {
+        let request = ChatRequest {
+            messages: messages.to_vec(),
+            schema_name: decision::schema_name(),
+            schema: decision::response_schema(&g.categories, &self.settings.limits),
+            max_completion_tokens: self.settings.budget.answer_tokens,
+        };
+        let started = Instant::now();
+        let result = llm.complete(&request).await;
+        report.llm_calls += 1;
+        report.llm_latency_ms += started.elapsed().as_millis() as u64;
+        if let Ok(answer) = &result {
+            report.llm_attempts += answer.attempts;
+            report.usage.prompt_tokens += answer.usage.prompt_tokens;
+            report.usage.completion_tokens += answer.usage.completion_tokens;
+            report.usage.cached_tokens += answer.usage.cached_tokens;
+            report.cost_usd = self.settings.price.map(|p| p.cost(report.usage));
+        }
+        result
+    }
+
+    fn by_rules(
+        &self,
+        g: &Gathered,
+        ctx: &TicketContext,
+        policy: &Policy,
+        mut report: Report,
+        why: String,
+    ) -> Result<Triage, TriageError> {
+        let decision = self.rules.decide(&policy.connection, ctx);
+        let validated = decision
+            .recheck(&g.categories, &policy.tags, &self.settings.limits)
+            .map_err(|error| TriageError::InvalidDecision { error })?;
+        report.fallback = Some(why);
+        Ok(Triage { decision: validated.decision, notes: validated.notes, report })
+    }
+
+    fn prompt_limits(&self) -> PromptLimits {
+        PromptLimits {
+            max_tags: self.settings.limits.max_tags,
+            max_draft_chars: self.settings.limits.max_draft_chars,
+        }
+    }
+
+    /// In `json_object` mode the schema is described in the system prompt.
+    fn schema_in_prompt(&self, g: &Gathered) -> Option<serde_json::Value> {
+        (self.settings.output_mode == OutputMode::JsonObject)
+            .then(|| decision::response_schema(&g.categories, &self.settings.limits))
+    }
+}
+
+fn problem_lines(e: &DecisionError) -> Vec<String> {
+    e.problems().into_iter().map(|p| p.to_string()).collect()
+}
