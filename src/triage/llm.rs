@@ -393,7 +393,7 @@ impl ChatModel for OpenAiCompatible {
                 .when(LlmError::is_retryable)
                 .adjust(move |e: &LlmError, delay| match e.retry_after() {
                     Some(wait) if wait > cap => None,
-                    Some(wait) => Some(wait),
+                    Some(wait) => delay.map(|_| wait),
                     None => delay,
                 })
                 .notify(|e: &LlmError, delay| {

@@ -1,0 +1,109 @@
+//! Context-building time and prompt tokens per ticket over the sandbox corpus, with cleaning and
+//! the token budget versus the raw full history.
+//!
+//! Run: `cargo bench --bench context` (release build). Tickets are gathered once from an
+//! in-process sandbox first, so the figures measure cleaning, counting, fitting and rendering, not
+//! HTTP.
+
+use std::time::{Duration, Instant};
+
+use deskpilot::{
+    sandbox::{self, SandboxOptions},
+    ticketing::{ListQuery, Ticketing, all_tickets, collect_all, http::HttpSettings, unified::UnifiedClient},
+    triage::{
+        Budget, Engine, EngineSettings,
+        context::{self, Gathered},
+        prompt::Prompts,
+        rules::Rules,
+    },
+};
+
+const ROUNDS: usize = 5;
+
+struct Figures {
+    times: Vec<Duration>,
+    tokens: Vec<usize>,
+}
+
+impl Figures {
+    fn print(&self, label: &str) {
+        let mut t = self.times.clone();
+        t.sort();
+        let mut k = self.tokens.clone();
+        k.sort();
+        let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        let mean_us = t.iter().map(|d| d.as_secs_f64()).sum::<f64>() / t.len() as f64 * 1e6;
+        let total: usize = k.iter().sum();
+        println!(
+            "{label:<34} build mean {mean_us:>8.1} µs  p50 {:>8.1} µs  p99 {:>8.1} µs | prompt tokens mean {:>6.0}  p50 {:>5}  max {:>6}  total {:>7}",
+            pct(&t, 0.5).as_secs_f64() * 1e6,
+            pct(&t, 0.99).as_secs_f64() * 1e6,
+            total as f64 / k.len() as f64,
+            k[k.len() / 2],
+            k[k.len() - 1],
+            total / ROUNDS,
+        );
+    }
+}
+
+fn measure(engine: &Engine, corpus: &[Gathered]) -> Figures {
+    let mut f = Figures { times: Vec::new(), tokens: Vec::new() };
+    for _ in 0..ROUNDS {
+        for g in corpus {
+            let started = Instant::now();
+            let (_, messages) = engine.prompt(g).expect("prompt renders");
+            let tokens = engine.tokenizer().count_chat(messages.iter().map(|m| m.content.as_str()));
+            f.times.push(started.elapsed());
+            f.tokens.push(tokens);
+        }
+    }
+    f
+}
+
+fn engine(clean: bool, budget: usize) -> Engine {
+    let settings = EngineSettings {
+        clean,
+        budget: Budget { prompt_tokens: budget, answer_tokens: 1200 },
+        ..EngineSettings::default()
+    };
+    Engine::new(None, Prompts::embedded().unwrap(), Rules::embedded().unwrap(), "gpt-4o-mini", settings)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let sb = sandbox::spawn(SandboxOptions { api_key: "bench".into(), ..SandboxOptions::default() }).await?;
+    let client = UnifiedClient::new(&sb.base_url, "demo", "bench".into(), &HttpSettings::default())?;
+    let tickets = collect_all(all_tickets(&client, ListQuery::default())).await?;
+    let mut corpus = Vec::new();
+    for t in &tickets {
+        corpus.push(context::gather(&client as &dyn Ticketing, t.id.as_deref().unwrap()).await?);
+    }
+    let notes: usize = corpus.iter().map(|g| g.notes.len()).sum();
+    println!("corpus: {} tickets, {notes} notes (sandbox `demo`), {ROUNDS} rounds each", corpus.len());
+
+    let started = Instant::now();
+    let cleaned = engine(true, 6000);
+    println!(
+        "tokenizer + templates + rules ready in {:?} (o200k_base built once per process)",
+        started.elapsed()
+    );
+
+    let full = measure(&engine(false, usize::MAX / 2), &corpus);
+    let clean_only = measure(&engine(true, usize::MAX / 2), &corpus);
+    let budgeted = measure(&cleaned, &corpus);
+    let tight = measure(&engine(true, 2000), &corpus);
+    full.print("raw full history (no clean/budget)");
+    clean_only.print("cleaned, no budget");
+    budgeted.print("cleaned, budget 6000");
+    tight.print("cleaned, budget 2000");
+    let saved = |a: &Figures, b: &Figures| {
+        100.0 * (1.0 - b.tokens.iter().sum::<usize>() as f64 / a.tokens.iter().sum::<usize>() as f64)
+    };
+    println!(
+        "prompt tokens saved vs raw: cleaning {:.1} %, cleaning + budget 6000 {:.1} %, + budget 2000 {:.1} %",
+        saved(&full, &clean_only),
+        saved(&full, &budgeted),
+        saved(&full, &tight)
+    );
+    Ok(())
+}
