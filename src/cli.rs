@@ -5,9 +5,11 @@
 //! Usage errors are clap's (exit code 2).
 
 mod check;
+mod demo;
 mod sandbox;
 mod tickets;
 mod triage;
+mod worker;
 
 use std::{
     io::{self, Write},
@@ -51,6 +53,18 @@ pub enum Command {
     Tickets(tickets::TicketsCommand),
     /// Propose a triage for one ticket (category, priority, tags, draft); writes nothing
     Triage(triage::TriageArgs),
+    /// Run the whole pipeline in one process on the sandbox helpdesk (in-process bus, SQLite)
+    Demo(demo::DemoArgs),
+    /// Consume ticket events from RabbitMQ, triage and act on them until SIGTERM/Ctrl-C
+    Worker,
+    /// Publish one ticket event by hand (confirmed by the broker); prints it
+    Publish(worker::PublishArgs),
+    /// Broker topology
+    #[command(subcommand)]
+    Bus(worker::BusCommand),
+    /// The dead-letter queue
+    #[command(subcommand)]
+    Dead(worker::DeadCommand),
 }
 
 /// Parses the command line, runs the command and turns its outcome into an exit code.
@@ -83,6 +97,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check => check::run(&Config::load(cli.config.as_deref())?).await,
         Command::Tickets(cmd) => tickets::run(&Config::load(cli.config.as_deref())?, cmd).await,
         Command::Triage(args) => triage::run(&Config::load(cli.config.as_deref())?, args).await,
+        Command::Demo(args) => demo::run(&Config::load(cli.config.as_deref())?, args).await,
+        Command::Worker => worker::worker(&Config::load(cli.config.as_deref())?).await,
+        Command::Publish(args) => worker::publish(&Config::load(cli.config.as_deref())?, args).await,
+        Command::Bus(cmd) => worker::bus(&Config::load(cli.config.as_deref())?, cmd).await,
+        Command::Dead(cmd) => worker::dead(&Config::load(cli.config.as_deref())?, cmd).await,
     }
 }
 

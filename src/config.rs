@@ -50,6 +50,7 @@ pub use secrets::{Dsn, redact_url};
 use secrets::EnvVars;
 
 use crate::{
+    bus::BusSettings,
     ticketing::{
         DynTicketing,
         http::{HttpSettings, RetryPolicy},
@@ -291,8 +292,39 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
-    /// Events handled at once.
+    /// Events handled at once (also the broker prefetch).
     pub concurrency: u32,
+    /// How long a claim on a ticket is held before another replica may take over, seconds.
+    #[serde(default = "default_lease_secs")]
+    pub lease_secs: u64,
+    /// How long shutdown waits for in-flight events before handing them back, seconds.
+    #[serde(default = "default_drain_secs")]
+    pub drain_deadline_secs: u64,
+    /// Delay tiers for retries, seconds (one RabbitMQ TTL queue each).
+    #[serde(default = "default_retry_delays")]
+    pub retry_delays_secs: Vec<u64>,
+    /// Deliveries of one message before the broker dead-letters it (`x-delivery-limit`).
+    #[serde(default = "default_delivery_limit")]
+    pub delivery_limit: u32,
+    /// Where `/metrics` (Prometheus) and `/health` are served; empty = not served.
+    #[serde(default = "default_metrics_addr")]
+    pub metrics_addr: String,
+}
+
+fn default_lease_secs() -> u64 {
+    600
+}
+fn default_drain_secs() -> u64 {
+    30
+}
+fn default_retry_delays() -> Vec<u64> {
+    vec![5, 30, 120, 600]
+}
+fn default_delivery_limit() -> u32 {
+    10
+}
+fn default_metrics_addr() -> String {
+    "127.0.0.1:9464".to_owned()
 }
 
 /// `[http]`: timeouts and retries of the helpdesk clients.
@@ -466,6 +498,23 @@ impl Config {
         );
         check(t.limits.max_tags > 0, "triage.limits.max_tags must be at least 1".into());
         check(t.limits.max_draft_chars >= 100, "triage.limits.max_draft_chars must be at least 100".into());
+        let w = &self.worker;
+        check(w.lease_secs >= 30, format!("worker.lease_secs = {} must be at least 30", w.lease_secs));
+        check(
+            !w.retry_delays_secs.is_empty() && w.retry_delays_secs.iter().all(|d| (1..=86_400).contains(d)),
+            "worker.retry_delays_secs must list at least one delay of 1 to 86400 seconds".into(),
+        );
+        check(
+            (2..=1000).contains(&w.delivery_limit),
+            format!("worker.delivery_limit = {} must be between 2 and 1000", w.delivery_limit),
+        );
+        check(
+            w.metrics_addr.is_empty() || w.metrics_addr.parse::<std::net::SocketAddr>().is_ok(),
+            format!(
+                "worker.metrics_addr = {:?} must be empty or an address such as 127.0.0.1:9464",
+                w.metrics_addr
+            ),
+        );
         check(self.http.connect_timeout_secs > 0, "http.connect_timeout_secs must be at least 1".into());
         check(self.http.request_timeout_secs > 0, "http.request_timeout_secs must be at least 1".into());
 
@@ -533,6 +582,43 @@ impl Config {
             price: self.llm.price(),
         };
         Ok(Engine::new(llm, prompts, rules, &self.llm.model, settings))
+    }
+
+    /// Bus names and tunables: `[bus]` names, `[worker]` retry tiers, delivery limit and prefetch.
+    pub fn bus_settings(&self) -> BusSettings {
+        BusSettings {
+            retry_delays: self.worker.retry_delays_secs.iter().map(|s| Duration::from_secs(*s)).collect(),
+            delivery_limit: self.worker.delivery_limit,
+            prefetch: u16::try_from(self.worker.concurrency).unwrap_or(u16::MAX),
+            ..BusSettings::new(&self.bus.exchange, &self.bus.queue)
+        }
+    }
+
+    /// The worker's view of every connection: client, triage policy, act policy.
+    pub fn worker_connections(
+        &self,
+    ) -> anyhow::Result<std::collections::HashMap<String, crate::worker::Connection>> {
+        self.connections
+            .iter()
+            .map(|c| {
+                let conn = crate::worker::Connection {
+                    helpdesk: self.ticketing(c)?,
+                    triage: c.triage_policy(),
+                    act: c.act_policy(),
+                };
+                Ok((c.id.clone(), conn))
+            })
+            .collect()
+    }
+
+    /// Worker settings from `[worker]`.
+    pub fn worker_settings(&self) -> crate::worker::WorkerSettings {
+        crate::worker::WorkerSettings {
+            max_in_flight: self.worker.concurrency as usize,
+            lease: Duration::from_secs(self.worker.lease_secs),
+            drain_deadline: Duration::from_secs(self.worker.drain_deadline_secs),
+            ..crate::worker::WorkerSettings::default()
+        }
     }
 
     /// [`Config::ticketing`] for the connection with this id.

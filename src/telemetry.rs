@@ -52,3 +52,39 @@ fn filter_from_env() -> (EnvFilter, Option<(&'static str, String)>) {
     }
     (EnvFilter::new(DEFAULT_FILTER), None)
 }
+
+/// Histogram buckets (seconds) for event, stage and LLM latencies.
+const LATENCY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0];
+
+/// Installs the Prometheus recorder behind the `metrics` facade and keeps it tidy in the
+/// background (histograms would grow without the upkeep). Returns the handle that renders the
+/// text exposition, or `None` when a recorder is already installed (tests, a second call).
+pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Some(handle)
+}
+
+/// Serves `GET /metrics` (Prometheus text) and `GET /health` on `listener` until `shutdown`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::{Router, routing::get};
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(handle.render())))
+        .route("/health", get(|| std::future::ready("ok")));
+    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}

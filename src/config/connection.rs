@@ -6,7 +6,7 @@
 //! selection too, but it buffers the table first and its errors then lose the failing key's name; so
 //! [`ConnectionConfig`] splits the table itself and lets serde read each part in place.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use figment::{
     error::Kind,
@@ -19,6 +19,8 @@ use super::{
     is_http_url,
     secrets::{EnvVars, resolve_secret},
 };
+use crate::act::ActPolicy;
+use crate::ticketing::PriorityLevel;
 use crate::ticketing::{
     DynTicketing,
     http::HttpSettings,
@@ -27,28 +29,7 @@ use crate::ticketing::{
 use crate::triage::{Policy, decision::TagPolicy};
 
 /// What deskpilot does with a triage decision on this connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Write nothing to the helpdesk; store the proposal for review.
-    #[default]
-    Shadow,
-    /// Update the ticket and post the draft as an internal note.
-    Apply,
-    /// Apply when confidence ≥ `confidence_threshold`, shadow otherwise.
-    ApplyIfConfident,
-}
-
-impl Mode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Shadow => "shadow",
-            Self::Apply => "apply",
-            Self::ApplyIfConfident => "apply_if_confident",
-        }
-    }
-}
+pub use crate::act::Mode;
 
 impl std::fmt::Display for Mode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,6 +51,14 @@ pub struct ConnectionConfig {
     pub notes_internal_verified: bool,
     /// Tags deskpilot may propose; empty = any (normalised) tag.
     pub allowed_tags: Vec<String>,
+    /// Categories `apply_if_confident` may apply; empty = none (everything is shadowed).
+    pub automated_categories: Vec<String>,
+    /// Assignee (helpdesk user id) per category id.
+    pub routing: BTreeMap<String, String>,
+    /// The helpdesk's priority word per level (`LOW`, `NORMAL`, `HIGH`, `URGENT`); default lowercase.
+    pub priority_values: BTreeMap<PriorityLevel, String>,
+    /// Agent user id to post notes as, if the backend needs one.
+    pub note_user_id: Option<String>,
     /// Decide with the fallback rules when the LLM fails past its retry budget, instead of
     /// retrying the event later.
     pub rules_fallback: bool,
@@ -81,8 +70,18 @@ pub struct ConnectionConfig {
 pub const DEFAULT_CONFIDENCE_THRESHOLD: f64 = 0.85;
 
 /// The keys every connection takes besides `backend`; the rest belongs to the backend.
-const COMMON_KEYS: &[&str] =
-    &["id", "mode", "confidence_threshold", "notes_internal_verified", "allowed_tags", "rules_fallback"];
+const COMMON_KEYS: &[&str] = &[
+    "id",
+    "mode",
+    "confidence_threshold",
+    "notes_internal_verified",
+    "allowed_tags",
+    "rules_fallback",
+    "automated_categories",
+    "routing",
+    "priority_values",
+    "note_user_id",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,6 +97,14 @@ struct CommonFields {
     allowed_tags: Vec<String>,
     #[serde(default)]
     rules_fallback: bool,
+    #[serde(default)]
+    automated_categories: Vec<String>,
+    #[serde(default)]
+    routing: BTreeMap<String, String>,
+    #[serde(default)]
+    priority_values: BTreeMap<PriorityLevel, String>,
+    #[serde(default)]
+    note_user_id: Option<String>,
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -276,6 +283,19 @@ impl ConnectionConfig {
         Policy { connection: self.id.clone(), tags, rules_fallback: self.rules_fallback }
     }
 
+    /// How decisions are acted on for this connection.
+    pub fn act_policy(&self) -> ActPolicy {
+        ActPolicy {
+            mode: self.mode,
+            confidence_threshold: self.confidence_threshold,
+            automated_categories: self.automated_categories.iter().cloned().collect(),
+            notes_internal_verified: self.notes_internal_verified,
+            routing: self.routing.clone(),
+            priority_values: self.priority_values.clone(),
+            note_user_id: self.note_user_id.clone(),
+        }
+    }
+
     /// Builds the client. Adding a backend is one arm here.
     pub(super) fn connect(&self, http: &HttpSettings, env: &EnvVars) -> anyhow::Result<DynTicketing> {
         let secret = || {
@@ -410,6 +430,10 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         notes_internal_verified: common.notes_internal_verified,
         allowed_tags: common.allowed_tags,
         rules_fallback: common.rules_fallback,
+        automated_categories: common.automated_categories,
+        routing: common.routing,
+        priority_values: common.priority_values,
+        note_user_id: common.note_user_id,
         backend: backend_config,
     })
 }

@@ -91,7 +91,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    tracing::info!(%method, path, status, latency = ?started.elapsed(), "sandbox request");
+    tracing::debug!(%method, path, status, latency = ?started.elapsed(), "sandbox request");
     response
 }
 

@@ -1,0 +1,402 @@
+//! Turning a validated Decision into effects: apply (update the ticket, post the draft as an
+//! internal note), shadow (store the proposal for review), or apply when confident.
+//!
+//! Every step is recorded in the ledger before the next starts, so a redelivered event resumes
+//! where the last attempt stopped. The note carries a marker derived from the ledger key, and the
+//! note step first looks for an earlier note with that marker, so a retry after an ambiguous
+//! failure (timeout after the POST) never posts a second note.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Deserialize;
+use sha1::{Digest, Sha1};
+
+use crate::{
+    store::{LedgerKey, NewProposal, Step, Store, StoreError},
+    ticketing::{
+        ListQuery, NewNote, PriorityLevel, Ticket, TicketPatch, Ticketing, TicketingError, all_notes,
+        collect_all,
+    },
+    triage::decision::Decision,
+};
+
+/// What to do with decisions on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Write nothing to the helpdesk; store the proposal for review.
+    #[default]
+    Shadow,
+    /// Update the ticket and post the draft as an internal note.
+    Apply,
+    /// Apply when confidence ≥ `confidence_threshold` and the category is automated, shadow otherwise.
+    ApplyIfConfident,
+}
+
+impl Mode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shadow => "shadow",
+            Self::Apply => "apply",
+            Self::ApplyIfConfident => "apply_if_confident",
+        }
+    }
+}
+
+/// How one connection acts.
+#[derive(Debug, Clone, Default)]
+pub struct ActPolicy {
+    /// The mode.
+    pub mode: Mode,
+    /// Minimum confidence for `apply_if_confident`.
+    pub confidence_threshold: f64,
+    /// Categories `apply_if_confident` may apply; none listed = always shadow.
+    pub automated_categories: BTreeSet<String>,
+    /// Notes created through this connection are known to be internal (agent-only). Without it a
+    /// draft is never posted: the triage fields are applied and the draft stays in the store.
+    pub notes_internal_verified: bool,
+    /// Assignee (`user_id`) per category; the LLM never picks one.
+    pub routing: BTreeMap<String, String>,
+    /// The helpdesk's word for each priority level (default: lowercase `low`/`normal`/`high`/`urgent`).
+    pub priority_values: BTreeMap<PriorityLevel, String>,
+    /// Agent to post notes as, if the backend needs one.
+    pub note_user_id: Option<String>,
+}
+
+impl ActPolicy {
+    /// The backend's spelling of a level; `None` for `NONE` (leave the priority alone).
+    pub fn priority_value(&self, level: PriorityLevel) -> Option<String> {
+        if level == PriorityLevel::None {
+            return None;
+        }
+        Some(self.priority_values.get(&level).cloned().unwrap_or_else(|| level.as_str().to_ascii_lowercase()))
+    }
+
+    /// Whether this decision is applied (`Ok`) or shadowed, and why.
+    pub fn verdict(&self, d: &Decision) -> Result<(), String> {
+        match self.mode {
+            Mode::Shadow => Err("connection is in shadow mode".into()),
+            Mode::Apply => Ok(()),
+            Mode::ApplyIfConfident => {
+                if d.needs_human {
+                    return Err("the decision asks for a human".into());
+                }
+                if f64::from(d.confidence) < self.confidence_threshold {
+                    return Err(format!(
+                        "confidence {:.2} is below the threshold {:.2}",
+                        d.confidence, self.confidence_threshold
+                    ));
+                }
+                match &d.category_id {
+                    Some(c) if self.automated_categories.contains(c) => Ok(()),
+                    Some(c) => Err(format!("category `{c}` is not enabled for automation")),
+                    None => Err("no category was proposed".into()),
+                }
+            }
+        }
+    }
+}
+
+/// What acting did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The ticket was updated and/or the note posted.
+    Applied {
+        /// The note posted (or found from an earlier attempt); `None` when the draft was kept back.
+        note_id: Option<String>,
+        /// What was left alone and why (a person's category, the draft guard, ...).
+        kept: Vec<String>,
+    },
+    /// Nothing was written; the proposal is stored for review.
+    Shadowed {
+        /// Proposal id.
+        proposal_id: i64,
+        /// Why it was not applied.
+        why: String,
+    },
+}
+
+impl Outcome {
+    /// One line for the ledger and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Applied { note_id, kept } => {
+                let mut s = match note_id {
+                    Some(id) => format!("applied; note {id}"),
+                    None => "applied; no note".to_owned(),
+                };
+                for k in kept {
+                    s.push_str("; ");
+                    s.push_str(k);
+                }
+                s
+            }
+            Self::Shadowed { proposal_id, why } => format!("shadowed as proposal {proposal_id}: {why}"),
+        }
+    }
+}
+
+/// Why acting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// The helpdesk refused or failed.
+    #[error(transparent)]
+    Helpdesk(#[from] TicketingError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ActError {
+    /// Whether a later attempt may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Helpdesk(e) => e.is_retryable(),
+            Self::Store(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// Everything `act` needs about the event.
+#[derive(Debug, Clone, Copy)]
+pub struct ActContext<'a> {
+    /// Ledger key.
+    pub key: &'a LedgerKey,
+    /// The event that first claimed the key (a duplicate event resumes under it, so a proposal
+    /// is stored once).
+    pub event_id: &'a str,
+    /// This worker's id (lease holder).
+    pub worker: &'a str,
+    /// The step the ledger had reached when this attempt started.
+    pub step: Step,
+}
+
+/// Carries out a validated decision, resuming after `ctx.step`. The ledger reaches `Done` on success.
+pub async fn act(
+    store: &Store,
+    helpdesk: &dyn Ticketing,
+    policy: &ActPolicy,
+    ctx: ActContext<'_>,
+    decision: &Decision,
+    report: &serde_json::Value,
+) -> Result<Outcome, ActError> {
+    if let Err(why) = policy.verdict(decision) {
+        let ticket = helpdesk.get_ticket(&ctx.key.ticket_id).await.ok();
+        let proposal_id = shadow(store, ctx, decision, report, policy, &why, ticket.as_ref()).await?;
+        let outcome = Outcome::Shadowed { proposal_id, why };
+        store.advance(ctx.key, ctx.worker, Step::Done, Some(&outcome.describe())).await?;
+        return Ok(outcome);
+    }
+
+    let mut kept = Vec::new();
+    if ctx.step < Step::TicketUpdated {
+        // Re-read now: a person may have triaged the ticket since the event.
+        let ticket = helpdesk.get_ticket(&ctx.key.ticket_id).await?;
+        let patch = patch_for(&ticket, decision, policy, &mut kept);
+        if !patch.is_empty() {
+            helpdesk.update_ticket(&ctx.key.ticket_id, &patch).await?;
+        }
+        store.advance(ctx.key, ctx.worker, Step::TicketUpdated, Some(&kept.join("; "))).await?;
+    }
+
+    let mut note_id = None;
+    if ctx.step < Step::NotePosted {
+        match (&decision.draft_reply, policy.notes_internal_verified) {
+            (Some(draft), true) => {
+                let id = post_note_once(helpdesk, ctx, draft, policy).await?;
+                store.advance(ctx.key, ctx.worker, Step::NotePosted, Some(&id)).await?;
+                note_id = Some(id);
+            }
+            (Some(_), false) => {
+                let why = "draft kept for review: notes of this connection are not verified internal \
+                           (set notes_internal_verified once checked)";
+                shadow(store, ctx, decision, report, policy, why, None).await?;
+                kept.push(why.to_owned());
+            }
+            (None, _) => {}
+        }
+    }
+    let outcome = Outcome::Applied { note_id, kept };
+    store.advance(ctx.key, ctx.worker, Step::Done, Some(&outcome.describe())).await?;
+    Ok(outcome)
+}
+
+/// The changes to make: priority, category and assignee only where no person set them, tags merged.
+pub fn patch_for(ticket: &Ticket, d: &Decision, policy: &ActPolicy, kept: &mut Vec<String>) -> TicketPatch {
+    let mut patch = TicketPatch::default();
+    if let Some(value) = policy.priority_value(d.priority)
+        && ticket.priority.as_deref() != Some(value.as_str())
+    {
+        patch.priority = Some(value);
+    }
+    match (&ticket.category_id, &d.category_id) {
+        (None, Some(c)) => patch.category_id = Some(c.clone()),
+        (Some(current), Some(c)) if current != c => {
+            kept.push(format!("category `{current}` set by a person kept (proposed `{c}`)"));
+        }
+        _ => {}
+    }
+    let route = d.category_id.as_ref().and_then(|c| policy.routing.get(c));
+    match (&ticket.user_id, route) {
+        (None, Some(user)) => patch.user_id = Some(user.clone()),
+        (Some(current), Some(user)) if current != user => {
+            kept.push(format!("assignee `{current}` kept (routing says `{user}`)"));
+        }
+        _ => {}
+    }
+    let mut tags = ticket.tags.clone();
+    for t in &d.tags {
+        if !tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+            tags.push(t.clone());
+        }
+    }
+    if tags != ticket.tags {
+        patch.tags = Some(tags);
+    }
+    patch
+}
+
+/// The marker a deskpilot note carries, stable for a ledger key.
+pub fn note_marker(key: &LedgerKey) -> String {
+    let mut h = Sha1::new();
+    h.update(format!("{}\u{1f}{}\u{1f}{}", key.connection_id, key.ticket_id, key.kind.as_str()).as_bytes());
+    format!("deskpilot-ref:{}", &hex::encode(h.finalize())[..16])
+}
+
+/// The note body: the draft, then a footer that marks it as deskpilot's.
+pub fn note_body(draft: &str, marker: &str) -> String {
+    format!(
+        "{draft}\n\n— Draft reply proposed by deskpilot for agent review; not sent to the customer. [{marker}]"
+    )
+}
+
+async fn post_note_once(
+    helpdesk: &dyn Ticketing,
+    ctx: ActContext<'_>,
+    draft: &str,
+    policy: &ActPolicy,
+) -> Result<String, ActError> {
+    let marker = note_marker(ctx.key);
+    let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(&ctx.key.ticket_id))).await?;
+    if let Some(existing) =
+        notes.iter().find(|n| n.description.as_deref().is_some_and(|d| d.contains(&marker)))
+    {
+        tracing::info!(ticket = %ctx.key.ticket_id, "found the note of an earlier attempt; not posting again");
+        return Ok(existing.id.clone().unwrap_or_default());
+    }
+    let note = NewNote {
+        ticket_id: ctx.key.ticket_id.clone(),
+        description: note_body(draft, &marker),
+        user_id: policy.note_user_id.clone(),
+        raw: None,
+    };
+    let created = helpdesk.create_note(&note).await?;
+    Ok(created.id.unwrap_or_default())
+}
+
+async fn shadow(
+    store: &Store,
+    ctx: ActContext<'_>,
+    d: &Decision,
+    report: &serde_json::Value,
+    policy: &ActPolicy,
+    why: &str,
+    ticket: Option<&Ticket>,
+) -> Result<i64, StoreError> {
+    store
+        .insert_proposal(&NewProposal {
+            connection_id: ctx.key.connection_id.clone(),
+            ticket_id: ctx.key.ticket_id.clone(),
+            event_id: ctx.event_id.to_owned(),
+            decision: d.clone(),
+            report: report.clone(),
+            mode: policy.mode.as_str().to_owned(),
+            why_shadowed: why.to_owned(),
+            ticket_subject: ticket.and_then(|t| t.subject.clone()),
+            ticket_url: ticket.and_then(|t| t.url.clone()),
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        events::EventKind,
+        triage::decision::{Origin, Sentiment},
+    };
+
+    fn decision() -> Decision {
+        Decision {
+            category_id: Some("cat-outage".into()),
+            priority: PriorityLevel::Urgent,
+            tags: vec!["outage".into(), "VIP".into()],
+            language: "en".into(),
+            sentiment: Sentiment::Angry,
+            summary: "s".into(),
+            draft_reply: Some("d".into()),
+            confidence: 0.9,
+            needs_human: false,
+            reason: "r".into(),
+            origin: Origin::Llm { model: "m".into() },
+        }
+    }
+
+    #[test]
+    fn patch_merges_tags_and_keeps_what_a_person_set() {
+        let policy = ActPolicy {
+            routing: [("cat-outage".to_owned(), "u-01".to_owned())].into(),
+            ..ActPolicy::default()
+        };
+        let ticket =
+            Ticket { tags: vec!["vip".into()], priority: Some("normal".into()), ..Ticket::default() };
+        let mut kept = Vec::new();
+        let p = patch_for(&ticket, &decision(), &policy, &mut kept);
+        assert_eq!(p.tags, Some(vec!["vip".into(), "outage".into()]));
+        assert_eq!(p.priority.as_deref(), Some("urgent"));
+        assert_eq!(p.category_id.as_deref(), Some("cat-outage"));
+        assert_eq!(p.user_id.as_deref(), Some("u-01"));
+        assert!(kept.is_empty());
+
+        let triaged = Ticket {
+            category_id: Some("cat-billing".into()),
+            user_id: Some("u-05".into()),
+            priority: Some("urgent".into()),
+            tags: vec!["outage".into(), "vip".into()],
+            ..Ticket::default()
+        };
+        let mut kept = Vec::new();
+        let p = patch_for(&triaged, &decision(), &policy, &mut kept);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(kept.len(), 2, "{kept:?}");
+    }
+
+    #[test]
+    fn apply_if_confident_needs_confidence_and_an_automated_category() {
+        let mut policy =
+            ActPolicy { mode: Mode::ApplyIfConfident, confidence_threshold: 0.85, ..ActPolicy::default() };
+        assert!(policy.verdict(&decision()).unwrap_err().contains("not enabled"));
+        policy.automated_categories.insert("cat-outage".into());
+        assert!(policy.verdict(&decision()).is_ok());
+        let unsure = Decision { confidence: 0.5, ..decision() };
+        assert!(policy.verdict(&unsure).unwrap_err().contains("below the threshold"));
+        let human = Decision { needs_human: true, ..decision() };
+        assert!(policy.verdict(&human).is_err());
+        assert!(ActPolicy::default().verdict(&decision()).unwrap_err().contains("shadow"));
+    }
+
+    #[test]
+    fn the_marker_is_stable_per_key_and_in_the_note() {
+        let key = LedgerKey {
+            connection_id: "demo".into(),
+            ticket_id: "1044".into(),
+            kind: EventKind::TicketCreated,
+        };
+        let m = note_marker(&key);
+        assert_eq!(m, note_marker(&key.clone()));
+        let other = LedgerKey { ticket_id: "1045".into(), ..key };
+        assert_ne!(m, note_marker(&other));
+        assert!(note_body("hello", &m).contains(&m));
+    }
+}

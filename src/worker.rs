@@ -1,0 +1,424 @@
+//! The consume → gather → decide → act → ack loop.
+//!
+//! Per delivery: ledger claim → (resume at the ledger's step) triage → record the decision → act →
+//! ledger `Done` → ack. Nothing is acked before its effects are durable. Transient failures (429,
+//! 5xx, timeouts, store busy, a key held by another replica) go to the next delay tier; permanent
+//! ones (bad payload, unknown connection, ticket 404, invalid decision after repair) go to dead
+//! letters with the reason. Concurrency is bounded by `max_in_flight` (also the broker prefetch).
+//! On shutdown the loop stops taking deliveries, lets in-flight work finish until a deadline, then
+//! hands whatever is left back to the broker.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, field};
+
+use crate::{
+    act::{self, ActContext, ActPolicy, Outcome},
+    bus::{Consumer, Delivery},
+    events::{EventKind, TicketEvent},
+    store::{ClaimOutcome, Entry, LedgerKey, Step, Store},
+    ticketing::{DynTicketing, TicketingError},
+    triage::{Engine, Policy, Report, TriageError},
+};
+
+/// One helpdesk connection as the worker sees it.
+#[derive(Clone)]
+pub struct Connection {
+    /// Its client.
+    pub helpdesk: DynTicketing,
+    /// What triage may propose.
+    pub triage: Policy,
+    /// How decisions are acted on.
+    pub act: ActPolicy,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// This replica's id (ledger lease holder).
+    pub worker_id: String,
+    /// Events handled at once.
+    pub max_in_flight: usize,
+    /// How long a claim is held before another replica may take over a crashed attempt.
+    pub lease: Duration,
+    /// How long shutdown waits for in-flight work before handing it back.
+    pub drain_deadline: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            worker_id: format!("worker-{}", uuid::Uuid::new_v4().simple()),
+            max_in_flight: 32,
+            lease: Duration::from_secs(600),
+            drain_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The worker: shared state of every in-flight event.
+pub struct Worker {
+    engine: Arc<Engine>,
+    store: Store,
+    connections: HashMap<String, Connection>,
+    settings: WorkerSettings,
+}
+
+/// What happened to one delivery, for logs, metrics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Effects done (or already done before) and acked.
+    Acked(String),
+    /// Sent to a delay tier.
+    Retried(String),
+    /// Sent to the dead-letter queue.
+    DeadLettered(String),
+    /// Handed back to the broker (shutdown).
+    Requeued,
+}
+
+impl Disposition {
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Acked(_) => "acked",
+            Self::Retried(_) => "retried",
+            Self::DeadLettered(_) => "dead_lettered",
+            Self::Requeued => "requeued",
+        }
+    }
+}
+
+/// A failure while handling an event, with what to do about it.
+struct Failure {
+    reason: String,
+    retryable: bool,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn permanent(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), retryable: false, retry_after: None }
+    }
+}
+
+impl From<TriageError> for Failure {
+    fn from(e: TriageError) -> Self {
+        Self {
+            retryable: e.is_retryable(),
+            retry_after: e.retry_after(),
+            reason: format!("triage: {}", chain(&e)),
+        }
+    }
+}
+
+impl From<act::ActError> for Failure {
+    fn from(e: act::ActError) -> Self {
+        let retry_after = match &e {
+            act::ActError::Helpdesk(h) => h.retry_after(),
+            act::ActError::Store(_) => None,
+        };
+        Self { retryable: e.is_retryable(), retry_after, reason: format!("act: {}", chain(&e)) }
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self { retryable: e.is_retryable(), retry_after: None, reason: chain(&e) }
+    }
+}
+
+impl Worker {
+    /// A worker over these connections.
+    pub fn new(
+        engine: Arc<Engine>,
+        store: Store,
+        connections: HashMap<String, Connection>,
+        settings: WorkerSettings,
+    ) -> Self {
+        Self { engine, store, connections, settings }
+    }
+
+    /// Consumes until `shutdown` is cancelled (or the consumer ends), then drains.
+    pub async fn run_until_stopped(self: Arc<Self>, mut consumer: Consumer, shutdown: CancellationToken) {
+        let permits = Arc::new(Semaphore::new(self.settings.max_in_flight.max(1)));
+        let mut tasks = JoinSet::new();
+        let hand_back = CancellationToken::new();
+        tracing::info!(worker = %self.settings.worker_id, max_in_flight = self.settings.max_in_flight, "worker started");
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            };
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                d = consumer.next() => d,
+            };
+            let delivery = match delivery {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "consumer error; continuing");
+                    continue;
+                }
+                None => {
+                    tracing::info!("consumer ended");
+                    break;
+                }
+            };
+            let worker = self.clone();
+            let hand_back = hand_back.clone();
+            tasks.spawn(async move {
+                let _permit = permit;
+                worker.handle(delivery, hand_back).await
+            });
+            // Reap finished tasks so the set does not grow with the number of events handled.
+            while let Some(done) = tasks.try_join_next() {
+                report_panic(done);
+            }
+        }
+        consumer.close().await;
+        while let Some(done) = tasks.try_join_next() {
+            report_panic(done);
+        }
+        tracing::info!(in_flight = tasks.len(), "worker stopping; finishing in-flight events");
+        let drained = tokio::time::timeout(self.settings.drain_deadline, async {
+            while let Some(done) = tasks.join_next().await {
+                report_panic(done);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(left = tasks.len(), "drain deadline passed; handing the rest back to the broker");
+            hand_back.cancel();
+            while let Some(done) = tasks.join_next().await {
+                report_panic(done);
+            }
+        }
+        tracing::info!("worker stopped");
+    }
+
+    /// Handles one delivery to its end (ack, retry, dead letter or requeue on hand-back).
+    pub async fn handle(&self, delivery: Delivery, hand_back: CancellationToken) -> Disposition {
+        let span = tracing::info_span!(
+            "event",
+            event_id = field::Empty,
+            connection = field::Empty,
+            ticket = field::Empty,
+            attempt = delivery.attempt,
+            redelivered = delivery.redelivered,
+        );
+        let started = Instant::now();
+        let disposition = async {
+            let event = match &delivery.event {
+                Ok(e) => e.clone(),
+                Err(e) => {
+                    let reason = format!("bad payload: {e}");
+                    return self.dead_letter(delivery, reason).await;
+                }
+            };
+            let span = tracing::Span::current();
+            span.record("event_id", event.event_id.as_str());
+            span.record("connection", event.connection_id.as_str());
+            span.record("ticket", event.ticket_id.as_str());
+            let work = self.process(&event);
+            tokio::select! {
+                result = work => match result {
+                    Ok(what) => match delivery.ack().await {
+                        Ok(()) => Disposition::Acked(what),
+                        // The effects are durable; the broker redelivers and the ledger says Done.
+                        Err(e) => { tracing::warn!(error = %e, "ack failed after the effects were recorded"); Disposition::Acked(what) }
+                    },
+                    Err(f) if f.retryable => self.retry(delivery, &event, f).await,
+                    Err(f) => self.dead_letter(delivery, f.reason).await,
+                },
+                _ = hand_back.cancelled() => {
+                    if let Err(e) = delivery.requeue().await {
+                        tracing::warn!(error = %e, "requeue failed; the broker redelivers when the channel closes");
+                    }
+                    Disposition::Requeued
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        let _enter = span.enter();
+        let outcome = disposition.label();
+        metrics::counter!("deskpilot_events_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("deskpilot_event_seconds", "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
+        match &disposition {
+            Disposition::Acked(what) => {
+                tracing::info!(outcome, detail = %what, elapsed_ms = started.elapsed().as_millis() as u64, "event done")
+            }
+            Disposition::Retried(why) | Disposition::DeadLettered(why) => {
+                tracing::warn!(outcome, reason = %why, "event not done")
+            }
+            Disposition::Requeued => tracing::info!(outcome, "event handed back"),
+        }
+        disposition
+    }
+
+    /// The work of one event, resumable from the ledger. `Ok` = durable and ready to ack.
+    async fn process(&self, event: &TicketEvent) -> Result<String, Failure> {
+        if event.kind != EventKind::TicketCreated {
+            return Ok(format!("ignored: deskpilot triages ticket.created, not {}", event.kind));
+        }
+        let Some(conn) = self.connections.get(&event.connection_id) else {
+            return Err(Failure::permanent(format!(
+                "unknown connection `{}` (configured: {})",
+                event.connection_id,
+                self.connection_ids()
+            )));
+        };
+        let key = LedgerKey {
+            connection_id: event.connection_id.clone(),
+            ticket_id: event.ticket_id.clone(),
+            kind: event.kind,
+        };
+        // One holder id per delivery: two copies of an event in this process must not both hold
+        // the key (the store grants a claim again to the same holder).
+        let holder = format!("{}/{}", self.settings.worker_id, uuid::Uuid::new_v4().simple());
+        let worker = holder.as_str();
+        let mut claim = self.store.claim(&key, &event.event_id, worker, self.settings.lease).await?;
+        if let ClaimOutcome::Done(entry) = &claim
+            && entry.failed
+        {
+            // Failed for good earlier and dead-lettered; seeing it again means an operator replayed
+            // it (or a duplicate arrived), so it gets one more full attempt.
+            tracing::info!(last_error = ?entry.last_error, "reopening a ticket that failed before");
+            self.store.reopen(&key).await?;
+            claim = self.store.claim(&key, &event.event_id, worker, self.settings.lease).await?;
+        }
+        let entry = match claim {
+            ClaimOutcome::Done(entry) => {
+                return Ok(format!("already done: {}", entry.outcome.unwrap_or_default()));
+            }
+            ClaimOutcome::Busy { holder, until } => {
+                let wait = (until - time::OffsetDateTime::now_utc()).try_into().ok();
+                return Err(Failure {
+                    reason: format!("ticket is being handled by {holder}"),
+                    retryable: true,
+                    retry_after: wait,
+                });
+            }
+            ClaimOutcome::Claimed(entry) => entry,
+        };
+        let result = self.resume(conn, event, &key, worker, entry).await;
+        if let Err(f) = &result
+            && let Err(e) = self.store.record_failure(&key, worker, &f.reason, !f.retryable).await
+        {
+            tracing::warn!(error = %e, "could not record the failure in the ledger");
+        }
+        result
+    }
+
+    async fn resume(
+        &self,
+        conn: &Connection,
+        event: &TicketEvent,
+        key: &LedgerKey,
+        worker: &str,
+        entry: Entry,
+    ) -> Result<String, Failure> {
+        let step = entry.step;
+        let (decision, report) = match (entry.decision, entry.report) {
+            (Some(d), report) if step >= Step::Decided => (d, report.unwrap_or_default()),
+            _ => {
+                let started = Instant::now();
+                let triage =
+                    match self.engine.triage(conn.helpdesk.as_ref(), &event.ticket_id, &conn.triage).await {
+                        Err(TriageError::Helpdesk(TicketingError::NotFound { resource })) => {
+                            return Err(Failure::permanent(format!("{resource} not found in the helpdesk")));
+                        }
+                        other => other?,
+                    };
+                metrics::histogram!("deskpilot_stage_seconds", "stage" => "decide")
+                    .record(started.elapsed().as_secs_f64());
+                record_usage(&triage.report);
+                let report_json = serde_json::to_value(&triage.report).unwrap_or_default();
+                self.store.record_decision(key, worker, &triage.decision, &report_json).await?;
+                (triage.decision, report_json)
+            }
+        };
+        let started = Instant::now();
+        let ctx = ActContext { key, event_id: &entry.event_id, worker, step: step.max(Step::Decided) };
+        let outcome =
+            act::act(&self.store, conn.helpdesk.as_ref(), &conn.act, ctx, &decision, &report).await?;
+        metrics::histogram!("deskpilot_stage_seconds", "stage" => "act")
+            .record(started.elapsed().as_secs_f64());
+        let label = match &outcome {
+            Outcome::Applied { .. } => "applied",
+            Outcome::Shadowed { .. } => "shadowed",
+        };
+        metrics::counter!("deskpilot_decisions_total", "connection" => event.connection_id.clone(), "result" => label).increment(1);
+        Ok(outcome.describe())
+    }
+
+    async fn retry(&self, delivery: Delivery, event: &TicketEvent, f: Failure) -> Disposition {
+        tracing::info!(ticket = %event.ticket_id, attempt = delivery.attempt, reason = %f.reason, "retrying later");
+        match delivery.retry(&f.reason, f.retry_after).await {
+            Ok(()) => Disposition::Retried(f.reason),
+            Err(e) => {
+                // The bus gave the original back to the queue (or the broker will, with its
+                // channel), so nothing is lost; it comes back without the delay.
+                tracing::error!(error = %e, "could not move the event to a delay tier");
+                Disposition::Retried(format!("{} (delay tier failed: {e})", f.reason))
+            }
+        }
+    }
+
+    async fn dead_letter(&self, delivery: Delivery, reason: String) -> Disposition {
+        match delivery.dead_letter(&reason).await {
+            Ok(()) => Disposition::DeadLettered(reason),
+            Err(e) => {
+                tracing::error!(error = %e, "could not dead-letter the event");
+                Disposition::DeadLettered(format!("{reason} (dead-letter publish failed: {e})"))
+            }
+        }
+    }
+
+    fn connection_ids(&self) -> String {
+        let mut ids: Vec<_> = self.connections.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.join(", ")
+    }
+}
+
+fn record_usage(r: &Report) {
+    metrics::counter!("deskpilot_llm_prompt_tokens_total").increment(u64::from(r.usage.prompt_tokens));
+    metrics::counter!("deskpilot_llm_completion_tokens_total")
+        .increment(u64::from(r.usage.completion_tokens));
+    if let Some(cost) = r.cost_usd {
+        metrics::counter!("deskpilot_llm_cost_microdollars_total").increment((cost * 1e6).round() as u64);
+    }
+    metrics::histogram!("deskpilot_llm_seconds").record(r.llm_latency_ms as f64 / 1000.0);
+}
+
+fn report_panic(done: Result<Disposition, tokio::task::JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        // The delivery was dropped unacked, so the broker redelivers it; the ledger resumes it.
+        tracing::error!(error = %e, "an event task panicked");
+    }
+}
+
+/// An error and its causes on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

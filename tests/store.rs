@@ -1,0 +1,760 @@
+//! The store's behaviour, every behavioural test run twice: on SQLite (a temporary file) and on
+//! the real PostgreSQL (a fresh database per test, dropped afterwards, even when the test fails).
+//!
+//! PostgreSQL is expected at `postgres://postgres@127.0.0.1:5432/test` (override with
+//! `DESKPILOT_TEST_PG_URL`, an admin URL allowed to CREATE DATABASE). If it is unreachable the
+//! PostgreSQL tests fail and say how to start it; they are never skipped.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use deskpilot::{
+    events::EventKind,
+    store::{ClaimOutcome, LedgerKey, NewProposal, ProposalFilter, ProposalStatus, Step, Store, StoreError},
+    ticketing::model::PriorityLevel,
+    triage::{
+        Report,
+        decision::{Decision, Origin, Sentiment},
+        llm::Usage,
+    },
+};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Barrier;
+
+const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const START_PG: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+const LEASE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------------
+// Harness
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database of one's own for one test.
+struct TestDb {
+    backend: Backend,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgDatabase>,
+}
+
+impl TestDb {
+    async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                TestDb { backend, url, _dir: Some(dir), _pg: None }
+            }
+            Backend::Postgres => {
+                let pg = PgDatabase::create().await;
+                TestDb { backend, url: pg.url.clone(), _dir: None, _pg: Some(pg) }
+            }
+        }
+    }
+
+    async fn store(&self) -> Store {
+        Store::connect(&self.url).await.unwrap_or_else(|e| panic!("connect {}: {}", self.url, chain(&e)))
+    }
+}
+
+/// `CREATE DATABASE test_store_<uuid>`; dropped (WITH (FORCE)) when this value is dropped.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl PgDatabase {
+    async fn create() -> PgDatabase {
+        let admin_url =
+            std::env::var("DESKPILOT_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_ADMIN_URL.to_owned());
+        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL is not reachable at {admin_url} ({e}). Start it with: {START_PG}")
+        });
+        let name = format!("test_store_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin_url}: {e}"));
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(&admin_url).expect("admin URL");
+        url.set_path(&name);
+        if !url.query_pairs().any(|(k, _)| k == "sslmode") {
+            // The local server has no TLS; `prefer` would spend ~90 ms per connection finding out.
+            url.query_pairs_mut().append_pair("sslmode", "disable");
+        }
+        PgDatabase { admin_url, name, url: url.to_string() }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside the test's runtime: do the async work on a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// Runs each named behaviour on both backends: `sqlite::<name>` and `postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::TestDb::new(super::Backend::Sqlite).await).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::TestDb::new(super::Backend::Postgres).await).await
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    claim_fresh_resume_busy_done,
+    expired_lease_is_taken_over,
+    writes_are_for_the_lease_holder_only,
+    steps_never_move_backwards,
+    decision_round_trips,
+    failures_are_recorded_and_release_the_lease,
+    twenty_concurrent_claimers_one_winner,
+    proposals_insert_once_and_page_by_keyset,
+    proposal_status_changes_are_conditional,
+    stats_add_up,
+    migrations_are_idempotent,
+    poll_cursors_are_kept,
+);
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn key(ticket: &str) -> LedgerKey {
+    LedgerKey::new("demo", ticket, EventKind::TicketCreated)
+}
+
+fn decision(origin: Origin) -> Decision {
+    Decision {
+        category_id: Some("billing".into()),
+        priority: PriorityLevel::High,
+        tags: vec!["refund".into(), "double-charge".into()],
+        language: "en".into(),
+        sentiment: Sentiment::Negative,
+        summary: "Customer was charged twice for the March invoice.".into(),
+        draft_reply: matches!(origin, Origin::Llm { .. })
+            .then(|| "Hi Ana, sorry about the double charge — I have asked billing to refund it.".into()),
+        confidence: 0.83,
+        needs_human: false,
+        reason: "Mentions a duplicate charge and asks for a refund.".into(),
+        origin,
+    }
+}
+
+fn llm() -> Origin {
+    Origin::Llm { model: "gpt-4o-mini".into() }
+}
+
+fn report(prompt: u32, completion: u32, cost: Option<f64>, latency_ms: u64) -> serde_json::Value {
+    serde_json::to_value(Report {
+        prompt_version: "v1-3f9a".into(),
+        prompt_tokens: prompt as usize,
+        usage: Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 },
+        cost_usd: cost,
+        llm_calls: 1,
+        llm_attempts: 1,
+        llm_latency_ms: latency_ms,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+async fn claimed(store: &Store, key: &LedgerKey, event: &str, worker: &str) -> deskpilot::store::Entry {
+    match store.claim(key, event, worker, LEASE).await.unwrap() {
+        ClaimOutcome::Claimed(entry) => entry,
+        other => panic!("{worker} expected to claim {key}, got {other:?}"),
+    }
+}
+
+fn assert_lease_lost(result: Result<(), StoreError>, holder: Option<&str>) {
+    match result {
+        Err(StoreError::LeaseLost { holder: h, .. }) => assert_eq!(h.as_deref(), holder),
+        other => panic!("expected LeaseLost (holder {holder:?}), got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger
+
+async fn claim_fresh_resume_busy_done(db: TestDb) {
+    let store = db.store().await;
+    assert_eq!(store.backend(), if db.backend == Backend::Sqlite { "sqlite" } else { "postgres" });
+    let k = key("1001");
+    assert_eq!(store.entry(&k).await.unwrap(), None);
+
+    // Fresh key.
+    let e = claimed(&store, &k, "evt-1", "w1").await;
+    assert_eq!((e.step, e.event_id.as_str(), e.claimed_by.as_deref()), (Step::Claimed, "evt-1", Some("w1")));
+    assert_eq!((e.attempts, e.failed, e.decision.as_ref()), (0, false, None));
+    let until = e.lease_until.expect("a lease");
+    let left = until - e.updated_at;
+    assert!(left > time::Duration::seconds(29) && left <= time::Duration::seconds(30), "lease {left}");
+
+    // Another worker: busy until the lease ends.
+    match store.claim(&k, "evt-2", "w2", LEASE).await.unwrap() {
+        ClaimOutcome::Busy { holder, until: u } => assert_eq!((holder.as_str(), u), ("w1", until)),
+        other => panic!("expected Busy, got {other:?}"),
+    }
+
+    // Same worker again (e.g. its own retry): claimed, resumes at the recorded step.
+    store.record_decision(&k, "w1", &decision(llm()), &report(1200, 300, Some(0.004), 850)).await.unwrap();
+    let e = claimed(&store, &k, "evt-1", "w1").await;
+    assert_eq!(e.step, Step::Decided);
+    assert!(e.decision.is_some());
+
+    store.advance(&k, "w1", Step::TicketUpdated, None).await.unwrap();
+    store.advance(&k, "w1", Step::NotePosted, Some("note-77")).await.unwrap();
+    store.advance(&k, "w1", Step::Done, Some("applied")).await.unwrap();
+    let e = store.entry(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (e.step, e.note_id.as_deref(), e.outcome.as_deref()),
+        (Step::Done, Some("note-77"), Some("applied"))
+    );
+    assert_eq!(e.lease_until, None, "Done releases the lease");
+    assert!(e.finished_at.is_some() && e.decided_at.is_some());
+
+    // A redelivery (even a duplicate event with another id): done, keeps the first event id.
+    match store.claim(&k, "evt-3", "w3", LEASE).await.unwrap() {
+        ClaimOutcome::Done(e) => assert_eq!((e.step, e.event_id.as_str()), (Step::Done, "evt-1")),
+        other => panic!("expected Done, got {other:?}"),
+    }
+    // Kinds are separate keys.
+    let updated = LedgerKey::new("demo", "1001", EventKind::TicketUpdated);
+    claimed(&store, &updated, "evt-4", "w3").await;
+}
+
+async fn expired_lease_is_taken_over(db: TestDb) {
+    let store = db.store().await;
+    let k = key("1002");
+    let ClaimOutcome::Claimed(_) = store.claim(&k, "evt-1", "w1", Duration::from_millis(1500)).await.unwrap()
+    else {
+        panic!("fresh key not claimed")
+    };
+    store.record_decision(&k, "w1", &decision(llm()), &report(10, 5, None, 10)).await.unwrap();
+    assert!(matches!(store.claim(&k, "evt-1", "w2", LEASE).await.unwrap(), ClaimOutcome::Busy { .. }));
+
+    // Wait out the lease (renewed by the write), measured on the same machine's clock.
+    let until = store.entry(&k).await.unwrap().unwrap().lease_until.unwrap();
+    let left = until - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(100);
+    tokio::time::sleep(left.try_into().unwrap_or_default()).await;
+    let e = claimed(&store, &k, "evt-1-redelivered", "w2").await;
+    assert_eq!((e.claimed_by.as_deref(), e.step), (Some("w2"), Step::Decided), "resumes after the decision");
+    assert_eq!(e.event_id, "evt-1");
+
+    // The old holder is fenced off.
+    assert_lease_lost(store.advance(&k, "w1", Step::TicketUpdated, None).await, Some("w2"));
+    assert_lease_lost(store.record_decision(&k, "w1", &decision(llm()), &json!({})).await, Some("w2"));
+    assert_lease_lost(store.record_failure(&k, "w1", "late", false).await, Some("w2"));
+    store.release(&k, "w1").await.unwrap(); // not the holder: nothing happens
+    assert_eq!(store.entry(&k).await.unwrap().unwrap().claimed_by.as_deref(), Some("w2"));
+    assert!(matches!(store.claim(&k, "evt-1", "w1", LEASE).await.unwrap(), ClaimOutcome::Busy { .. }));
+    store.advance(&k, "w2", Step::TicketUpdated, None).await.unwrap();
+
+    // An expired lease nobody took over still lets its holder write (and renews it).
+    let k2 = key("1003");
+    let ClaimOutcome::Claimed(_) = store.claim(&k2, "evt-9", "w1", Duration::from_millis(50)).await.unwrap()
+    else {
+        panic!("fresh key not claimed")
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store.advance(&k2, "w1", Step::TicketUpdated, None).await.unwrap();
+}
+
+async fn writes_are_for_the_lease_holder_only(db: TestDb) {
+    let store = db.store().await;
+    let k = key("1004");
+    // No such key.
+    assert_lease_lost(store.advance(&k, "w1", Step::Decided, None).await, None);
+    assert_lease_lost(store.record_failure(&k, "w1", "x", false).await, None);
+    assert!(matches!(store.renew(&k, "w1", LEASE).await, Err(StoreError::LeaseLost { .. })));
+
+    claimed(&store, &k, "evt-1", "w1").await;
+    assert_lease_lost(store.record_decision(&k, "w2", &decision(llm()), &json!({})).await, Some("w1"));
+    assert_lease_lost(store.advance(&k, "w2", Step::Done, Some("applied")).await, Some("w1"));
+    let e = store.entry(&k).await.unwrap().unwrap();
+    assert_eq!((e.step, e.decision, e.outcome), (Step::Claimed, None, None));
+
+    // Renewing pushes the lease end out.
+    let before = e.lease_until.unwrap();
+    let after = store.renew(&k, "w1", Duration::from_secs(120)).await.unwrap();
+    assert!(after > before + time::Duration::seconds(60), "{before} → {after}");
+
+    // After releasing, the former holder cannot write either; anyone may claim at once.
+    store.release(&k, "w1").await.unwrap();
+    assert_lease_lost(store.advance(&k, "w1", Step::Decided, None).await, None);
+    claimed(&store, &k, "evt-1", "w2").await;
+}
+
+async fn steps_never_move_backwards(db: TestDb) {
+    let store = db.store().await;
+    let k = key("1005");
+    claimed(&store, &k, "evt-1", "w1").await;
+    let first = decision(llm());
+    store.record_decision(&k, "w1", &first, &report(100, 20, None, 50)).await.unwrap();
+    store.advance(&k, "w1", Step::NotePosted, Some("note-1")).await.unwrap();
+
+    store.advance(&k, "w1", Step::TicketUpdated, Some("ignored")).await.unwrap();
+    store.advance(&k, "w1", Step::Decided, None).await.unwrap();
+    store.advance(&k, "w1", Step::Claimed, None).await.unwrap();
+    let mut other = decision(Origin::Rules { rule: "keywords".into() });
+    other.summary = "something else".into();
+    store.record_decision(&k, "w1", &other, &json!({})).await.unwrap();
+
+    let e = store.entry(&k).await.unwrap().unwrap();
+    assert_eq!(e.step, Step::NotePosted);
+    assert_eq!(e.note_id.as_deref(), Some("note-1"));
+    assert_eq!(e.outcome, None);
+    assert_eq!(e.decision, Some(first), "a decision past Decided is never replaced");
+
+    store.advance(&k, "w1", Step::Done, Some("applied")).await.unwrap();
+    // Done released the lease: nothing moves it anywhere afterwards.
+    assert_lease_lost(store.advance(&k, "w1", Step::TicketUpdated, None).await, None);
+    assert_eq!(store.entry(&k).await.unwrap().unwrap().step, Step::Done);
+}
+
+async fn decision_round_trips(db: TestDb) {
+    let store = db.store().await;
+    for (ticket, origin) in [("1006", llm()), ("1007", Origin::Rules { rule: "refund-keywords".into() })] {
+        let k = key(ticket);
+        claimed(&store, &k, "evt-1", "w1").await;
+        let d = decision(origin);
+        let r = report(1234, 321, Some(0.00123), 987);
+        store.record_decision(&k, "w1", &d, &r).await.unwrap();
+        let e = store.entry(&k).await.unwrap().unwrap();
+        assert_eq!(e.step, Step::Decided);
+        assert_eq!(e.decision.as_ref(), Some(&d));
+        assert_eq!(e.report.as_ref(), Some(&r));
+    }
+    // Unicode and quotes survive.
+    let k = key("1008");
+    claimed(&store, &k, "evt-1", "w1").await;
+    let mut d = decision(llm());
+    d.summary = "Kunde möchte Rückerstattung — \"dringend\" 😠; DROP TABLE ledger; --".into();
+    store.record_decision(&k, "w1", &d, &json!({"note": "ünïcödé"})).await.unwrap();
+    assert_eq!(store.entry(&k).await.unwrap().unwrap().decision, Some(d));
+}
+
+async fn failures_are_recorded_and_release_the_lease(db: TestDb) {
+    let store = db.store().await;
+    let k = key("1009");
+    claimed(&store, &k, "evt-1", "w1").await;
+    store.record_decision(&k, "w1", &decision(llm()), &json!({})).await.unwrap();
+    store.record_failure(&k, "w1", "zendesk: 429 Too Many Requests", false).await.unwrap();
+    let e = store.entry(&k).await.unwrap().unwrap();
+    assert_eq!((e.attempts, e.last_error.as_deref()), (1, Some("zendesk: 429 Too Many Requests")));
+    assert_eq!((e.lease_until, e.failed, e.step), (None, false, Step::Decided));
+
+    // Released: another worker claims at once and resumes.
+    let e = claimed(&store, &k, "evt-1", "w2").await;
+    assert_eq!(e.step, Step::Decided);
+    let long = "x".repeat(10_000);
+    store.record_failure(&k, "w2", &long, false).await.unwrap();
+    let e = claimed(&store, &k, "evt-1", "w3").await;
+    assert_eq!(e.attempts, 2);
+    assert_eq!(e.last_error.map(|t| t.len()), Some(2000), "error texts are clipped");
+
+    // Permanent: later claims say Done (the caller acks) until reopened.
+    store.record_failure(&k, "w3", "helpdesk: 404 ticket deleted", true).await.unwrap();
+    match store.claim(&k, "evt-1", "w4", LEASE).await.unwrap() {
+        ClaimOutcome::Done(e) => assert!(e.failed && e.step == Step::Decided && e.attempts == 3),
+        other => panic!("expected Done, got {other:?}"),
+    }
+    assert!(store.reopen(&k).await.unwrap());
+    assert!(!store.reopen(&k).await.unwrap());
+    let e = claimed(&store, &k, "evt-1", "w4").await;
+    assert!(!e.failed);
+    assert_eq!(e.step, Step::Decided);
+}
+
+async fn twenty_concurrent_claimers_one_winner(db: TestDb) {
+    const CLAIMERS: usize = 20;
+    let first = db.store().await;
+    // Twenty replicas: a store (pool) each, so every claim runs on its own connection.
+    let replicas = futures::future::join_all((0..CLAIMERS).map(|_| db.store())).await;
+    for round in 0..3 {
+        let k = key(&format!("2000{round}"));
+        let barrier = Arc::new(Barrier::new(CLAIMERS));
+        let tasks: Vec<_> = replicas
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let (store, k, barrier) = (store.clone(), k.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let worker = format!("w{i}");
+                    (worker.clone(), store.claim(&k, &format!("evt-{i}"), &worker, LEASE).await)
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        let mut busy = Vec::new();
+        for task in tasks {
+            let (worker, outcome) = task.await.unwrap();
+            match outcome.unwrap_or_else(|e| panic!("{worker}: {}", chain(&e))) {
+                ClaimOutcome::Claimed(_) => winners.push(worker),
+                ClaimOutcome::Busy { holder, .. } => busy.push(holder),
+                ClaimOutcome::Done(e) => panic!("nothing is done yet: {e:?}"),
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: winners {winners:?}");
+        assert_eq!(busy.len(), CLAIMERS - 1);
+        assert!(busy.iter().all(|h| *h == winners[0]), "Busy names the winner");
+        let e = first.entry(&k).await.unwrap().unwrap();
+        assert_eq!(e.claimed_by.as_ref(), Some(&winners[0]));
+        assert_eq!(e.event_id, format!("evt-{}", &winners[0][1..]));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proposals
+
+fn proposal(connection: &str, ticket: &str, event: &str) -> NewProposal {
+    NewProposal {
+        connection_id: connection.into(),
+        ticket_id: ticket.into(),
+        event_id: event.into(),
+        decision: decision(llm()),
+        report: report(900, 200, Some(0.002), 700),
+        mode: "shadow".into(),
+        why_shadowed: "connection is in shadow mode".into(),
+        ticket_subject: Some(format!("Ticket {ticket}")),
+        ticket_url: None,
+    }
+}
+
+async fn proposals_insert_once_and_page_by_keyset(db: TestDb) {
+    let store = db.store().await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let connection = if i % 3 == 2 { "acme" } else { "demo" };
+        ids.push(
+            store.insert_proposal(&proposal(connection, &format!("t{i}"), &format!("e{i}"))).await.unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids increase: {ids:?}");
+    // Once per (connection, ticket, event): the existing id comes back, nothing is replaced.
+    let mut again = proposal("demo", "t0", "e0");
+    again.why_shadowed = "different".into();
+    assert_eq!(store.insert_proposal(&again).await.unwrap(), ids[0]);
+    assert_eq!(store.proposal(ids[0]).await.unwrap().unwrap().why_shadowed, "connection is in shadow mode");
+    // Same ticket, other event: a new proposal.
+    let extra = store.insert_proposal(&proposal("demo", "t0", "e0-bis")).await.unwrap();
+    ids.push(extra);
+
+    // Keyset pages, newest first.
+    let mut seen = Vec::new();
+    let mut filter = ProposalFilter { limit: 3, ..Default::default() };
+    loop {
+        let page = store.proposals(&filter).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        filter.before_id = Some(last.id);
+        seen.extend(page.iter().map(|p| p.id));
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    let acme = ProposalFilter { connection: Some("acme".into()), ..Default::default() };
+    let acme_ids: Vec<i64> = store.proposals(&acme).await.unwrap().iter().map(|p| p.id).collect();
+    assert_eq!(acme_ids, vec![ids[5], ids[2]]);
+
+    let p = store.proposal(ids[2]).await.unwrap().unwrap();
+    let np = proposal("acme", "t2", "e2");
+    assert_eq!((p.connection_id, p.ticket_id, p.event_id), (np.connection_id, np.ticket_id, np.event_id));
+    assert_eq!((p.decision, p.report, p.mode), (np.decision, np.report, np.mode));
+    assert_eq!((p.ticket_subject, p.ticket_url), (np.ticket_subject, None));
+    assert_eq!((p.status, p.reviewed_by, p.reviewed_at), (ProposalStatus::Pending, None, None));
+    assert!(store.proposal(i64::MAX).await.unwrap().is_none());
+
+    store
+        .set_proposal_status(
+            ids[1],
+            ProposalStatus::Pending,
+            ProposalStatus::Rejected,
+            Some("ana"),
+            Some("no"),
+        )
+        .await
+        .unwrap();
+    let pending = ProposalFilter {
+        status: Some(ProposalStatus::Pending),
+        connection: Some("demo".into()),
+        limit: 50,
+        before_id: None,
+    };
+    let pending_ids: Vec<i64> = store.proposals(&pending).await.unwrap().iter().map(|p| p.id).collect();
+    assert_eq!(pending_ids, vec![ids[7], ids[6], ids[4], ids[3], ids[0]]);
+}
+
+async fn proposal_status_changes_are_conditional(db: TestDb) {
+    let store = db.store().await;
+    let id = store.insert_proposal(&proposal("demo", "t1", "e1")).await.unwrap();
+    use ProposalStatus::*;
+    assert!(matches!(
+        store.set_proposal_status(id, Pending, Applied, None, None).await,
+        Err(StoreError::InvalidTransition { from: "pending", to: "applied" })
+    ));
+    assert!(!store.mark_proposal_applied(id, "note-1").await.unwrap(), "not approved yet");
+
+    // Two reviewers at once, one approving and one rejecting (several rounds): exactly one wins.
+    for round in 0..5 {
+        let id = store.insert_proposal(&proposal("demo", "t2", &format!("race-{round}"))).await.unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let reviewers: Vec<_> = [("ana", Approved), ("ben", Rejected)]
+            .into_iter()
+            .map(|(who, to)| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    (
+                        who,
+                        to,
+                        store
+                            .set_proposal_status(id, Pending, to, Some(who), Some("looked at it"))
+                            .await
+                            .unwrap(),
+                    )
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for r in reviewers {
+            let (who, to, won) = r.await.unwrap();
+            if won {
+                winners.push((who, to));
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let p = store.proposal(id).await.unwrap().unwrap();
+        assert_eq!((p.status, p.reviewed_by.as_deref()), (winners[0].1, Some(winners[0].0)));
+        assert!(p.reviewed_at.is_some());
+    }
+
+    assert!(store.set_proposal_status(id, Pending, Approved, Some("ana"), None).await.unwrap());
+    assert!(!store.set_proposal_status(id, Pending, Rejected, Some("ben"), Some("late")).await.unwrap());
+    assert!(store.mark_proposal_applied(id, "note-42").await.unwrap());
+    assert!(!store.mark_proposal_applied(id, "note-43").await.unwrap(), "applied once");
+    let p = store.proposal(id).await.unwrap().unwrap();
+    assert_eq!((p.status, p.applied_note_id.as_deref()), (Applied, Some("note-42")));
+    assert_eq!((p.reviewed_by.as_deref(), p.review_reason), (Some("ana"), None));
+    assert!(p.applied_at.is_some());
+    assert!(!store.set_proposal_status(i64::MAX, Pending, Approved, Some("x"), None).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures, migrations, cursors
+
+async fn stats_add_up(db: TestDb) {
+    let store = db.store().await;
+    let empty = store.stats(None).await.unwrap();
+    assert!(empty.connections.is_empty());
+
+    // demo: three LLM decisions (latency 100, 300, 200 ms), one by rules, one key never decided.
+    let llm_runs =
+        [("t1", 1000, 100, Some(0.01), 100), ("t2", 2000, 200, Some(0.02), 300), ("t3", 500, 50, None, 200)];
+    for (ticket, prompt, completion, cost, latency) in llm_runs {
+        let k = key(ticket);
+        claimed(&store, &k, "e", "w").await;
+        store
+            .record_decision(&k, "w", &decision(llm()), &report(prompt, completion, cost, latency))
+            .await
+            .unwrap();
+    }
+    let k = key("t4");
+    claimed(&store, &k, "e", "w").await;
+    let rules_report =
+        serde_json::to_value(Report { fallback: Some("llm down".into()), ..Default::default() }).unwrap();
+    store
+        .record_decision(&k, "w", &decision(Origin::Rules { rule: "r".into() }), &rules_report)
+        .await
+        .unwrap();
+    store.advance(&k, "w", Step::Done, Some("shadowed: shadow mode")).await.unwrap();
+    let k = key("t5");
+    claimed(&store, &k, "e", "w").await;
+    store.record_failure(&k, "w", "bad payload", true).await.unwrap();
+
+    // acme: one LLM decision; proposals on both.
+    let ka = LedgerKey::new("acme", "a1", EventKind::TicketCreated);
+    claimed(&store, &ka, "e", "w").await;
+    store.record_decision(&ka, "w", &decision(llm()), &report(10, 1, Some(0.5), 42)).await.unwrap();
+    let p1 = store.insert_proposal(&proposal("demo", "t1", "e1")).await.unwrap();
+    let p2 = store.insert_proposal(&proposal("demo", "t2", "e2")).await.unwrap();
+    store.insert_proposal(&proposal("demo", "t3", "e3")).await.unwrap();
+    store.insert_proposal(&proposal("acme", "a1", "e1")).await.unwrap();
+    store
+        .set_proposal_status(p1, ProposalStatus::Pending, ProposalStatus::Approved, Some("ana"), None)
+        .await
+        .unwrap();
+    store.mark_proposal_applied(p1, "n1").await.unwrap();
+    store
+        .set_proposal_status(
+            p2,
+            ProposalStatus::Pending,
+            ProposalStatus::Rejected,
+            Some("ana"),
+            Some("wrong"),
+        )
+        .await
+        .unwrap();
+
+    let stats = store.stats(None).await.unwrap();
+    let ids: Vec<&str> = stats.connections.iter().map(|c| c.connection_id.as_str()).collect();
+    assert_eq!(ids, ["acme", "demo"]);
+    let demo = stats.connection("demo").unwrap();
+    assert_eq!((demo.tickets, demo.decided, demo.decided_by_llm, demo.decided_by_rules), (5, 4, 3, 1));
+    assert_eq!((demo.done, demo.failed), (1, 1));
+    assert_eq!((demo.prompt_tokens, demo.completion_tokens), (3500, 350));
+    assert!((demo.cost_usd - 0.03).abs() < 1e-9, "{}", demo.cost_usd);
+    assert_eq!(demo.latency_p50_ms, Some(200));
+    assert!((demo.latency_avg_ms.unwrap() - 200.0).abs() < 1e-9);
+    assert_eq!(
+        (demo.proposals.pending, demo.proposals.approved, demo.proposals.rejected, demo.proposals.applied),
+        (1, 0, 1, 1)
+    );
+
+    let only_acme = store.stats(Some("acme")).await.unwrap();
+    assert_eq!(only_acme.connections.len(), 1);
+    let acme = &only_acme.connections[0];
+    assert_eq!(
+        (acme.decided, acme.prompt_tokens, acme.latency_p50_ms, acme.proposals.pending),
+        (1, 10, Some(42), 1)
+    );
+    assert!((acme.cost_usd - 0.5).abs() < 1e-9);
+    assert_eq!(&only_acme.connections[0], stats.connection("acme").unwrap());
+}
+
+async fn migrations_are_idempotent(db: TestDb) {
+    let store = db.store().await;
+    claimed(&store, &key("3001"), "e", "w").await;
+    store.close().await;
+    // Connecting again finds the schema up to date and the data kept.
+    let again = db.store().await;
+    let third = db.store().await;
+    assert_eq!(again.entry(&key("3001")).await.unwrap().unwrap().claimed_by.as_deref(), Some("w"));
+    third.ping().await.unwrap();
+}
+
+async fn poll_cursors_are_kept(db: TestDb) {
+    let store = db.store().await;
+    assert_eq!(store.poll_cursor("demo").await.unwrap(), None);
+    store.set_poll_cursor("demo", "2026-11-17T07:35:00Z").await.unwrap();
+    store.set_poll_cursor("demo", "2026-11-17T08:00:00Z").await.unwrap();
+    store.set_poll_cursor("acme", "1700000000").await.unwrap();
+    assert_eq!(store.poll_cursor("demo").await.unwrap().as_deref(), Some("2026-11-17T08:00:00Z"));
+    assert_eq!(store.poll_cursor("acme").await.unwrap().as_deref(), Some("1700000000"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-specific
+
+#[tokio::test]
+async fn sqlite_creates_parent_directories_and_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a/b/c/deskpilot.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    assert!(path.is_file());
+    assert_eq!(store.backend(), "sqlite");
+    claimed(&store, &key("4001"), "e", "w").await;
+    store.close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
+    assert_eq!(mode, "wal");
+
+    // Relative paths (to the working directory), in both spellings.
+    let cwd = std::env::current_dir().unwrap();
+    let up = "../".repeat(cwd.components().count().saturating_sub(1));
+    let base = format!("{up}{}", dir.path().display().to_string().trim_start_matches('/'));
+    for url in [format!("sqlite://{base}/one/rel.db"), format!("sqlite:{base}/two/rel.db")] {
+        let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {}", chain(&e)));
+        claimed(&store, &key("4002"), "e", "w").await;
+        store.close().await;
+    }
+    assert!(dir.path().join("one/rel.db").is_file() && dir.path().join("two/rel.db").is_file());
+}
+
+#[tokio::test]
+async fn sqlite_memory_store_keeps_its_data() {
+    let store = Store::connect("sqlite::memory:").await.unwrap();
+    let k = key("5001");
+    claimed(&store, &k, "e", "w").await;
+    store.record_decision(&k, "w", &decision(llm()), &json!({})).await.unwrap();
+    let id = store.insert_proposal(&proposal("demo", "5001", "e")).await.unwrap();
+    // One connection, kept: every call sees the same database.
+    assert_eq!(store.clone().entry(&k).await.unwrap().unwrap().step, Step::Decided);
+    assert!(store.proposal(id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn bad_urls_say_what_is_wrong() {
+    let err = Store::connect("mysql://root:hunter2@db/app").await.unwrap_err();
+    let text = chain(&err);
+    assert!(text.starts_with("store.url `mysql://root:***@db/app`: unsupported scheme"), "{text}");
+
+    let err = Store::connect("sqlite://").await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err:?}");
+
+    // Refused at once (no waiting for the pool's acquire timeout), password hidden, retryable.
+    let started = Instant::now();
+    let err = Store::connect("postgres://deskpilot:hunter2@127.0.0.1:1/deskpilot").await.unwrap_err();
+    let text = chain(&err);
+    assert!(
+        text.starts_with("store.url `postgres://deskpilot:***@127.0.0.1:1/deskpilot`: cannot connect"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(err.is_retryable(), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+
+    // A parent "directory" that is a file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let err = Store::connect(&format!("sqlite://{}/sub/store.db", file.display())).await.unwrap_err();
+    let text = chain(&err);
+    assert!(text.contains("cannot connect") && text.contains("plain-file"), "{text}");
+}
