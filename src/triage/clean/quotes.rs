@@ -46,6 +46,14 @@ static SEPARATOR: LazyLock<Regex> = LazyLock::new(|| {
     )
     .unwrap()
 });
+/// The forward banners among the separators: what follows them is content the sender passes on,
+/// not history, so it is kept after the sender's own note.
+static FORWARD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)(?:forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|doorgestuurd bericht|messaggio inoltrato|mensagem encaminhada|begin forwarded message|anfang der weitergeleiteten nachricht|début du message réexpédié)",
+    )
+    .unwrap()
+});
 static UNDERSCORES: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*_{10,}\s*$").unwrap());
 /// `From:` and its translations, optionally bold (`*From:*`).
 static FROM_FIELD: LazyLock<Regex> =
@@ -72,8 +80,10 @@ enum Kind {
 enum Marker {
     /// A wrote-line spanning `lines` lines.
     Wrote { lines: usize },
-    /// Original-message separator, forward banner, or underscores before `From:`.
+    /// Original-message separator, or underscores before `From:`.
     Separator,
+    /// A forward banner (`---------- Forwarded message ---------`).
+    Forward,
     /// A `From:` line that starts a header block.
     HeaderBlock,
 }
@@ -105,7 +115,9 @@ fn strip(text: &str, may_unquote: bool) -> Option<(String, bool)> {
 
     let mut removed = false;
     let mut start = 0;
-    let (body_start, body_end) = loop {
+    // Kept line ranges: normally one; a forward after the sender's own note adds the forwarded body.
+    let mut keep: Vec<(usize, usize)> = Vec::new();
+    loop {
         let mut cut = None;
         let mut i = start;
         while i < n {
@@ -123,17 +135,24 @@ fn strip(text: &str, may_unquote: bool) -> Option<(String, bool)> {
             }
             i += 1;
         }
-        let Some((at, marker)) = cut else { break (start, n) };
+        let Some((at, marker)) = cut else {
+            keep.push((start, n));
+            break;
+        };
         removed = true;
         if kinds[start..at].contains(&Kind::Own) {
-            break (start, at);
+            keep.push((start, at));
+            if marker != Marker::Forward {
+                break;
+            }
         }
-        // Nothing of the author's own before the marker: skip its header, keep what follows.
+        // Skip the marker's header and go on with what follows: the forwarded body, or (when
+        // nothing of the author's own came first) the quoted message itself.
         start = header_end(&lines, &kinds, at, marker);
-    };
+    }
 
     let mut out: Vec<&str> = Vec::new();
-    for k in body_start..body_end {
+    for k in keep.into_iter().flat_map(|(from, to)| from..to) {
         match kinds[k] {
             Kind::Own | Kind::Blank => out.push(lines[k]),
             Kind::Quoted => removed = true,
@@ -193,7 +212,9 @@ fn classify(lines: &[&str]) -> Vec<Kind> {
             i += 1;
             continue;
         }
-        let marker = if SEPARATOR.is_match(line)
+        let marker = if SEPARATOR.is_match(line) && FORWARD.is_match(line) {
+            Some(Marker::Forward)
+        } else if SEPARATOR.is_match(line)
             || (UNDERSCORES.is_match(line)
                 && next_non_blank_line(&kinds, i + 1).is_some_and(|k| FROM_FIELD.is_match(lines[k])))
         {
@@ -248,7 +269,7 @@ fn header_end(lines: &[&str], kinds: &[Kind], at: usize, marker: Marker) -> usiz
     let n = lines.len();
     let mut j = match marker {
         Marker::Wrote { lines } => return at + lines,
-        Marker::Separator => at + 1,
+        Marker::Separator | Marker::Forward => at + 1,
         Marker::HeaderBlock => at,
     };
     while j < n && kinds[j] == Kind::Blank {

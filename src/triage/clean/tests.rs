@@ -160,9 +160,19 @@ fn apple_forward_only_keeps_body_and_cuts_nested_history() {
 }
 
 #[test]
-fn forward_with_own_note_keeps_only_the_note() {
-    let body = "FYI, customer reports the same crash as ticket #1042.\n\n---------- Forwarded message ---------\nFrom: Laura Chen <laura@contoso.com>\nDate: Mon, Nov 3, 2025 at 9:58 AM\nSubject: Crash\nTo: <it@contoso.com>\n\nThe app crashes on start.";
-    assert_eq!(clean(body), "FYI, customer reports the same crash as ticket #1042.");
+fn forward_with_own_note_keeps_the_note_and_the_forwarded_body() {
+    // What is forwarded is the request itself (a quote request, a crash report), not history.
+    let body = "FYI, customer reports the same crash as ticket #1042.\n\n---------- Forwarded message ---------\nFrom: Laura Chen <laura@contoso.com>\nDate: Mon, Nov 3, 2025 at 9:58 AM\nSubject: Crash\nTo: <it@contoso.com>\n\nThe app crashes on start.\n\nOn Sun, Nov 2, 2025 at 8:00 PM Bob <bob@contoso.com> wrote:\n> older history";
+    assert_eq!(
+        clean(body),
+        "FYI, customer reports the same crash as ticket #1042.\n\nThe app crashes on start."
+    );
+}
+
+#[test]
+fn original_message_after_own_text_is_still_cut() {
+    let body = "Still broken, see below.\n\n-----Original Message-----\nFrom: Support <help@northwind.example>\nSent: Monday\nTo: me\nSubject: RE: crash\n\nPlease try again.";
+    assert_eq!(clean(body), "Still broken, see below.");
 }
 
 #[test]
