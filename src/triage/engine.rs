@@ -14,7 +14,7 @@ use super::{
     llm::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, OutputMode, Price, Usage},
     prompt::{PromptError, PromptLimits, Prompts},
     rules::Rules,
-    tokens::Tokenizer,
+    tokens::{self, Tokenizer},
 };
 use crate::ticketing::{Ticketing, TicketingError};
 
@@ -166,6 +166,7 @@ pub struct Engine {
     rules: Rules,
     tokenizer: Tokenizer,
     settings: EngineSettings,
+    system_tokens: std::sync::Mutex<std::collections::HashMap<u64, usize>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -191,7 +192,7 @@ impl Engine {
     ) -> Self {
         let tokenizer = Tokenizer::for_model(tokenizer_model);
         tokenizer.warm();
-        Self { llm, prompts, rules, tokenizer, settings }
+        Self { llm, prompts, rules, tokenizer, settings, system_tokens: Default::default() }
     }
 
     /// The configured model, if any.
@@ -220,9 +221,17 @@ impl Engine {
         let limits = self.prompt_limits();
         let schema = self.schema_in_prompt(g);
         let skeleton = context::skeleton(g);
-        let fixed = self.tokenizer.count_chat(
-            self.prompts.messages(&skeleton, limits, schema.as_ref())?.iter().map(|m| m.content.as_str()),
-        );
+        // The system message depends only on the connection's categories: rendered once per
+        // ticket, counted once per distinct text.
+        let system = self.prompts.system(&skeleton, limits, schema.as_ref())?;
+        let system_tokens = self.system_tokens(&system);
+        let chat_tokens = |user: &str| {
+            system_tokens
+                + self.tokenizer.count(user)
+                + 2 * tokens::TOKENS_PER_MESSAGE
+                + tokens::TOKENS_REPLY_PRIMING
+        };
+        let fixed = chat_tokens(&self.prompts.user(&skeleton)?);
         let room = self.settings.budget.prompt_tokens.saturating_sub(fixed);
         let mut ctx = context::build(
             g,
@@ -232,12 +241,29 @@ impl Engine {
         // Per-message framing is estimated while fitting; the exact count of the rendered prompt
         // decides, dropping more of the oldest notes while it is over.
         loop {
-            let messages = self.prompts.messages(&ctx, limits, schema.as_ref())?;
-            let tokens = self.tokenizer.count_chat(messages.iter().map(|m| m.content.as_str()));
-            if tokens <= self.settings.budget.prompt_tokens || !ctx.drop_oldest() {
-                return Ok((ctx, messages));
+            let user = self.prompts.user(&ctx)?;
+            if chat_tokens(&user) <= self.settings.budget.prompt_tokens || !ctx.drop_oldest() {
+                return Ok((ctx, vec![ChatMessage::system(system), ChatMessage::user(user)]));
             }
         }
+    }
+
+    /// Token count of a system message, remembered by its text's hash.
+    fn system_tokens(&self, system: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        system.hash(&mut h);
+        let key = h.finish();
+        let mut cache = self.system_tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = cache.get(&key) {
+            return *n;
+        }
+        let n = self.tokenizer.count(system);
+        if cache.len() >= 1024 {
+            cache.clear();
+        }
+        cache.insert(key, n);
+        n
     }
 
     /// Decides for an already gathered ticket.
