@@ -82,7 +82,7 @@ impl ActPolicy {
                 if d.needs_human {
                     return Err("the decision asks for a human".into());
                 }
-                if f64::from(d.confidence) < self.confidence_threshold {
+                if d.confidence < self.confidence_threshold as f32 {
                     return Err(format!(
                         "confidence {:.2} is below the threshold {:.2}",
                         d.confidence, self.confidence_threshold
@@ -170,6 +170,8 @@ pub struct ActContext<'a> {
     pub worker: &'a str,
     /// The step the ledger had reached when this attempt started.
     pub step: Step,
+    /// The note an earlier attempt posted, if it got that far.
+    pub note_id: Option<&'a str>,
 }
 
 /// Carries out a validated decision, resuming after `ctx.step`. The ledger reaches `Done` on success.
@@ -200,7 +202,7 @@ pub async fn act(
         store.advance(ctx.key, ctx.worker, Step::TicketUpdated, Some(&kept.join("; "))).await?;
     }
 
-    let mut note_id = None;
+    let mut note_id = ctx.note_id.map(str::to_owned);
     if ctx.step < Step::NotePosted {
         match (&decision.draft_reply, policy.notes_internal_verified) {
             (Some(draft), true) => {

@@ -303,6 +303,9 @@ pub struct WorkerConfig {
     /// Delay tiers for retries, seconds (one RabbitMQ TTL queue each).
     #[serde(default = "default_retry_delays")]
     pub retry_delays_secs: Vec<u64>,
+    /// Tries of one event before a transient failure is given up and dead-lettered.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
     /// Deliveries of one message before the broker dead-letters it (`x-delivery-limit`).
     #[serde(default = "default_delivery_limit")]
     pub delivery_limit: u32,
@@ -319,6 +322,9 @@ fn default_drain_secs() -> u64 {
 }
 fn default_retry_delays() -> Vec<u64> {
     vec![5, 30, 120, 600]
+}
+fn default_max_attempts() -> u32 {
+    12
 }
 fn default_delivery_limit() -> u32 {
     10
@@ -617,6 +623,7 @@ impl Config {
             max_in_flight: self.worker.concurrency as usize,
             lease: Duration::from_secs(self.worker.lease_secs),
             drain_deadline: Duration::from_secs(self.worker.drain_deadline_secs),
+            max_attempts: self.worker.max_attempts.max(1),
             ..crate::worker::WorkerSettings::default()
         }
     }

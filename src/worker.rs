@@ -49,6 +49,8 @@ pub struct WorkerSettings {
     pub lease: Duration,
     /// How long shutdown waits for in-flight work before handing it back.
     pub drain_deadline: Duration,
+    /// Tries of one event before a transient failure is given up and dead-lettered.
+    pub max_attempts: u32,
 }
 
 impl Default for WorkerSettings {
@@ -58,6 +60,7 @@ impl Default for WorkerSettings {
             max_in_flight: 32,
             lease: Duration::from_secs(600),
             drain_deadline: Duration::from_secs(30),
+            max_attempts: 12,
         }
     }
 }
@@ -119,17 +122,23 @@ impl From<TriageError> for Failure {
 
 impl From<act::ActError> for Failure {
     fn from(e: act::ActError) -> Self {
-        let retry_after = match &e {
-            act::ActError::Helpdesk(h) => h.retry_after(),
-            act::ActError::Store(_) => None,
-        };
-        Self { retryable: e.is_retryable(), retry_after, reason: format!("act: {}", chain(&e)) }
+        match e {
+            act::ActError::Store(store) => Self::from(store),
+            act::ActError::Helpdesk(h) => Self {
+                retryable: h.is_retryable(),
+                retry_after: h.retry_after(),
+                reason: format!("act: {}", chain(&h)),
+            },
+        }
     }
 }
 
 impl From<crate::store::StoreError> for Failure {
     fn from(e: crate::store::StoreError) -> Self {
-        Self { retryable: e.is_retryable(), retry_after: None, reason: chain(&e) }
+        // A lost lease means another replica took the ticket over: the next claim sees its
+        // progress (Done → ack, Busy → later), so it is never a reason to dead-letter.
+        let lease_lost = matches!(e, crate::store::StoreError::LeaseLost { .. });
+        Self { retryable: lease_lost || e.is_retryable(), retry_after: None, reason: chain(&e) }
     }
 }
 
@@ -225,7 +234,10 @@ impl Worker {
             span.record("event_id", event.event_id.as_str());
             span.record("connection", event.connection_id.as_str());
             span.record("ticket", event.ticket_id.as_str());
-            let work = self.process(&event);
+            // One holder id per delivery: two copies of an event in this process must not both hold
+            // the key (the store grants a claim again to the same holder).
+            let holder = format!("{}/{}", self.settings.worker_id, uuid::Uuid::new_v4().simple());
+            let work = self.process(&event, &holder);
             tokio::select! {
                 result = work => match result {
                     Ok(what) => match delivery.ack().await {
@@ -233,10 +245,20 @@ impl Worker {
                         // The effects are durable; the broker redelivers and the ledger says Done.
                         Err(e) => { tracing::warn!(error = %e, "ack failed after the effects were recorded"); Disposition::Acked(what) }
                     },
-                    Err(f) if f.retryable => self.retry(delivery, &event, f).await,
+                    Err(f) if f.retryable && delivery.attempt < self.settings.max_attempts => {
+                        self.retry(delivery, &event, f).await
+                    }
+                    Err(f) if f.retryable => {
+                        let reason = format!("gave up after {} attempts: {}", delivery.attempt, f.reason);
+                        self.dead_letter(delivery, reason).await
+                    }
                     Err(f) => self.dead_letter(delivery, f.reason).await,
                 },
                 _ = hand_back.cancelled() => {
+                    // Let the next worker claim it at once instead of waiting out this lease.
+                    if let Err(e) = self.store.release(&ledger_key(&event), &holder).await {
+                        tracing::debug!(error = %e, "could not release the claim of a handed-back event");
+                    }
                     if let Err(e) = delivery.requeue().await {
                         tracing::warn!(error = %e, "requeue failed; the broker redelivers when the channel closes");
                     }
@@ -264,7 +286,7 @@ impl Worker {
     }
 
     /// The work of one event, resumable from the ledger. `Ok` = durable and ready to ack.
-    async fn process(&self, event: &TicketEvent) -> Result<String, Failure> {
+    async fn process(&self, event: &TicketEvent, holder: &str) -> Result<String, Failure> {
         if event.kind != EventKind::TicketCreated {
             return Ok(format!("ignored: deskpilot triages ticket.created, not {}", event.kind));
         }
@@ -275,15 +297,8 @@ impl Worker {
                 self.connection_ids()
             )));
         };
-        let key = LedgerKey {
-            connection_id: event.connection_id.clone(),
-            ticket_id: event.ticket_id.clone(),
-            kind: event.kind,
-        };
-        // One holder id per delivery: two copies of an event in this process must not both hold
-        // the key (the store grants a claim again to the same holder).
-        let holder = format!("{}/{}", self.settings.worker_id, uuid::Uuid::new_v4().simple());
-        let worker = holder.as_str();
+        let key = ledger_key(event);
+        let worker = holder;
         let mut claim = self.store.claim(&key, &event.event_id, worker, self.settings.lease).await?;
         if let ClaimOutcome::Done(entry) = &claim
             && entry.failed
@@ -308,7 +323,24 @@ impl Worker {
             }
             ClaimOutcome::Claimed(entry) => entry,
         };
-        let result = self.resume(conn, event, &key, worker, entry).await;
+        let result = {
+            // Keep the claim alive through slow steps (an LLM past its retries, a rate-limited
+            // helpdesk) so no other replica takes the ticket over while this one still works on it.
+            let work = self.resume(conn, event, &key, worker, entry);
+            tokio::pin!(work);
+            let period = (self.settings.lease / 3).max(Duration::from_millis(100));
+            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            loop {
+                tokio::select! {
+                    result = &mut work => break result,
+                    _ = renew.tick() => {
+                        if let Err(e) = self.store.renew(&key, worker, self.settings.lease).await {
+                            tracing::warn!(error = %e, "could not renew the claim");
+                        }
+                    }
+                }
+            }
+        };
         if let Err(f) = &result
             && let Err(e) = self.store.record_failure(&key, worker, &f.reason, !f.retryable).await
         {
@@ -346,7 +378,13 @@ impl Worker {
             }
         };
         let started = Instant::now();
-        let ctx = ActContext { key, event_id: &entry.event_id, worker, step: step.max(Step::Decided) };
+        let ctx = ActContext {
+            key,
+            event_id: &entry.event_id,
+            worker,
+            step: step.max(Step::Decided),
+            note_id: entry.note_id.as_deref(),
+        };
         let outcome =
             act::act(&self.store, conn.helpdesk.as_ref(), &conn.act, ctx, &decision, &report).await?;
         metrics::histogram!("deskpilot_stage_seconds", "stage" => "act")
@@ -405,6 +443,14 @@ fn report_panic(done: Result<Disposition, tokio::task::JoinError>) {
     {
         // The delivery was dropped unacked, so the broker redelivers it; the ledger resumes it.
         tracing::error!(error = %e, "an event task panicked");
+    }
+}
+
+fn ledger_key(event: &TicketEvent) -> LedgerKey {
+    LedgerKey {
+        connection_id: event.connection_id.clone(),
+        ticket_id: event.ticket_id.clone(),
+        kind: event.kind,
     }
 }
 

@@ -226,3 +226,211 @@ pub fn messages(body: &Value) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Real infrastructure for one test (used by `worker`): a store of its own (SQLite file or a fresh
+// PostgreSQL database) and a RabbitMQ corner of its own (random names, deleted afterwards). When
+// PostgreSQL or RabbitMQ cannot be reached the test fails and says how to start them.
+
+/// PostgreSQL admin URL (allowed to CREATE DATABASE): `DESKPILOT_TEST_PG_URL`, else the local server.
+pub fn pg_admin_url() -> String {
+    std::env::var("DESKPILOT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database of one's own on the real PostgreSQL, `DROP … WITH (FORCE)` when dropped (also when
+/// the test panicked).
+pub struct PgTestDatabase {
+    admin_url: String,
+    name: String,
+    /// URL of the new database.
+    pub url: String,
+}
+
+impl PgTestDatabase {
+    /// `CREATE DATABASE <prefix>_<uuid>`.
+    pub async fn create(prefix: &str) -> PgTestDatabase {
+        use sqlx::Connection as _;
+        let admin_url = pg_admin_url();
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin_url} ({e}). Start it with: \
+                 pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            )
+        });
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin_url}: {e}"));
+        let _ = admin.close().await;
+        let mut url = url::Url::parse(&admin_url).expect("PostgreSQL admin URL");
+        url.set_path(&name);
+        if !url.query_pairs().any(|(k, _)| k == "sslmode") {
+            // The local server has no TLS; `prefer` would spend time finding out on every connection.
+            url.query_pairs_mut().append_pair("sslmode", "disable");
+        }
+        PgTestDatabase { admin_url, name, url: url.to_string() }
+    }
+}
+
+impl Drop for PgTestDatabase {
+    fn drop(&mut self) {
+        use sqlx::Connection as _;
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside the test's runtime: do the async work on a runtime of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut admin = sqlx::PgConnection::connect(&admin_url).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut admin)
+                    .await?;
+                admin.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// Which database a test's store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestStoreKind {
+    /// A SQLite file in a temporary directory.
+    Sqlite,
+    /// A fresh database on the real PostgreSQL.
+    Postgres,
+}
+
+/// A store URL of one's own, removed when dropped.
+pub struct TestStoreUrl {
+    /// Which database.
+    pub kind: TestStoreKind,
+    /// The URL to give `Store::connect`.
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgTestDatabase>,
+}
+
+impl TestStoreUrl {
+    /// A new, empty store location.
+    pub async fn new(kind: TestStoreKind) -> TestStoreUrl {
+        match kind {
+            TestStoreKind::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                TestStoreUrl { kind, url, _dir: Some(dir), _pg: None }
+            }
+            TestStoreKind::Postgres => {
+                let pg = PgTestDatabase::create("test_worker").await;
+                TestStoreUrl { kind, url: pg.url.clone(), _dir: None, _pg: Some(pg) }
+            }
+        }
+    }
+
+    /// Opens (and migrates) the store.
+    pub async fn connect(&self) -> deskpilot::store::Store {
+        deskpilot::store::Store::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("Store::connect({}): {}", self.url, error_chain(&e)))
+    }
+}
+
+/// An error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The broker: `DESKPILOT_TEST_AMQP_URL`, else the local RabbitMQ as guest.
+pub fn amqp_test_url() -> String {
+    std::env::var("DESKPILOT_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Fails the test (never skips it) when nothing listens at the broker's address.
+pub fn require_broker(url: &str) {
+    use std::net::{TcpStream, ToSocketAddrs};
+    let uri: lapin::uri::AMQPUri = url.parse().unwrap_or_else(|e| panic!("bad AMQP URL {url}: {e}"));
+    let addr = format!("{}:{}", uri.authority.host, uri.authority.port);
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    assert!(reachable, "RabbitMQ not reachable at {addr}: start it with `rabbitmq-server -detached`");
+}
+
+/// Bus settings with `test-<uuid>` names and the given retry tiers.
+pub fn random_bus_settings(tiers: &[Duration]) -> deskpilot::bus::BusSettings {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4());
+    let mut settings =
+        deskpilot::bus::BusSettings::new(format!("{prefix}.events"), format!("{prefix}.triage"));
+    settings.retry_delays = tiers.to_vec();
+    settings
+}
+
+/// The name of the retry-tier queue for `delay` (as the bus names it).
+pub fn retry_tier_queue(s: &deskpilot::bus::BusSettings, delay: Duration) -> String {
+    if delay.subsec_millis() == 0 && delay.as_secs() > 0 {
+        format!("{}.retry.{}s", s.queue, delay.as_secs())
+    } else {
+        format!("{}.retry.{}ms", s.queue, delay.as_millis())
+    }
+}
+
+/// Deletes every queue and exchange of `s` (on a thread and connection of its own, so it can run
+/// in `Drop`). Stop the consumers first: a live consumer declares its topology again.
+pub fn delete_bus_topology(url: &str, s: &deskpilot::bus::BusSettings) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let queue = s.queue.clone();
+    let (url, s) = (url.to_owned(), s.clone());
+    let cleanup = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await?;
+            let channel = conn.create_channel().await?;
+            let tiers = s.retry_delays.iter().map(|d| retry_tier_queue(&s, *d));
+            for queue in [s.queue.clone(), s.dead_queue.clone()].into_iter().chain(tiers) {
+                let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
+            }
+            for exchange in [&s.exchange, &s.dead_queue] {
+                let _ =
+                    channel.exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default()).await;
+            }
+            conn.close(200, "OK".into()).await
+        })
+    });
+    if !matches!(cleanup.join(), Ok(Ok(()))) {
+        eprintln!("warning: could not delete the test topology of {queue}");
+    }
+}
+
+/// Runs `rabbitmqctl` and returns its output; fails the test when it fails.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("rabbitmqctl cannot run ({e}); it comes with rabbitmq-server"));
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The ticket id a chat request is about: the `Ticket: <id>` line of the fenced ticket data.
+pub fn ticket_of_request(body: &Value) -> Option<String> {
+    let messages = body["messages"].as_array()?;
+    messages.iter().filter_map(|m| m["content"].as_str()).find_map(|text| {
+        let data = &text[text.find("<ticket_data>")?..];
+        let line = data.lines().find_map(|l| l.strip_prefix("Ticket: "))?;
+        Some(line.trim().to_owned())
+    })
+}
