@@ -282,3 +282,72 @@ async fn the_sandbox_command_serves_until_sigterm() {
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "a graceful stop exits 0, got {status:?}");
 }
+
+#[tokio::test]
+async fn triage_without_an_llm_prints_the_rules_decision_and_says_so() {
+    let s = setup("").await;
+    let out = run(Some(s.config.path()), &["triage", "--connection", "demo", "--ticket", "1"]).await;
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("no LLM is configured"), "{text}");
+    assert!(text.contains("decided by rules (rule `refund`)"), "{text}");
+    assert!(text.contains("draft reply  (none)"), "{text}");
+}
+
+#[tokio::test]
+async fn triage_asks_an_openai_compatible_endpoint_and_writes_nothing() {
+    use wiremock::{
+        Mock, MockServer, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let s = setup("").await;
+    let llm = MockServer::start().await;
+    let answer = serde_json::json!({
+        "category_id": "cat-billing", "priority": "HIGH", "tags": ["refund"], "language": "en",
+        "sentiment": "negative", "summary": "Charged twice, wants a refund.",
+        "draft_reply": "Sorry about the double charge, we are checking it.", "confidence": 0.9,
+        "needs_human": false, "reason": "Duplicate charge."
+    });
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "local-model",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": answer.to_string()}}],
+            "usage": {"prompt_tokens": 900, "completion_tokens": 80, "total_tokens": 980}
+        })))
+        .expect(1)
+        .mount(&llm)
+        .await;
+    let before = s.sandbox.snapshot("demo").await.unwrap();
+    let mut cmd =
+        deskpilot(Some(s.config.path()), &["triage", "--connection", "demo", "--ticket", "1", "--json"]);
+    cmd.env("DESKPILOT__LLM__BASE_URL", format!("{}/v1", llm.uri()))
+        .env("DESKPILOT__LLM__MODEL", "local-model");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let v = json(&out);
+    assert_eq!(v["decision"]["category_id"], "cat-billing");
+    assert_eq!(v["decision"]["origin"], serde_json::json!({"kind": "llm", "model": "local-model"}));
+    assert_eq!(v["report"]["usage"]["prompt_tokens"], 900);
+    assert!(v["report"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let after = s.sandbox.snapshot("demo").await.unwrap();
+    assert_eq!(before.tickets, after.tickets, "triage writes nothing");
+    assert_eq!(before.notes, after.notes);
+}
+
+#[tokio::test]
+async fn demo_runs_the_whole_pipeline_on_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("nested/demo.db");
+    let store = store.to_str().unwrap();
+    for mode in ["shadow", "apply"] {
+        let out = run(None, &["demo", "--limit", "5", "--mode", mode, "--store", store]).await;
+        assert!(out.status.success(), "stderr: {}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("5 untriaged tickets, mode"), "{text}");
+        assert!(text.contains("0 dead-lettered"), "{text}");
+        assert!(text.contains("5 decided (0 by the LLM, 5 by rules), 5 done, 0 failed"), "{text}");
+        let proposals = if mode == "shadow" { "5 proposals stored" } else { "0 proposals stored" };
+        assert!(text.contains(proposals), "{mode}: {text}");
+    }
+}
