@@ -23,7 +23,7 @@ use crate::{
     bus::{Consumer, Delivery},
     events::{EventKind, TicketEvent},
     store::{ClaimOutcome, Entry, LedgerKey, Step, Store},
-    ticketing::{DynTicketing, TicketingError},
+    ticketing::{DynTicketing, TicketingError, http::error_chain},
     triage::{Engine, Policy, Report, TriageError},
 };
 
@@ -115,7 +115,7 @@ impl From<TriageError> for Failure {
         Self {
             retryable: e.is_retryable(),
             retry_after: e.retry_after(),
-            reason: format!("triage: {}", chain(&e)),
+            reason: format!("triage: {}", error_chain(&e)),
         }
     }
 }
@@ -127,7 +127,7 @@ impl From<act::ActError> for Failure {
             act::ActError::Helpdesk(h) => Self {
                 retryable: h.is_retryable(),
                 retry_after: h.retry_after(),
-                reason: format!("act: {}", chain(&h)),
+                reason: format!("act: {}", error_chain(&h)),
             },
         }
     }
@@ -138,7 +138,7 @@ impl From<crate::store::StoreError> for Failure {
         // A lost lease means another replica took the ticket over: the next claim sees its
         // progress (Done → ack, Busy → later), so it is never a reason to dead-letter.
         let lease_lost = matches!(e, crate::store::StoreError::LeaseLost { .. });
-        Self { retryable: lease_lost || e.is_retryable(), retry_after: None, reason: chain(&e) }
+        Self { retryable: lease_lost || e.is_retryable(), retry_after: None, reason: error_chain(&e) }
     }
 }
 
@@ -452,19 +452,4 @@ fn ledger_key(event: &TicketEvent) -> LedgerKey {
         ticket_id: event.ticket_id.clone(),
         kind: event.kind,
     }
-}
-
-/// An error and its causes on one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }

@@ -265,21 +265,9 @@ impl HttpClient {
             Ok(resp) => resp,
             Err(e) => {
                 let maybe_processed = !e.is_connect();
-                let what = if e.is_timeout() {
-                    "timed out"
-                } else if e.is_connect() {
-                    "could not connect"
-                } else {
-                    "request failed"
-                };
                 return Err(AttemptError {
                     error: TicketingError::Transient {
-                        detail: format!(
-                            "{} {} {what}: {}",
-                            call.method,
-                            url.path(),
-                            error_chain(&e.without_url())
-                        ),
+                        detail: format!("{} {} {}", call.method, url.path(), describe_transport_error(e)),
                     },
                     maybe_processed,
                 });
@@ -389,15 +377,32 @@ fn snippet(body: &[u8]) -> String {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, skipping causes whose text is already included.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
     }
     out
+}
+
+/// A failed HTTP exchange in words (timed out / could not connect / failed), without the URL,
+/// which may carry credentials.
+pub fn describe_transport_error(e: reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    format!("{what}: {}", error_chain(&e.without_url()))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::ticketing::http::parse_retry_after;
+use crate::ticketing::http::{describe_transport_error, parse_retry_after};
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -422,16 +422,7 @@ fn classify_openai_error(e: OpenAIError) -> LlmError {
             Ok(f) => classify_status(f.status, f.retry_after, &f.body),
             Err(other) => LlmError::Unavailable { detail: other.to_string() },
         },
-        OpenAIError::Reqwest(e) => {
-            let what = if e.is_timeout() {
-                "timed out"
-            } else if e.is_connect() {
-                "could not connect"
-            } else {
-                "request failed"
-            };
-            LlmError::Unavailable { detail: format!("{what}: {}", e.without_url()) }
-        }
+        OpenAIError::Reqwest(e) => LlmError::Unavailable { detail: describe_transport_error(e) },
         OpenAIError::JSONDeserialize(e, body) => LlmError::Malformed {
             detail: format!("{e}; body starts with: {}", body.chars().take(200).collect::<String>()),
         },
