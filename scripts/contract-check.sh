@@ -17,10 +17,11 @@ prism_port=${PRISM_PORT:-18410}
 [ -f "$spec" ] || { echo "contract-check: OpenAPI description not found at $spec" >&2; exit 1; }
 command -v npm >/dev/null || { echo "contract-check: npm is required (apt-get install nodejs npm)" >&2; exit 1; }
 
-prism="$root/target/prism/node_modules/.bin/prism"
+target=${CARGO_TARGET_DIR:-$root/target}
+prism="$target/prism/node_modules/.bin/prism"
 if [ ! -x "$prism" ] || [ "$("$prism" --version)" != "$prism_version" ]; then
-  echo "contract-check: installing @stoplight/prism-cli@$prism_version into target/prism"
-  npm install --silent --no-audit --no-fund --prefix "$root/target/prism" "@stoplight/prism-cli@$prism_version" >/dev/null
+  echo "contract-check: installing @stoplight/prism-cli@$prism_version into $target/prism"
+  npm install --silent --no-audit --no-fund --prefix "$target/prism" "@stoplight/prism-cli@$prism_version" >/dev/null
 fi
 
 cargo build --quiet --bin deskpilot --example unified_contract
@@ -37,7 +38,7 @@ wait_for() { # url name log
   echo "contract-check: $2 did not start; its log:" >&2; cat "$3" >&2; exit 1
 }
 
-"$root/target/debug/deskpilot" sandbox --addr "127.0.0.1:$sandbox_port" --api-key contract >"$logs/sandbox.log" 2>&1 &
+"$target/debug/deskpilot" sandbox --addr "127.0.0.1:$sandbox_port" --api-key contract >"$logs/sandbox.log" 2>&1 &
 pids+=($!)
 wait_for "http://127.0.0.1:$sandbox_port/health" sandbox "$logs/sandbox.log"
 
@@ -46,7 +47,7 @@ pids+=($!)
 wait_for "http://127.0.0.1:$prism_port/" prism "$logs/prism.log"
 
 for connection in demo acme-retail; do
-  if ! "$root/target/debug/examples/unified_contract" "http://127.0.0.1:$prism_port" "$connection" contract; then
+  if ! "$target/debug/examples/unified_contract" "http://127.0.0.1:$prism_port" "$connection" contract; then
     echo "contract-check: violations reported by Prism:" >&2
     grep -iE "violation|error" "$logs/prism.log" | tail -40 >&2 || true
     exit 1
