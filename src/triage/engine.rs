@@ -218,6 +218,11 @@ impl Engine {
 
     /// Builds the prompt for a gathered ticket, fitted to the budget: the context and its messages.
     pub fn prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>), PromptError> {
+        self.counted_prompt(g).map(|(ctx, messages, _)| (ctx, messages))
+    }
+
+    /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it).
+    fn counted_prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>, usize), PromptError> {
         let limits = self.prompt_limits();
         let schema = self.schema_in_prompt(g);
         let skeleton = context::skeleton(g);
@@ -242,8 +247,9 @@ impl Engine {
         // decides, dropping more of the oldest notes while it is over.
         loop {
             let user = self.prompts.user(&ctx)?;
-            if chat_tokens(&user) <= self.settings.budget.prompt_tokens || !ctx.drop_oldest() {
-                return Ok((ctx, vec![ChatMessage::system(system), ChatMessage::user(user)]));
+            let tokens = chat_tokens(&user);
+            if tokens <= self.settings.budget.prompt_tokens || !ctx.drop_oldest() {
+                return Ok((ctx, vec![ChatMessage::system(system), ChatMessage::user(user)], tokens));
             }
         }
     }
@@ -268,11 +274,12 @@ impl Engine {
 
     /// Decides for an already gathered ticket.
     pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
-        let (ctx, messages) = self.prompt(g)?;
+        // The count made while fitting, not a second tokenization of the whole prompt.
+        let (ctx, messages, prompt_tokens) = self.counted_prompt(g)?;
         let mut report = Report {
             prompt_version: self.prompts.version().to_owned(),
             encoding: self.tokenizer.name(),
-            prompt_tokens: self.tokenizer.count_chat(messages.iter().map(|m| m.content.as_str())),
+            prompt_tokens,
             prompt_budget: self.settings.budget.prompt_tokens,
             context: ctx.breakdown.clone(),
             ..Report::default()
