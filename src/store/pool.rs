@@ -123,8 +123,16 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
     migrate::migrator(target.backend).run(&mut conn).await.map_err(migrate_err)?;
     let _ = conn.close().await;
 
+    // SQLite has one writer: more connections only collide on its lock and sleep in busy
+    // retries, each on a thread of its own; and a ping before every acquire is a thread round trip
+    // on the hot path for a local file that cannot silently drop a connection.
+    let (max_connections, test_before_acquire) = match target.backend {
+        Backend::Sqlite => (options.max_connections.clamp(1, 2), false),
+        Backend::Postgres => (options.max_connections.max(1), true),
+    };
     pool_options
-        .max_connections(options.max_connections.max(1))
+        .max_connections(max_connections)
+        .test_before_acquire(test_before_acquire)
         .connect_with(connect_options)
         .await
         .map_err(connect_err)
