@@ -21,11 +21,11 @@ use deskpilot::{
     },
 };
 use serde_json::json;
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
 use tokio::sync::Barrier;
 
-const DEFAULT_PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-const START_PG: &str = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start";
+mod common;
+
 const LEASE: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
@@ -42,7 +42,7 @@ struct TestDb {
     backend: Backend,
     url: String,
     _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgDatabase>,
+    _pg: Option<common::PgTestDatabase>,
 }
 
 impl TestDb {
@@ -54,7 +54,7 @@ impl TestDb {
                 TestDb { backend, url, _dir: Some(dir), _pg: None }
             }
             Backend::Postgres => {
-                let pg = PgDatabase::create().await;
+                let pg = common::PgTestDatabase::create("test_store").await;
                 TestDb { backend, url: pg.url.clone(), _dir: None, _pg: Some(pg) }
             }
         }
@@ -62,57 +62,6 @@ impl TestDb {
 
     async fn store(&self) -> Store {
         Store::connect(&self.url).await.unwrap_or_else(|e| panic!("connect {}: {}", self.url, chain(&e)))
-    }
-}
-
-/// `CREATE DATABASE test_store_<uuid>`; dropped (WITH (FORCE)) when this value is dropped.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create() -> PgDatabase {
-        let admin_url =
-            std::env::var("DESKPILOT_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_PG_ADMIN_URL.to_owned());
-        let mut admin = PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL is not reachable at {admin_url} ({e}). Start it with: {START_PG}")
-        });
-        let name = format!("test_store_{}", uuid::Uuid::new_v4().simple());
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut admin)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin_url}: {e}"));
-        let _ = admin.close().await;
-        let mut url = url::Url::parse(&admin_url).expect("admin URL");
-        url.set_path(&name);
-        if !url.query_pairs().any(|(k, _)| k == "sslmode") {
-            // The local server has no TLS; `prefer` would spend ~90 ms per connection finding out.
-            url.query_pairs_mut().append_pair("sslmode", "disable");
-        }
-        PgDatabase { admin_url, name, url: url.to_string() }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        // Drop may run inside the test's runtime: do the async work on a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await?;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                    .execute(&mut admin)
-                    .await?;
-                admin.close().await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("warning: could not drop test database {}: {dropped:?}", self.name);
-        }
     }
 }
 
