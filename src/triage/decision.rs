@@ -739,34 +739,32 @@ impl<'a> Pass<'a> {
     }
 
     fn priority(&mut self, value: &str) -> Option<PriorityLevel> {
-        let level = PriorityLevel::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(value.trim()));
-        match level {
-            Some(level) => {
-                if level.as_str() != value {
-                    self.notes.push(format!("priority {} read as {level}", show(value)));
-                }
-                Some(level)
-            }
-            None => {
-                let all = PriorityLevel::ALL.map(PriorityLevel::as_str).join(", ");
-                self.problem("priority", format!("priority {} is not one of {all}", show(value)));
-                None
-            }
-        }
+        self.one_of("priority", value, PriorityLevel::ALL, PriorityLevel::as_str)
     }
 
     fn sentiment(&mut self, value: &str) -> Option<Sentiment> {
-        let sentiment = Sentiment::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(value.trim()));
-        match sentiment {
-            Some(sentiment) => {
-                if sentiment.as_str() != value {
-                    self.notes.push(format!("sentiment {} read as {sentiment}", show(value)));
+        self.one_of("sentiment", value, Sentiment::ALL, Sentiment::as_str)
+    }
+
+    /// Reads an enumeration case-insensitively (noting a case change), or records a problem
+    /// listing the allowed values.
+    fn one_of<T: Copy, const N: usize>(
+        &mut self,
+        field: &'static str,
+        value: &str,
+        all: [T; N],
+        name: fn(T) -> &'static str,
+    ) -> Option<T> {
+        match all.into_iter().find(|v| name(*v).eq_ignore_ascii_case(value.trim())) {
+            Some(v) => {
+                if name(v) != value {
+                    self.notes.push(format!("{field} {} read as {}", show(value), name(v)));
                 }
-                Some(sentiment)
+                Some(v)
             }
             None => {
-                let all = Sentiment::ALL.map(Sentiment::as_str).join(", ");
-                self.problem("sentiment", format!("sentiment {} is not one of {all}", show(value)));
+                let allowed = all.map(name).join(", ");
+                self.problem(field, format!("{field} {} is not one of {allowed}", show(value)));
                 None
             }
         }
