@@ -92,16 +92,21 @@ pub fn main() -> ExitCode {
 
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The sandbox needs no configuration; every other command loads (and validates) it first.
+    let config = match cli.command {
+        Command::Sandbox(args) => return sandbox::run(args).await,
+        _ => Config::load(cli.config.as_deref())?,
+    };
     match cli.command {
-        Command::Sandbox(args) => sandbox::run(args).await,
-        Command::Check => check::run(&Config::load(cli.config.as_deref())?).await,
-        Command::Tickets(cmd) => tickets::run(&Config::load(cli.config.as_deref())?, cmd).await,
-        Command::Triage(args) => triage::run(&Config::load(cli.config.as_deref())?, args).await,
-        Command::Demo(args) => demo::run(&Config::load(cli.config.as_deref())?, args).await,
-        Command::Worker => worker::worker(&Config::load(cli.config.as_deref())?).await,
-        Command::Publish(args) => worker::publish(&Config::load(cli.config.as_deref())?, args).await,
-        Command::Bus(cmd) => worker::bus(&Config::load(cli.config.as_deref())?, cmd).await,
-        Command::Dead(cmd) => worker::dead(&Config::load(cli.config.as_deref())?, cmd).await,
+        Command::Sandbox(_) => unreachable!("handled above"),
+        Command::Check => check::run(&config).await,
+        Command::Tickets(cmd) => tickets::run(&config, cmd).await,
+        Command::Triage(args) => triage::run(&config, args).await,
+        Command::Demo(args) => demo::run(&config, args).await,
+        Command::Worker => worker::worker(&config).await,
+        Command::Publish(args) => worker::publish(&config, args).await,
+        Command::Bus(cmd) => worker::bus(&config, cmd).await,
+        Command::Dead(cmd) => worker::dead(&config, cmd).await,
     }
 }
 
