@@ -172,6 +172,8 @@ pub struct ActContext<'a> {
     pub step: Step,
     /// The note an earlier attempt posted, if it got that far.
     pub note_id: Option<&'a str>,
+    /// The ticket as this attempt read it for triage, if it did (a resumed attempt did not).
+    pub ticket: Option<&'a Ticket>,
 }
 
 /// Carries out a validated decision, resuming after `ctx.step`. The ledger reaches `Done` on success.
@@ -184,8 +186,13 @@ pub async fn act(
     report: &serde_json::Value,
 ) -> Result<Outcome, ActError> {
     if let Err(why) = policy.verdict(decision) {
-        let ticket = helpdesk.get_ticket(&ctx.key.ticket_id).await.ok();
-        let proposal_id = shadow(store, ctx, decision, report, policy, &why, ticket.as_ref()).await?;
+        // Only for the proposal's subject and link: the ticket read for triage will do.
+        let fetched = match ctx.ticket {
+            Some(_) => None,
+            None => helpdesk.get_ticket(&ctx.key.ticket_id).await.ok(),
+        };
+        let ticket = ctx.ticket.or(fetched.as_ref());
+        let proposal_id = shadow(store, ctx, decision, report, policy, &why, ticket).await?;
         let outcome = Outcome::Shadowed { proposal_id, why };
         store.advance(ctx.key, ctx.worker, Step::Done, Some(&outcome.describe())).await?;
         return Ok(outcome);

@@ -23,8 +23,8 @@ use crate::{
     bus::{Consumer, Delivery},
     events::{EventKind, TicketEvent},
     store::{ClaimOutcome, Entry, LedgerKey, Step, Store},
-    ticketing::{DynTicketing, TicketingError, http::error_chain},
-    triage::{Engine, Policy, Report, TriageError},
+    ticketing::{DynTicketing, Ticket, TicketingError, http::error_chain},
+    triage::{Engine, Policy, Report, Triage, TriageError, context},
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -358,17 +358,18 @@ impl Worker {
         entry: Entry,
     ) -> Result<String, Failure> {
         let step = entry.step;
+        let mut read = None;
         let (decision, report) = match (entry.decision, entry.report) {
             (Some(d), report) if step >= Step::Decided => (d, report.unwrap_or_default()),
             _ => {
                 let started = Instant::now();
-                let triage =
-                    match self.engine.triage(conn.helpdesk.as_ref(), &event.ticket_id, &conn.triage).await {
-                        Err(TriageError::Helpdesk(TicketingError::NotFound { resource })) => {
-                            return Err(Failure::permanent(format!("{resource} not found in the helpdesk")));
-                        }
-                        other => other?,
-                    };
+                let (triage, ticket) = match self.decide(conn, event).await {
+                    Err(TriageError::Helpdesk(TicketingError::NotFound { resource })) => {
+                        return Err(Failure::permanent(format!("{resource} not found in the helpdesk")));
+                    }
+                    other => other?,
+                };
+                read = Some(ticket);
                 metrics::histogram!("deskpilot_stage_seconds", "stage" => "decide")
                     .record(started.elapsed().as_secs_f64());
                 record_usage(&triage.report);
@@ -384,6 +385,7 @@ impl Worker {
             worker,
             step: step.max(Step::Decided),
             note_id: entry.note_id.as_deref(),
+            ticket: read.as_ref(),
         };
         let outcome =
             act::act(&self.store, conn.helpdesk.as_ref(), &conn.act, ctx, &decision, &report).await?;
@@ -395,6 +397,14 @@ impl Worker {
         };
         metrics::counter!("deskpilot_decisions_total", "connection" => event.connection_id.clone(), "result" => label).increment(1);
         Ok(outcome.describe())
+    }
+
+    /// Reads the ticket and decides, keeping the ticket as read so acting need not read it again
+    /// just to describe a proposal.
+    async fn decide(&self, conn: &Connection, event: &TicketEvent) -> Result<(Triage, Ticket), TriageError> {
+        let gathered = context::gather(conn.helpdesk.as_ref(), &event.ticket_id).await?;
+        let triage = self.engine.decide(&gathered, &conn.triage).await?;
+        Ok((triage, gathered.ticket))
     }
 
     async fn retry(&self, delivery: Delivery, event: &TicketEvent, f: Failure) -> Disposition {
