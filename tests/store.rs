@@ -454,9 +454,10 @@ async fn proposals_insert_once_and_page_by_keyset(db: TestDb) {
 
     let p = store.proposal(ids[2]).await.unwrap().unwrap();
     let np = proposal("acme", "t2", "e2");
-    assert_eq!((p.connection_id, p.ticket_id, p.event_id), (np.connection_id, np.ticket_id, np.event_id));
-    assert_eq!((p.decision, p.report, p.mode), (np.decision, np.report, np.mode));
-    assert_eq!((p.ticket_subject, p.ticket_url), (np.ticket_subject, None));
+    let ps = p.stored.clone();
+    assert_eq!((ps.connection_id, ps.ticket_id, ps.event_id), (np.connection_id, np.ticket_id, np.event_id));
+    assert_eq!((ps.decision, ps.report, ps.mode), (np.decision, np.report, np.mode));
+    assert_eq!((ps.ticket_subject, ps.ticket_url), (np.ticket_subject, None));
     assert_eq!((p.status, p.reviewed_by, p.reviewed_at), (ProposalStatus::Pending, None, None));
     assert!(store.proposal(i64::MAX).await.unwrap().is_none());
 

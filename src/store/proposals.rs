@@ -65,7 +65,7 @@ impl fmt::Display for ProposalStatus {
 }
 
 /// A proposal to store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewProposal {
     /// Connection.
     pub connection_id: String,
@@ -87,29 +87,14 @@ pub struct NewProposal {
     pub ticket_url: Option<String>,
 }
 
-/// A stored proposal.
+/// A stored proposal: what was stored (reachable directly through `Deref`) plus its review state.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Proposal {
     /// Id (increasing).
     pub id: i64,
-    /// Connection.
-    pub connection_id: String,
-    /// Ticket.
-    pub ticket_id: String,
-    /// Event.
-    pub event_id: String,
-    /// The validated decision.
-    pub decision: Decision,
-    /// The triage report.
-    pub report: serde_json::Value,
-    /// Mode at the time.
-    pub mode: String,
-    /// Why it was not applied.
-    pub why_shadowed: String,
-    /// Ticket subject.
-    pub ticket_subject: Option<String>,
-    /// Link to the ticket.
-    pub ticket_url: Option<String>,
+    /// What was stored.
+    #[serde(flatten)]
+    pub stored: NewProposal,
     /// Review state.
     pub status: ProposalStatus,
     /// Who approved or rejected it.
@@ -127,6 +112,14 @@ pub struct Proposal {
     /// Applied at.
     #[serde(with = "time::serde::rfc3339::option")]
     pub applied_at: Option<OffsetDateTime>,
+}
+
+impl std::ops::Deref for Proposal {
+    type Target = NewProposal;
+
+    fn deref(&self) -> &NewProposal {
+        &self.stored
+    }
 }
 
 /// Which proposals to list: newest first, `limit` per page; pass the last id of a page as
@@ -271,15 +264,17 @@ fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {
     let status: String = get(row, "status")?;
     Ok(Proposal {
         id: get(row, "id")?,
-        connection_id: get(row, "connection_id")?,
-        ticket_id: get(row, "ticket_id")?,
-        event_id: get(row, "event_id")?,
-        decision: json("proposals.decision", &get::<String>(row, "decision")?)?,
-        report: json("proposals.report", &get::<String>(row, "report")?)?,
-        mode: get(row, "mode")?,
-        why_shadowed: get(row, "why_shadowed")?,
-        ticket_subject: get(row, "ticket_subject")?,
-        ticket_url: get(row, "ticket_url")?,
+        stored: NewProposal {
+            connection_id: get(row, "connection_id")?,
+            ticket_id: get(row, "ticket_id")?,
+            event_id: get(row, "event_id")?,
+            decision: json("proposals.decision", &get::<String>(row, "decision")?)?,
+            report: json("proposals.report", &get::<String>(row, "report")?)?,
+            mode: get(row, "mode")?,
+            why_shadowed: get(row, "why_shadowed")?,
+            ticket_subject: get(row, "ticket_subject")?,
+            ticket_url: get(row, "ticket_url")?,
+        },
         status: ProposalStatus::parse(&status)
             .ok_or(StoreError::Corrupt { what: "proposals.status", detail: status })?,
         reviewed_by: get(row, "reviewed_by")?,
