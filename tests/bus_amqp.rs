@@ -14,11 +14,12 @@ use deskpilot::{
     bus::{self, BusError, BusSettings, Consumer, Delivery, Publisher},
     events::{EventKind, EventSource, TicketEvent},
 };
+mod common;
+
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties,
+    Channel, Connection, ConnectionProperties,
     options::{
-        BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueBindOptions,
-        QueueDeclareOptions, QueueDeleteOptions,
+        BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
     },
     types::{FieldTable, ShortString},
     uri::AMQPUri,
@@ -101,21 +102,7 @@ impl TestBroker {
 
     /// Publishes any body to the exchange, as another client could.
     async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
-        let channel = self.raw.create_channel().await.unwrap();
-        channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-        let confirm = channel
-            .basic_publish(
-                self.settings.exchange.as_str().into(),
-                routing_key.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        assert_eq!(confirm, Confirmation::Ack(None));
+        common::publish_raw(&self.raw, &self.settings.exchange, routing_key, body).await;
     }
 
     /// An exclusive classic queue bound like the work queue, to look at published properties.

@@ -31,11 +31,7 @@ use deskpilot::{
     },
     worker::{Connection, Worker, WorkerSettings},
 };
-use lapin::{
-    BasicProperties, Confirmation,
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
-};
+use lapin::{options::QueueDeclareOptions, types::FieldTable};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -207,24 +203,7 @@ impl TestBus {
     /// Publishes any body to the exchange with `routing_key`, as another client could.
     async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
         match self {
-            TestBus::Amqp(b) => {
-                let channel = b.raw.create_channel().await.unwrap();
-                channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
-                let confirm = channel
-                    .basic_publish(
-                        b.settings.exchange.as_str().into(),
-                        routing_key.into(),
-                        BasicPublishOptions::default(),
-                        body,
-                        BasicProperties::default(),
-                    )
-                    .await
-                    .unwrap()
-                    .await
-                    .unwrap();
-                assert_eq!(confirm, Confirmation::Ack(None));
-                let _ = channel.close(200, "OK".into()).await;
-            }
+            TestBus::Amqp(b) => common::publish_raw(&b.raw, &b.settings.exchange, routing_key, body).await,
             TestBus::Memory(bus) => bus.publish_raw(routing_key, body.to_vec(), None).unwrap(),
         }
     }

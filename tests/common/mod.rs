@@ -434,3 +434,28 @@ pub fn ticket_of_request(body: &Value) -> Option<String> {
         Some(line.trim().to_owned())
     })
 }
+
+/// Publishes any body to `exchange` with `routing_key` over `conn`, as another client could, and
+/// waits for the broker's confirm.
+pub async fn publish_raw(conn: &lapin::Connection, exchange: &str, routing_key: &str, body: &[u8]) {
+    use lapin::{
+        BasicProperties, Confirmation,
+        options::{BasicPublishOptions, ConfirmSelectOptions},
+    };
+    let channel = conn.create_channel().await.unwrap();
+    channel.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            body,
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(confirm, Confirmation::Ack(None));
+    let _ = channel.close(200, "OK".into()).await;
+}
