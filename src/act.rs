@@ -177,6 +177,10 @@ pub struct ActContext<'a> {
 }
 
 /// Carries out a validated decision, resuming after `ctx.step`. The ledger reaches `Done` on success.
+///
+/// A decision the ledger has not recorded yet (`ctx.step` is `Claimed`) is recorded before the
+/// first helpdesk write when applying, and in the key's last commit when shadowing (nothing is
+/// written to the helpdesk in between, so one commit does).
 pub async fn act(
     store: &Store,
     helpdesk: &dyn Ticketing,
@@ -185,6 +189,7 @@ pub async fn act(
     decision: &Decision,
     report: &serde_json::Value,
 ) -> Result<Outcome, ActError> {
+    let decided = (ctx.step < Step::Decided).then_some((decision, report));
     if let Err(why) = policy.verdict(decision) {
         // Only for the proposal's subject and link: the ticket read for triage will do.
         let fetched = match ctx.ticket {
@@ -192,10 +197,15 @@ pub async fn act(
             None => helpdesk.get_ticket(&ctx.key.ticket_id).await.ok(),
         };
         let ticket = ctx.ticket.or(fetched.as_ref());
-        let proposal_id = shadow(store, ctx, decision, report, policy, &why, ticket).await?;
-        let outcome = Outcome::Shadowed { proposal_id, why };
-        store.advance(ctx.key, ctx.worker, Step::Done, Some(&outcome.describe())).await?;
-        return Ok(outcome);
+        let proposal = proposal(ctx, decision, report, policy, &why, ticket);
+        let describe = |proposal_id| Outcome::Shadowed { proposal_id, why: why.clone() }.describe();
+        let proposal_id =
+            store.finish_with_proposal(ctx.key, ctx.worker, decided, &proposal, describe).await?;
+        return Ok(Outcome::Shadowed { proposal_id, why });
+    }
+    if let Some((decision, report)) = decided {
+        // Durable before the helpdesk is touched: a retry acts on this decision, not a new one.
+        store.record_decision(ctx.key, ctx.worker, decision, report).await?;
     }
 
     let mut kept = Vec::new();
@@ -210,24 +220,28 @@ pub async fn act(
     }
 
     let mut note_id = ctx.note_id.map(str::to_owned);
+    let mut kept_back = None;
     if ctx.step < Step::NotePosted {
         match (&decision.draft_reply, policy.notes_internal_verified) {
-            (Some(draft), true) => {
-                let id = post_note_once(helpdesk, ctx, draft, policy).await?;
-                store.advance(ctx.key, ctx.worker, Step::NotePosted, Some(&id)).await?;
-                note_id = Some(id);
-            }
+            // Recorded with `Done` below: a retry in between finds the note by its marker.
+            (Some(draft), true) => note_id = Some(post_note_once(helpdesk, ctx, draft, policy).await?),
             (Some(_), false) => {
                 let why = "draft kept for review: notes of this connection are not verified internal \
                            (set notes_internal_verified once checked)";
-                shadow(store, ctx, decision, report, policy, why, None).await?;
+                kept_back = Some(proposal(ctx, decision, report, policy, why, None));
                 kept.push(why.to_owned());
             }
             (None, _) => {}
         }
     }
-    let outcome = Outcome::Applied { note_id, kept };
-    store.advance(ctx.key, ctx.worker, Step::Done, Some(&outcome.describe())).await?;
+    let outcome = Outcome::Applied { note_id: note_id.clone(), kept };
+    let describe = outcome.describe();
+    match &kept_back {
+        Some(p) => {
+            store.finish_with_proposal(ctx.key, ctx.worker, None, p, |_| describe).await?;
+        }
+        None => store.finish(ctx.key, ctx.worker, None, note_id.as_deref(), &describe).await?,
+    }
     Ok(outcome)
 }
 
@@ -304,28 +318,26 @@ async fn post_note_once(
     Ok(created.id.unwrap_or_default())
 }
 
-async fn shadow(
-    store: &Store,
+/// The proposal stored for review when a decision is not applied (or its draft is kept back).
+fn proposal(
     ctx: ActContext<'_>,
     d: &Decision,
     report: &serde_json::Value,
     policy: &ActPolicy,
     why: &str,
     ticket: Option<&Ticket>,
-) -> Result<i64, StoreError> {
-    store
-        .insert_proposal(&NewProposal {
-            connection_id: ctx.key.connection_id.clone(),
-            ticket_id: ctx.key.ticket_id.clone(),
-            event_id: ctx.event_id.to_owned(),
-            decision: d.clone(),
-            report: report.clone(),
-            mode: policy.mode.as_str().to_owned(),
-            why_shadowed: why.to_owned(),
-            ticket_subject: ticket.and_then(|t| t.subject.clone()),
-            ticket_url: ticket.and_then(|t| t.url.clone()),
-        })
-        .await
+) -> NewProposal {
+    NewProposal {
+        connection_id: ctx.key.connection_id.clone(),
+        ticket_id: ctx.key.ticket_id.clone(),
+        event_id: ctx.event_id.to_owned(),
+        decision: d.clone(),
+        report: report.clone(),
+        mode: policy.mode.as_str().to_owned(),
+        why_shadowed: why.to_owned(),
+        ticket_subject: ticket.and_then(|t| t.subject.clone()),
+        ticket_url: ticket.and_then(|t| t.url.clone()),
+    }
 }
 
 #[cfg(test)]

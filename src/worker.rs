@@ -1,7 +1,7 @@
 //! The consume → gather → decide → act → ack loop.
 //!
-//! Per delivery: ledger claim → (resume at the ledger's step) triage → record the decision → act →
-//! ledger `Done` → ack. Nothing is acked before its effects are durable. Transient failures (429,
+//! Per delivery: ledger claim → (resume at the ledger's step) triage → act (which records the
+//! decision and finishes the key: one commit when shadowing) → ack. Nothing is acked before its effects are durable. Transient failures (429,
 //! 5xx, timeouts, store busy, a key held by another replica) go to the next delay tier; permanent
 //! ones (bad payload, unknown connection, ticket 404, invalid decision after repair) go to dead
 //! letters with the reason. Concurrency is bounded by `max_in_flight` (also the broker prefetch).
@@ -373,8 +373,9 @@ impl Worker {
                 metrics::histogram!("deskpilot_stage_seconds", "stage" => "decide")
                     .record(started.elapsed().as_secs_f64());
                 record_usage(&triage.report);
+                // Recorded by `act`: with the key's last commit when nothing is written to the
+                // helpdesk, before the first helpdesk write otherwise.
                 let report_json = serde_json::to_value(&triage.report).unwrap_or_default();
-                self.store.record_decision(key, worker, &triage.decision, &report_json).await?;
                 (triage.decision, report_json)
             }
         };
@@ -383,7 +384,7 @@ impl Worker {
             key,
             event_id: &entry.event_id,
             worker,
-            step: step.max(Step::Decided),
+            step,
             note_id: entry.note_id.as_deref(),
             ticket: read.as_ref(),
         };

@@ -93,6 +93,7 @@ on_both_backends!(
     writes_are_for_the_lease_holder_only,
     steps_never_move_backwards,
     decision_round_trips,
+    finishing_is_one_commit_for_the_holder_only,
     failures_are_recorded_and_release_the_lease,
     twenty_concurrent_claimers_one_winner,
     proposals_insert_once_and_page_by_keyset,
@@ -325,6 +326,65 @@ async fn decision_round_trips(db: TestDb) {
     d.summary = "Kunde möchte Rückerstattung — \"dringend\" 😠; DROP TABLE ledger; --".into();
     store.record_decision(&k, "w1", &d, &json!({"note": "ünïcödé"})).await.unwrap();
     assert_eq!(store.entry(&k).await.unwrap().unwrap().decision, Some(d));
+}
+
+async fn finishing_is_one_commit_for_the_holder_only(db: TestDb) {
+    let store = db.store().await;
+    // Shadowed straight from Claimed: decision, proposal and Done land together.
+    let k = key("1020");
+    claimed(&store, &k, "evt-20", "w1").await;
+    let d = decision(llm());
+    let r = report(1500, 250, Some(0.003), 640);
+    let p = proposal("demo", "1020", "evt-20");
+    let id = store
+        .finish_with_proposal(&k, "w1", Some((&d, &r)), &p, |id| format!("shadowed as proposal {id}"))
+        .await
+        .unwrap();
+    let e = store.entry(&k).await.unwrap().unwrap();
+    assert_eq!((e.step, e.lease_until), (Step::Done, None));
+    assert_eq!(e.outcome, Some(format!("shadowed as proposal {id}")));
+    assert_eq!((e.decision.as_ref(), e.report.as_ref()), (Some(&d), Some(&r)));
+    assert!(e.decided_at.is_some() && e.finished_at.is_some());
+    assert_eq!(store.proposal(id).await.unwrap().unwrap().stored, p);
+    let stats = store.stats(None).await.unwrap();
+    let demo = stats.connection("demo").expect("figures for demo");
+    assert_eq!((demo.decided, demo.prompt_tokens), (1, 1500), "the figures columns are filled too: {demo:?}");
+
+    // A second finish for the same event (another holder's retry) reuses the stored proposal.
+    let k2 = key("1021");
+    claimed(&store, &k2, "evt-21", "w1").await;
+    let p2 = proposal("demo", "1021", "evt-21");
+    let first = store.insert_proposal(&p2).await.unwrap();
+    let again =
+        store.finish_with_proposal(&k2, "w1", Some((&d, &r)), &p2, |id| id.to_string()).await.unwrap();
+    assert_eq!(again, first);
+
+    // Not the holder: nothing is written, not even the proposal.
+    let k3 = key("1022");
+    claimed(&store, &k3, "evt-22", "w1").await;
+    let p3 = proposal("demo", "1022", "evt-22");
+    match store.finish_with_proposal(&k3, "w2", Some((&d, &r)), &p3, |id| id.to_string()).await {
+        Err(StoreError::LeaseLost { holder, .. }) => assert_eq!(holder.as_deref(), Some("w1")),
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    let e = store.entry(&k3).await.unwrap().unwrap();
+    assert_eq!((e.step, e.decision), (Step::Claimed, None));
+    let listed = store.proposals(&ProposalFilter::default()).await.unwrap();
+    assert!(listed.iter().all(|p| p.ticket_id != "1022"), "the proposal was rolled back");
+    assert_lease_lost(store.finish(&k3, "w2", None, Some("n-1"), "applied").await, Some("w1"));
+
+    // Applied: the decision was recorded before the helpdesk writes; note and Done go together
+    // and the recorded decision stays.
+    store.record_decision(&k3, "w1", &d, &r).await.unwrap();
+    store.advance(&k3, "w1", Step::TicketUpdated, None).await.unwrap();
+    store.finish(&k3, "w1", None, Some("note-9"), "applied; note note-9").await.unwrap();
+    let e = store.entry(&k3).await.unwrap().unwrap();
+    assert_eq!(
+        (e.step, e.note_id.as_deref(), e.outcome.as_deref(), e.decision.as_ref()),
+        (Step::Done, Some("note-9"), Some("applied; note note-9"), Some(&d))
+    );
+    // Done released the lease: finishing again is refused.
+    assert_lease_lost(store.finish(&k3, "w1", None, None, "again").await, None);
 }
 
 async fn failures_are_recorded_and_release_the_lease(db: TestDb) {

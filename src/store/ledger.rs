@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use sqlx::{Any, any::AnyArguments, query::Query};
 use time::OffsetDateTime;
 
 use super::{
@@ -21,7 +22,7 @@ use crate::triage::decision::{Decision, Origin};
 /// Longest error text kept in `last_error`.
 const MAX_ERROR_CHARS: usize = 2000;
 /// Longest outcome or note id kept.
-const MAX_DETAIL_CHARS: usize = 1000;
+pub(super) const MAX_DETAIL_CHARS: usize = 1000;
 
 /// Columns of [`Entry`], in every statement that returns one.
 macro_rules! entry_columns {
@@ -149,22 +150,13 @@ impl Store {
         decision: &Decision,
         report_json: &serde_json::Value,
     ) -> Result<(), StoreError> {
-        let decision_text = serde_json::to_string(decision)
-            .map_err(|source| StoreError::Encode { what: "decision", source })?;
-        let f = Figures::read(decision, report_json);
-        let done = sqlx::query(self.sql(RECORD_DECISION))
+        let columns = DecisionColumns::new(decision, report_json)?;
+        let query = sqlx::query(self.sql(RECORD_DECISION))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
-            .bind(worker)
-            .bind(decision_text)
-            .bind(report_json.to_string())
-            .bind(f.origin)
-            .bind(f.prompt_version)
-            .bind(f.prompt_tokens)
-            .bind(f.completion_tokens)
-            .bind(f.cost_usd)
-            .bind(f.latency_ms)
+            .bind(worker);
+        let done = DecisionColumns::bind(query, Some(&columns))
             .execute(&self.pool)
             .await
             .map_err(StoreError::query("record_decision"))?;
@@ -304,9 +296,45 @@ impl Store {
         }
     }
 
-    async fn lease_lost(&self, key: &LedgerKey, worker: &str) -> Result<StoreError, StoreError> {
+    pub(super) async fn lease_lost(&self, key: &LedgerKey, worker: &str) -> Result<StoreError, StoreError> {
         let holder = self.entry(key).await?.filter(|e| e.lease_until.is_some()).and_then(|e| e.claimed_by);
         Ok(StoreError::LeaseLost { key: key.to_string(), worker: worker.to_owned(), holder })
+    }
+}
+
+/// A decision as its ledger columns: the Decision and Report JSON texts and the figures.
+pub(super) struct DecisionColumns {
+    decision: String,
+    report: String,
+    figures: Figures,
+}
+
+impl DecisionColumns {
+    pub(super) fn new(decision: &Decision, report: &serde_json::Value) -> Result<Self, StoreError> {
+        Ok(Self {
+            decision: serde_json::to_string(decision)
+                .map_err(|source| StoreError::Encode { what: "decision", source })?,
+            report: report.to_string(),
+            figures: Figures::read(decision, report),
+        })
+    }
+
+    /// Binds the eight decision parameters (decision, report, origin, prompt version, prompt and
+    /// completion tokens, cost, latency) in that order; all NULL for `None`.
+    pub(super) fn bind<'q>(
+        query: Query<'q, Any, AnyArguments>,
+        columns: Option<&'q DecisionColumns>,
+    ) -> Query<'q, Any, AnyArguments> {
+        let f = columns.map(|c| &c.figures);
+        query
+            .bind(columns.map(|c| c.decision.as_str()))
+            .bind(columns.map(|c| c.report.as_str()))
+            .bind(f.map(|f| f.origin))
+            .bind(f.and_then(|f| f.prompt_version.as_deref()))
+            .bind(f.and_then(|f| f.prompt_tokens))
+            .bind(f.and_then(|f| f.completion_tokens))
+            .bind(f.and_then(|f| f.cost_usd))
+            .bind(f.and_then(|f| f.latency_ms))
     }
 }
 

@@ -26,6 +26,7 @@
 mod cursors;
 mod entry;
 mod error;
+mod finish;
 mod ledger;
 mod migrate;
 mod pool;
@@ -39,6 +40,7 @@ use sqlx::AnyPool;
 
 pub use entry::{ClaimOutcome, Entry, LedgerKey, Step};
 pub use error::StoreError;
+pub use finish::Decided;
 pub use pool::{StoreOptions, redact};
 pub use proposals::{NewProposal, Proposal, ProposalFilter, ProposalStatus};
 pub use stats::{ConnectionStats, ProposalCounts, Stats};
@@ -116,7 +118,7 @@ impl Store {
     }
 
     /// The statement text for this store's backend.
-    fn sql(&self, sql: sql::Sql) -> &'static str {
+    pub(crate) fn sql(&self, sql: sql::Sql) -> &'static str {
         match self.backend {
             Backend::Sqlite => sql.sqlite,
             Backend::Postgres => sql.postgres,

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, any::AnyRow};
 use time::OffsetDateTime;
 
 use super::{
@@ -172,31 +172,8 @@ impl Store {
     /// Stores a proposal once per `(connection_id, ticket_id, event_id)` and returns its id (the
     /// existing proposal's id when it was stored before).
     pub async fn insert_proposal(&self, p: &NewProposal) -> Result<i64, StoreError> {
-        let decision = serde_json::to_string(&p.decision)
-            .map_err(|source| StoreError::Encode { what: "decision", source })?;
-        let inserted: Option<i64> = sqlx::query_scalar(self.sql(INSERT))
-            .bind(&p.connection_id)
-            .bind(&p.ticket_id)
-            .bind(&p.event_id)
-            .bind(decision)
-            .bind(p.report.to_string())
-            .bind(&p.mode)
-            .bind(&p.why_shadowed)
-            .bind(p.ticket_subject.as_deref())
-            .bind(p.ticket_url.as_deref())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::query("insert_proposal"))?;
-        if let Some(id) = inserted {
-            return Ok(id);
-        }
-        sqlx::query_scalar(EXISTING_ID)
-            .bind(&p.connection_id)
-            .bind(&p.ticket_id)
-            .bind(&p.event_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::query("insert_proposal"))
+        let mut conn = self.pool.acquire().await.map_err(StoreError::query("insert_proposal"))?;
+        insert_on(self, &mut conn, p).await
     }
 
     /// One page of proposals, newest first (see [`ProposalFilter`]).
@@ -258,6 +235,39 @@ impl Store {
         self.set_proposal_status(id, ProposalStatus::Approved, ProposalStatus::Applied, None, Some(note_id))
             .await
     }
+}
+
+/// [`Store::insert_proposal`] on a given connection (a transaction's, see `finish.rs`).
+pub(super) async fn insert_on(
+    store: &Store,
+    conn: &mut AnyConnection,
+    p: &NewProposal,
+) -> Result<i64, StoreError> {
+    let decision = serde_json::to_string(&p.decision)
+        .map_err(|source| StoreError::Encode { what: "decision", source })?;
+    let inserted: Option<i64> = sqlx::query_scalar(store.sql(INSERT))
+        .bind(&p.connection_id)
+        .bind(&p.ticket_id)
+        .bind(&p.event_id)
+        .bind(decision)
+        .bind(p.report.to_string())
+        .bind(&p.mode)
+        .bind(&p.why_shadowed)
+        .bind(p.ticket_subject.as_deref())
+        .bind(p.ticket_url.as_deref())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(StoreError::query("insert_proposal"))?;
+    if let Some(id) = inserted {
+        return Ok(id);
+    }
+    sqlx::query_scalar(EXISTING_ID)
+        .bind(&p.connection_id)
+        .bind(&p.ticket_id)
+        .bind(&p.event_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(StoreError::query("insert_proposal"))
 }
 
 fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {

@@ -1,0 +1,120 @@
+//! Finishing a ledger key in ONE commit: the decision (when not recorded yet), the proposal (when
+//! one is stored) and `Done` with the note id and outcome.
+//!
+//! Each commit is a flush to disk (an fsync of SQLite's WAL, a WAL flush in PostgreSQL), and
+//! these writes have no helpdesk effect between them that a crash could separate them from: a
+//! shadowed ticket is decided, proposed and done at once, and an applied ticket's note and `Done`
+//! go together (a retry finds the note by its marker anyway). So the last leg of every event is
+//! one transaction, not three, and nothing about what a crash can leave behind changes.
+
+use sqlx::{Any, any::AnyArguments, query::Query};
+
+use super::{
+    Store, StoreError,
+    entry::LedgerKey,
+    ledger::{DecisionColumns, MAX_DETAIL_CHARS},
+    proposals::{self, NewProposal},
+    sql::{self, clip, sql},
+};
+use crate::triage::decision::Decision;
+
+/// `Done` for the lease holder, with the note id and the outcome, and the decision's columns when
+/// they are given (`$7` not NULL). One statement, so the decision can never be recorded without
+/// the key finishing or the other way round.
+const FINISH: sql::Sql = sql!(
+    "UPDATE ledger SET step = 'done', note_id = COALESCE($5, note_id), outcome = $6, \
+     decision = COALESCE($7, decision), report = COALESCE($8, report), origin = COALESCE($9, origin), \
+     prompt_version = COALESCE($10, prompt_version), prompt_tokens = COALESCE($11, prompt_tokens), \
+     completion_tokens = COALESCE($12, completion_tokens), cost_usd = COALESCE($13, cost_usd), \
+     latency_ms = COALESCE($14, latency_ms), \
+     decided_at = CASE WHEN $7 IS NULL THEN decided_at ELSE " NOW " END, \
+     finished_at = " NOW ", lease_until = NULL, updated_at = " NOW " \
+     WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \
+     AND lease_until IS NOT NULL"
+);
+
+/// A decision and its triage report (JSON), for a key that has not recorded them yet.
+pub type Decided<'a> = (&'a Decision, &'a serde_json::Value);
+
+impl Store {
+    /// Moves `key` to `Done` in one statement, with `outcome`, the note posted (if any) and the
+    /// decision (`decided`, when the key is still at `Claimed`). Lease holder only
+    /// ([`StoreError::LeaseLost`]).
+    pub async fn finish(
+        &self,
+        key: &LedgerKey,
+        worker: &str,
+        decided: Option<Decided<'_>>,
+        note_id: Option<&str>,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        let decided = decided.map(|(d, r)| DecisionColumns::new(d, r)).transpose()?;
+        let done = self
+            .finish_query(key, worker, note_id, outcome, decided.as_ref())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::query("finish"))?;
+        match done.rows_affected() {
+            0 => Err(self.lease_lost(key, worker).await?),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores `proposal` and moves `key` to `Done` (as [`Store::finish`], with
+    /// `outcome(proposal id)`) in one transaction. Returns the proposal's id (that of the
+    /// proposal stored earlier for the same event, if any). Lease holder only; when the lease is
+    /// lost nothing is written.
+    pub async fn finish_with_proposal(
+        &self,
+        key: &LedgerKey,
+        worker: &str,
+        decided: Option<Decided<'_>>,
+        proposal: &NewProposal,
+        outcome: impl FnOnce(i64) -> String,
+    ) -> Result<i64, StoreError> {
+        let decided = decided.map(|(d, r)| DecisionColumns::new(d, r)).transpose()?;
+        let mut tx = self.begin_write().await.map_err(StoreError::query("finish"))?;
+        let id = proposals::insert_on(self, &mut tx, proposal).await?;
+        let outcome = outcome(id);
+        let done = self
+            .finish_query(key, worker, None, &outcome, decided.as_ref())
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::query("finish"))?;
+        if done.rows_affected() == 0 {
+            // Nothing of this attempt may stay: the proposal goes with the rollback.
+            tx.rollback().await.map_err(StoreError::query("finish"))?;
+            return Err(self.lease_lost(key, worker).await?);
+        }
+        tx.commit().await.map_err(StoreError::query("finish"))?;
+        Ok(id)
+    }
+
+    fn finish_query<'q>(
+        &self,
+        key: &'q LedgerKey,
+        worker: &'q str,
+        note_id: Option<&'q str>,
+        outcome: &'q str,
+        decided: Option<&'q DecisionColumns>,
+    ) -> Query<'q, Any, AnyArguments> {
+        let query = sqlx::query(self.sql(FINISH))
+            .bind(&key.connection_id)
+            .bind(&key.ticket_id)
+            .bind(key.kind.as_str())
+            .bind(worker)
+            .bind(note_id.map(|n| clip(n, MAX_DETAIL_CHARS)))
+            .bind(clip(outcome, MAX_DETAIL_CHARS));
+        DecisionColumns::bind(query, decided)
+    }
+
+    /// A transaction that takes the write lock at once (SQLite `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first can fail with `SQLITE_BUSY` on its first write instead of
+    /// waiting for the lock).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            super::Backend::Postgres => self.pool.begin().await,
+        }
+    }
+}
