@@ -585,3 +585,35 @@ async fn a_long_thread_is_fitted_to_a_small_budget() {
     let subject = clean_message(gathered.ticket.subject.as_deref().unwrap()).text;
     assert!(user.contains(&subject));
 }
+
+#[tokio::test]
+async fn a_prompt_that_fits_is_the_same_with_or_without_fitting() {
+    // A roomy budget takes the path that skips fitting (the prompt's bytes fit); a budget just
+    // above the prompt's tokens (with room for fitting's per-message estimate) but below its bytes
+    // takes the fitting path, which keeps everything. Both must send the same prompt.
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(ok(&valid_answer(Some("cat-security"))), None).await;
+    let with_budget = |prompt_tokens| {
+        engine_with(
+            llm_settings(&llm),
+            EngineSettings {
+                budget: Budget { prompt_tokens, answer_tokens: 1200 },
+                ..EngineSettings::default()
+            },
+        )
+    };
+    let roomy = with_budget(1_000_000);
+    for ticket in ["1001", "1006", "1025", "1069"] {
+        let gathered = context::gather(&hd, ticket).await.unwrap();
+        let (ctx, whole) = roomy.prompt(&gathered).unwrap();
+        let tokens = roomy.tokenizer().count_chat(whole.iter().map(|m| m.content.as_str()));
+        let budget = tokens + 16 * (gathered.notes.len() + 3);
+        let bytes: usize = whole.iter().map(|m| m.content.len()).sum();
+        assert!(bytes > budget, "ticket {ticket}: the budget must be below the byte bound");
+        let (fitted_ctx, fitted) = with_budget(budget).prompt(&gathered).unwrap();
+        assert_eq!(fitted, whole, "ticket {ticket}");
+        assert_eq!(fitted_ctx.breakdown, ctx.breakdown, "ticket {ticket}");
+        assert_eq!(ctx.breakdown.notes_dropped, 0);
+    }
+}

@@ -87,7 +87,7 @@ pub struct CustomerView {
 }
 
 /// A category as listed to the model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct CategoryView {
     /// Its id (the only value the model may answer with).
     pub id: String,

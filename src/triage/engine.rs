@@ -14,6 +14,7 @@ use super::{
     llm::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, OutputMode, Price, Usage},
     prompt::{PromptError, PromptLimits, Prompts},
     rules::Rules,
+    system::SystemMessages,
     tokens::{self, Tokenizer},
 };
 use crate::ticketing::{Ticketing, TicketingError};
@@ -166,7 +167,7 @@ pub struct Engine {
     rules: Rules,
     tokenizer: Tokenizer,
     settings: EngineSettings,
-    system_tokens: std::sync::Mutex<std::collections::HashMap<u64, usize>>,
+    system: SystemMessages,
 }
 
 impl std::fmt::Debug for Engine {
@@ -192,7 +193,7 @@ impl Engine {
     ) -> Self {
         let tokenizer = Tokenizer::for_model(tokenizer_model);
         tokenizer.warm();
-        Self { llm, prompts, rules, tokenizer, settings, system_tokens: Default::default() }
+        Self { llm, prompts, rules, tokenizer, settings, system: SystemMessages::default() }
     }
 
     /// The configured model, if any.
@@ -222,22 +223,32 @@ impl Engine {
     }
 
     /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it).
+    ///
+    /// Every token is at least one byte, so a prompt whose bytes fit the budget needs no fitting:
+    /// its texts are counted once (for the breakdown) and the rendered message once (the exact
+    /// total). Only a prompt that may be over budget is fitted note by note.
     fn counted_prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>, usize), PromptError> {
         let limits = self.prompt_limits();
         let schema = self.schema_in_prompt(g);
         let skeleton = context::skeleton(g);
-        // The system message depends only on the connection's categories: rendered once per
-        // ticket, counted once per distinct text.
-        let system = self.prompts.system(&skeleton, limits, schema.as_ref())?;
-        let system_tokens = self.system_tokens(&system);
-        let chat_tokens = |user: &str| {
-            system_tokens
-                + self.tokenizer.count(user)
-                + 2 * tokens::TOKENS_PER_MESSAGE
-                + tokens::TOKENS_REPLY_PRIMING
-        };
+        let system =
+            self.system.get(&self.prompts, &self.tokenizer, &skeleton.categories, limits, schema.as_ref())?;
+        let framing = 2 * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING;
+        let budget = self.settings.budget.prompt_tokens;
+        let chat_tokens = |user: &str| system.tokens + self.tokenizer.count(user) + framing;
+        let messages =
+            |user: String| vec![ChatMessage::system(system.text.to_string()), ChatMessage::user(user)];
+
+        let whole =
+            context::build(g, &self.tokenizer, ContextOptions { clean: self.settings.clean, budget: None });
+        let user = self.prompts.user(&whole)?;
+        if system.tokens + user.len() + framing <= budget {
+            let tokens = chat_tokens(&user);
+            return Ok((whole, messages(user), tokens));
+        }
+
         let fixed = chat_tokens(&self.prompts.user(&skeleton)?);
-        let room = self.settings.budget.prompt_tokens.saturating_sub(fixed);
+        let room = budget.saturating_sub(fixed);
         let mut ctx = context::build(
             g,
             &self.tokenizer,
@@ -248,28 +259,10 @@ impl Engine {
         loop {
             let user = self.prompts.user(&ctx)?;
             let tokens = chat_tokens(&user);
-            if tokens <= self.settings.budget.prompt_tokens || !ctx.drop_oldest() {
-                return Ok((ctx, vec![ChatMessage::system(system), ChatMessage::user(user)], tokens));
+            if tokens <= budget || !ctx.drop_oldest() {
+                return Ok((ctx, messages(user), tokens));
             }
         }
-    }
-
-    /// Token count of a system message, remembered by its text's hash.
-    fn system_tokens(&self, system: &str) -> usize {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        system.hash(&mut h);
-        let key = h.finish();
-        let mut cache = self.system_tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = cache.get(&key) {
-            return *n;
-        }
-        let n = self.tokenizer.count(system);
-        if cache.len() >= 1024 {
-            cache.clear();
-        }
-        cache.insert(key, n);
-        n
     }
 
     /// Decides for an already gathered ticket.

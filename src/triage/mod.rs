@@ -1,7 +1,7 @@
 //! The triage engine: from a ticket id to a validated Decision, writing nothing anywhere.
 //!
 //! `context` gathers (read only) and fits the ticket to a token budget after `clean`ing it,
-//! `prompt` renders the templates, `llm` asks an OpenAI-compatible model, `decision` validates
+//! `prompt` renders the templates (`system` keeps each rendered system message), `llm` asks an OpenAI-compatible model, `decision` validates
 //! the answer, `rules` decide when no LLM can, and `engine` ties them together.
 
 pub mod clean;
@@ -11,6 +11,7 @@ pub mod engine;
 pub mod llm;
 pub mod prompt;
 pub mod rules;
+pub mod system;
 pub mod tokens;
 
 pub use engine::{Budget, Engine, EngineSettings, Policy, Report, Triage, TriageError};

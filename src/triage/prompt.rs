@@ -15,7 +15,10 @@ use serde::Serialize;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
-use super::{context::TicketContext, llm::ChatMessage};
+use super::{
+    context::{CategoryView, TicketContext},
+    llm::ChatMessage,
+};
 
 /// The template files, relative to the prompts directory.
 pub const TEMPLATES: [&str; 3] = ["triage/system.j2", "triage/user.j2", "triage/repair.j2"];
@@ -106,12 +109,12 @@ impl Prompts {
     /// The system message: rules and the category list (the cacheable prefix).
     pub fn system(
         &self,
-        ctx: &TicketContext,
+        categories: &[CategoryView],
         limits: PromptLimits,
         schema_in_prompt: Option<&Value>,
     ) -> Result<String, PromptError> {
         let schema = schema_in_prompt.map(|s| serde_json::to_string_pretty(s).unwrap_or_default());
-        self.render(TEMPLATES[0], context! { categories => JinjaValue::from(Serde(&ctx.categories)), limits => JinjaValue::from(Serde(limits)), schema => schema })
+        self.render(TEMPLATES[0], context! { categories => JinjaValue::from(Serde(categories)), limits => JinjaValue::from(Serde(limits)), schema => schema })
     }
 
     /// The user message: the fenced ticket.
@@ -133,7 +136,7 @@ impl Prompts {
         schema_in_prompt: Option<&Value>,
     ) -> Result<Vec<ChatMessage>, PromptError> {
         Ok(vec![
-            ChatMessage::system(self.system(ctx, limits, schema_in_prompt)?),
+            ChatMessage::system(self.system(&ctx.categories, limits, schema_in_prompt)?),
             ChatMessage::user(self.user(ctx)?),
         ])
     }
