@@ -117,7 +117,7 @@ impl Store {
                 .bind(event_id)
                 .bind(worker)
                 .bind(lease_ms)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.leases)
                 .await
                 .map_err(StoreError::query("claim"))?;
             if let Some(row) = claimed {
@@ -227,7 +227,7 @@ impl Store {
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
-            .execute(&self.pool)
+            .execute(&self.leases)
             .await
             .map_err(StoreError::query("release"))?;
         Ok(())
@@ -248,7 +248,7 @@ impl Store {
             .bind(key.kind.as_str())
             .bind(worker)
             .bind(lease_ms)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.leases)
             .await
             .map_err(StoreError::query("renew"))?;
         match until {

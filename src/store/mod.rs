@@ -74,6 +74,8 @@ impl fmt::Display for Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Lease writes (see `pool::open`); the same pool as `pool` except on a SQLite file.
+    leases: AnyPool,
     backend: Backend,
 }
 
@@ -91,9 +93,9 @@ impl Store {
     /// [`Store::connect`] with explicit pool settings.
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let target = pool::target(url)?;
-        let pool = pool::open(url, &target, options).await?;
+        let pools = pool::open(url, &target, options).await?;
         tracing::debug!(backend = target.backend.as_str(), url = %redact(url), "store opened");
-        Ok(Store { pool, backend: target.backend })
+        Ok(Store { pool: pools.durable, leases: pools.leases, backend: target.backend })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -114,6 +116,7 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
+        self.leases.close().await;
         self.pool.close().await;
     }
 
