@@ -3,6 +3,7 @@
 use super::{
     Store, StoreError,
     sql::{self, sql},
+    writer::Durability,
 };
 
 const GET: &str = "SELECT cursor FROM poll_cursors WHERE connection_id = $1";
@@ -23,10 +24,11 @@ impl Store {
 
     /// Stores (replaces) the poll cursor of a connection.
     pub async fn set_poll_cursor(&self, connection_id: &str, cursor: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer(Durability::Durable, "set_poll_cursor").await?;
         sqlx::query(self.sql(SET))
             .bind(connection_id)
             .bind(cursor)
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("set_poll_cursor"))?;
         Ok(())

@@ -7,14 +7,15 @@
 //! go together (a retry finds the note by its marker anyway). So the last leg of every event is
 //! one transaction, not three, and nothing about what a crash can leave behind changes.
 
-use sqlx::{Any, any::AnyArguments, query::Query};
+use sqlx::{Any, Connection, any::AnyArguments, query::Query};
 
 use super::{
-    Store, StoreError,
+    Backend, Store, StoreError,
     entry::LedgerKey,
     ledger::{DecisionColumns, MAX_DETAIL_CHARS},
     proposals::{self, NewProposal},
     sql::{self, clip, sql},
+    writer::Durability,
 };
 use crate::triage::decision::Decision;
 
@@ -49,11 +50,13 @@ impl Store {
         outcome: &str,
     ) -> Result<(), StoreError> {
         let decided = decided.map(|(d, r)| DecisionColumns::new(d, r)).transpose()?;
+        let mut writer = self.writer(Durability::Durable, "finish").await?;
         let done = self
             .finish_query(key, worker, note_id, outcome, decided.as_ref())
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("finish"))?;
+        drop(writer);
         match done.rows_affected() {
             0 => Err(self.lease_lost(key, worker).await?),
             _ => Ok(()),
@@ -73,7 +76,14 @@ impl Store {
         outcome: impl FnOnce(i64) -> String,
     ) -> Result<i64, StoreError> {
         let decided = decided.map(|(d, r)| DecisionColumns::new(d, r)).transpose()?;
-        let mut tx = self.begin_write().await.map_err(StoreError::query("finish"))?;
+        let mut writer = self.writer(Durability::Durable, "finish").await?;
+        let mut tx = match self.backend {
+            // Takes the write lock at once: a deferred transaction that reads first can fail with
+            // SQLITE_BUSY on its first write instead of waiting for the lock.
+            Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => writer.begin().await,
+        }
+        .map_err(StoreError::query("finish"))?;
         let id = proposals::insert_on(self, &mut tx, proposal).await?;
         let outcome = outcome(id);
         let done = self
@@ -84,6 +94,7 @@ impl Store {
         if done.rows_affected() == 0 {
             // Nothing of this attempt may stay: the proposal goes with the rollback.
             tx.rollback().await.map_err(StoreError::query("finish"))?;
+            drop(writer);
             return Err(self.lease_lost(key, worker).await?);
         }
         tx.commit().await.map_err(StoreError::query("finish"))?;
@@ -106,15 +117,5 @@ impl Store {
             .bind(note_id.map(|n| clip(n, MAX_DETAIL_CHARS)))
             .bind(clip(outcome, MAX_DETAIL_CHARS));
         DecisionColumns::bind(query, decided)
-    }
-
-    /// A transaction that takes the write lock at once (SQLite `BEGIN IMMEDIATE`: a deferred
-    /// transaction that reads first can fail with `SQLITE_BUSY` on its first write instead of
-    /// waiting for the lock).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Any>, sqlx::Error> {
-        match self.backend {
-            super::Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            super::Backend::Postgres => self.pool.begin().await,
-        }
     }
 }

@@ -16,6 +16,7 @@ use super::{
     Store, StoreError,
     entry::{ClaimOutcome, Entry, LedgerKey, Step, entry_from_row},
     sql::{self, clip, from_ms, get, sql},
+    writer::Durability,
 };
 use crate::triage::decision::{Decision, Origin};
 
@@ -110,6 +111,7 @@ impl Store {
     ) -> Result<ClaimOutcome, StoreError> {
         let lease_ms = lease_ms(lease);
         for _ in 0..CLAIM_ROUNDS {
+            let mut writer = self.writer(Durability::Lease, "claim").await?;
             let claimed = sqlx::query(self.sql(CLAIM))
                 .bind(&key.connection_id)
                 .bind(&key.ticket_id)
@@ -117,9 +119,10 @@ impl Store {
                 .bind(event_id)
                 .bind(worker)
                 .bind(lease_ms)
-                .fetch_optional(&self.leases)
+                .fetch_optional(&mut *writer)
                 .await
                 .map_err(StoreError::query("claim"))?;
+            drop(writer);
             if let Some(row) = claimed {
                 return Ok(ClaimOutcome::Claimed(entry_from_row(&row)?));
             }
@@ -156,10 +159,12 @@ impl Store {
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker);
+        let mut writer = self.writer(Durability::Durable, "record_decision").await?;
         let done = DecisionColumns::bind(query, Some(&columns))
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("record_decision"))?;
+        drop(writer);
         if done.rows_affected() == 0 {
             self.check_holder(key, worker).await?;
         }
@@ -176,6 +181,7 @@ impl Store {
         step: Step,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
+        let mut writer = self.writer(Durability::Durable, "advance").await?;
         let done = sqlx::query(self.sql(ADVANCE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
@@ -184,9 +190,10 @@ impl Store {
             .bind(step.as_str())
             .bind(detail.map(|d| clip(d, MAX_DETAIL_CHARS)))
             .bind(step.rank())
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("advance"))?;
+        drop(writer);
         if done.rows_affected() == 0 {
             self.check_holder(key, worker).await?;
         }
@@ -203,6 +210,7 @@ impl Store {
         error: &str,
         permanent: bool,
     ) -> Result<(), StoreError> {
+        let mut writer = self.writer(Durability::Durable, "record_failure").await?;
         let done = sqlx::query(self.sql(RECORD_FAILURE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
@@ -210,9 +218,10 @@ impl Store {
             .bind(worker)
             .bind(clip(error, MAX_ERROR_CHARS))
             .bind(i64::from(permanent))
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("record_failure"))?;
+        drop(writer);
         if done.rows_affected() == 0 {
             return Err(self.lease_lost(key, worker).await?);
         }
@@ -222,12 +231,13 @@ impl Store {
     /// Releases the lease (e.g. at shutdown) so another worker can claim at once. Does nothing
     /// when `worker` does not hold it.
     pub async fn release(&self, key: &LedgerKey, worker: &str) -> Result<(), StoreError> {
+        let mut writer = self.writer(Durability::Lease, "release").await?;
         sqlx::query(self.sql(RELEASE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
-            .execute(&self.leases)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("release"))?;
         Ok(())
@@ -242,15 +252,17 @@ impl Store {
         lease: Duration,
     ) -> Result<OffsetDateTime, StoreError> {
         let lease_ms = lease_ms(lease);
+        let mut writer = self.writer(Durability::Lease, "renew").await?;
         let until: Option<i64> = sqlx::query_scalar(self.sql(RENEW))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
             .bind(lease_ms)
-            .fetch_optional(&self.leases)
+            .fetch_optional(&mut *writer)
             .await
             .map_err(StoreError::query("renew"))?;
+        drop(writer);
         match until {
             Some(ms) => from_ms("ledger.lease_until", ms),
             None => Err(self.lease_lost(key, worker).await?),
@@ -260,11 +272,12 @@ impl Store {
     /// Clears a permanent failure so the key can be claimed again (after the cause is fixed and
     /// the dead-lettered event replayed). Returns whether the key was failed.
     pub async fn reopen(&self, key: &LedgerKey) -> Result<bool, StoreError> {
+        let mut writer = self.writer(Durability::Durable, "reopen").await?;
         let done = sqlx::query(self.sql(REOPEN))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
-            .execute(&self.pool)
+            .execute(&mut *writer)
             .await
             .map_err(StoreError::query("reopen"))?;
         Ok(done.rows_affected() > 0)

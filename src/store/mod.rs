@@ -21,7 +21,8 @@
 //!
 //! Knobs: the URL (`store.url`) and [`StoreOptions`] (pool size, acquire timeout). SQLite files
 //! are opened with `mode=rwc` (created if missing, parent directory too), WAL journal and sqlx's
-//! 5 s `busy_timeout`.
+//! 5 s `busy_timeout`; their writes go through two connections of the store's own, one at a
+//! time (`writer.rs`: no collisions on SQLite's single write lock, no flush for lease writes).
 
 mod cursors;
 mod entry;
@@ -33,10 +34,12 @@ mod pool;
 mod proposals;
 pub(crate) mod sql;
 mod stats;
+mod writer;
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 use sqlx::AnyPool;
+use writer::SqliteWriters;
 
 pub use entry::{ClaimOutcome, Entry, LedgerKey, Step};
 pub use error::StoreError;
@@ -74,8 +77,8 @@ impl fmt::Display for Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// Lease writes (see `pool::open`); the same pool as `pool` except on a SQLite file.
-    leases: AnyPool,
+    /// A SQLite file's write connections (`writer.rs`); `None`: writes use the pool.
+    writers: Option<Arc<SqliteWriters>>,
     backend: Backend,
 }
 
@@ -93,9 +96,9 @@ impl Store {
     /// [`Store::connect`] with explicit pool settings.
     pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Store, StoreError> {
         let target = pool::target(url)?;
-        let pools = pool::open(url, &target, options).await?;
+        let opened = pool::open(url, &target, options).await?;
         tracing::debug!(backend = target.backend.as_str(), url = %redact(url), "store opened");
-        Ok(Store { pool: pools.durable, leases: pools.leases, backend: target.backend })
+        Ok(Store { pool: opened.pool, writers: opened.writers.map(Arc::new), backend: target.backend })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -116,7 +119,9 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        self.leases.close().await;
+        if let Some(writers) = &self.writers {
+            writers.close().await;
+        }
         self.pool.close().await;
     }
 

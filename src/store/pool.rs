@@ -7,7 +7,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
-use super::{Backend, StoreError, migrate};
+use super::{Backend, StoreError, migrate, writer::SqliteWriters};
 
 /// Pool settings (the URL says where; these say how much).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,23 +72,15 @@ pub(crate) fn target(url: &str) -> Result<Target, StoreError> {
     Err(invalid("unsupported scheme (expected sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DB)"))
 }
 
-/// The store's pools: `durable` for everything whose commit must survive a power loss, `leases`
-/// for lease writes (claim, renew, release), whose loss only frees a key early.
-pub(crate) struct Pools {
-    pub(crate) durable: AnyPool,
-    pub(crate) leases: AnyPool,
+/// What a store opened: the pool, and on a SQLite file its own write connections (`writer.rs`).
+pub(crate) struct Opened {
+    pub(crate) pool: AnyPool,
+    pub(crate) writers: Option<SqliteWriters>,
 }
 
-/// Opens the pools, prepares SQLite (parent directory, WAL) and runs the backend's migrations.
-/// `url` is the URL as configured (for error messages).
-///
-/// On a SQLite file, leases get a connection of their own with `synchronous = NORMAL`: in WAL mode
-/// its commits are not flushed to disk one by one (they still survive a crash of the process, and
-/// the next durable commit's flush of the same WAL file makes them durable too). A claim lost to a
-/// power cut only means the redelivered event claims the key again, sooner than a lease left by
-/// a dead process would let it; and it saves a disk flush for every event. PostgreSQL and an
-/// in-memory SQLite store use one pool for both.
-pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> Result<Pools, StoreError> {
+/// Opens the pool (and a SQLite file's writers), prepares SQLite (parent directory, WAL) and runs
+/// the backend's migrations. `url` is the URL as configured (for error messages).
+pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> Result<Opened, StoreError> {
     sqlx::any::install_default_drivers();
     let url_redacted = redact(url);
     let connect_err = |source| StoreError::Connect { url_redacted: url_redacted.clone(), source };
@@ -112,7 +104,7 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
             .await
             .map_err(connect_err)?;
         migrate::migrator(target.backend).run(&pool).await.map_err(migrate_err)?;
-        return Ok(Pools { leases: pool.clone(), durable: pool });
+        return Ok(Opened { pool, writers: None });
     }
 
     // One direct connection first: it says at once why it fails (a pool retries a refused
@@ -137,36 +129,25 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
     migrate::migrator(target.backend).run(&mut conn).await.map_err(migrate_err)?;
     let _ = conn.close().await;
 
-    // SQLite has one writer: more connections only collide on its lock and sleep in busy
-    // retries, each on a thread of its own; and a ping before every acquire is a thread round trip
-    // on the hot path for a local file that cannot silently drop a connection.
+    // On SQLite the pool only reads (writes have connections of their own); a ping before every
+    // acquire is a thread round trip for a local file that cannot silently drop a connection.
     let (max_connections, test_before_acquire) = match target.backend {
         Backend::Sqlite => (options.max_connections.clamp(1, 2), false),
         Backend::Postgres => (options.max_connections.max(1), true),
     };
-    let durable = pool_options
-        .clone()
+    let pool = pool_options
         .max_connections(max_connections)
         .test_before_acquire(test_before_acquire)
         .connect_with(connect_options.clone())
         .await
         .map_err(connect_err)?;
     if target.backend == Backend::Postgres {
-        return Ok(Pools { leases: durable.clone(), durable });
+        return Ok(Opened { pool, writers: None });
     }
-    let leases = pool_options
-        .max_connections(1)
-        .test_before_acquire(false)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("PRAGMA synchronous = NORMAL").execute(conn).await?;
-                Ok(())
-            })
-        })
-        .connect_with(connect_options)
-        .await
-        .map_err(connect_err)?;
-    Ok(Pools { durable, leases })
+    let durable = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
+    let mut leases = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
+    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut leases).await.map_err(connect_err)?;
+    Ok(Opened { pool, writers: Some(SqliteWriters::new(durable, leases, options.acquire_timeout)) })
 }
 
 /// Creates the directory that will hold the SQLite file.

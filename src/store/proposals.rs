@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::{
     Store, StoreError,
     sql::{self, clip, from_ms, from_opt_ms, get, json, sql},
+    writer::Durability,
 };
 use crate::triage::decision::Decision;
 
@@ -172,8 +173,8 @@ impl Store {
     /// Stores a proposal once per `(connection_id, ticket_id, event_id)` and returns its id (the
     /// existing proposal's id when it was stored before).
     pub async fn insert_proposal(&self, p: &NewProposal) -> Result<i64, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(StoreError::query("insert_proposal"))?;
-        insert_on(self, &mut conn, p).await
+        let mut writer = self.writer(Durability::Durable, "insert_proposal").await?;
+        insert_on(self, &mut writer, p).await
     }
 
     /// One page of proposals, newest first (see [`ProposalFilter`]).
@@ -226,7 +227,8 @@ impl Store {
                 .bind(by)
                 .bind(reason.map(|r| clip(r, MAX_REASON_CHARS)))
         };
-        let done = query.execute(&self.pool).await.map_err(StoreError::query("set_proposal_status"))?;
+        let mut writer = self.writer(Durability::Durable, "set_proposal_status").await?;
+        let done = query.execute(&mut *writer).await.map_err(StoreError::query("set_proposal_status"))?;
         Ok(done.rows_affected() > 0)
     }
 
