@@ -345,6 +345,13 @@ pub struct HttpConfig {
     pub max_retries: usize,
     /// Longest `Retry-After` waited in-process; longer ones go back to the caller.
     pub max_retry_after_secs: u64,
+    /// Requests in flight to one helpdesk connection at once (and connections kept open to it).
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+}
+
+fn default_max_concurrent_requests() -> usize {
+    16
 }
 
 impl HttpConfig {
@@ -358,6 +365,7 @@ impl HttpConfig {
                 max_retry_after: Duration::from_secs(self.max_retry_after_secs),
                 ..RetryPolicy::default()
             },
+            max_concurrent_requests: self.max_concurrent_requests,
         }
     }
 }
@@ -481,6 +489,13 @@ impl Config {
         check(
             (1..=4096).contains(&self.worker.concurrency),
             format!("worker.concurrency = {} must be between 1 and 4096", self.worker.concurrency),
+        );
+        check(
+            (1..=1024).contains(&self.http.max_concurrent_requests),
+            format!(
+                "http.max_concurrent_requests = {} must be between 1 and 1024 (requests in flight to one helpdesk)",
+                self.http.max_concurrent_requests
+            ),
         );
         check(llm.total_timeout_secs > 0, "llm.total_timeout_secs must be at least 1".into());
         check(

@@ -24,6 +24,7 @@ fn fast_settings() -> HttpSettings {
             max_delay: Duration::from_millis(20),
             max_retry_after: Duration::from_secs(2),
         },
+        max_concurrent_requests: 16,
     }
 }
 
@@ -275,4 +276,45 @@ async fn categories_are_cached_until_invalidated() {
 async fn a_bad_base_url_is_a_clear_error() {
     let err = UnifiedClient::new("api.unified.to", "c", "k".into(), &HttpSettings::default()).unwrap_err();
     assert!(err.to_string().contains("`api.unified.to` is not a valid URL"), "{err}");
+}
+
+#[tokio::test]
+async fn requests_in_flight_are_capped_per_client() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    // A server that counts the requests it is answering at once.
+    #[derive(Clone, Default)]
+    struct Gauge {
+        now: Arc<AtomicUsize>,
+        max: Arc<AtomicUsize>,
+    }
+    async fn slow_ticket(
+        axum::extract::State(g): axum::extract::State<Gauge>,
+        axum::extract::Path((_, id)): axum::extract::Path<(String, String)>,
+    ) -> axum::Json<Value> {
+        let now = g.now.fetch_add(1, Ordering::SeqCst) + 1;
+        g.max.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        g.now.fetch_sub(1, Ordering::SeqCst);
+        axum::Json(ticket_json(&id))
+    }
+    let gauge = Gauge::default();
+    let app = axum::Router::new()
+        .route("/ticketing/{connection}/ticket/{id}", axum::routing::get(slow_ticket))
+        .with_state(gauge.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let settings = HttpSettings { max_concurrent_requests: 2, ..fast_settings() };
+    let client = UnifiedClient::new(&format!("http://{addr}"), "conn_1", "k3y".into(), &settings).unwrap();
+    let ids: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let tickets = futures::future::join_all(ids.iter().map(|id| client.get_ticket(id))).await;
+    for (id, t) in ids.iter().zip(tickets) {
+        assert_eq!(t.unwrap().id.as_deref(), Some(id.as_str()));
+    }
+    assert_eq!(gauge.max.load(Ordering::SeqCst), 2, "at most 2 requests reach the server at once");
 }

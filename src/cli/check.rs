@@ -80,8 +80,13 @@ fn summary(config: &Config) -> String {
     let http = &config.http;
     let _ = writeln!(
         out,
-        "http:    connect timeout {}s, request timeout {}s, {} retries, Retry-After honoured up to {}s",
-        http.connect_timeout_secs, http.request_timeout_secs, http.max_retries, http.max_retry_after_secs
+        "http:    connect timeout {}s, request timeout {}s, {} retries, Retry-After honoured up to {}s, \
+         at most {} requests in flight per helpdesk",
+        http.connect_timeout_secs,
+        http.request_timeout_secs,
+        http.max_retries,
+        http.max_retry_after_secs,
+        http.max_concurrent_requests
     );
     out
 }

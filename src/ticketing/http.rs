@@ -1,7 +1,10 @@
 //! Shared HTTP plumbing for every backend: auth, timeouts, retries with jitter for 429/5xx/timeouts
 //! (honouring a capped `Retry-After`), error classes, and credentials kept out of logs and errors.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
@@ -11,6 +14,7 @@ use reqwest::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::Semaphore;
 use url::Url;
 
 use super::{Result, TicketingError};
@@ -80,6 +84,10 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Requests in flight to the backend at once; more wait their turn. Also the connections
+    /// kept open: without a cap, a burst opens a connection per concurrent request (and keeps
+    /// their buffers), and helpdesks rate-limit per account anyway.
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for HttpSettings {
@@ -88,6 +96,7 @@ impl Default for HttpSettings {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            max_concurrent_requests: 16,
         }
     }
 }
@@ -141,6 +150,8 @@ pub struct HttpClient {
     base: Url,
     auth: Auth,
     retry: RetryPolicy,
+    /// One permit per request in flight ([`HttpSettings::max_concurrent_requests`]).
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -176,6 +187,7 @@ impl HttpClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        let max_in_flight = settings.max_concurrent_requests.max(1);
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
         let client = reqwest::Client::builder()
@@ -184,9 +196,11 @@ impl HttpClient {
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
             .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(max_in_flight)
             .build()
             .map_err(|e| TicketingError::Invalid { detail: format!("could not build HTTP client: {e}") })?;
-        Ok(Self { backend, client, base, auth, retry: settings.retry.clone() })
+        let permits = Arc::new(Semaphore::new(max_in_flight));
+        Ok(Self { backend, client, base, auth, retry: settings.retry.clone(), permits })
     }
 
     /// The base URL with any credentials removed.
@@ -260,6 +274,11 @@ impl HttpClient {
         if let Some(body) = &call.body {
             req = req.json(body);
         }
+        // Held until the body is read: the connection is busy until then.
+        let _permit = self.permits.acquire().await.map_err(|_| AttemptError {
+            error: TicketingError::Transient { detail: "the helpdesk client is shutting down".into() },
+            maybe_processed: false,
+        })?;
         let started = std::time::Instant::now();
         let resp = match req.send().await {
             Ok(resp) => resp,
