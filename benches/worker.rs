@@ -6,7 +6,9 @@
 //! Run: `cargo bench --bench worker` (release). Options after `--`:
 //! `--latency-ms 500` (or `WORKER_BENCH_LATENCY_MS`), `--concurrency 16,64,256`, `--waves 10`,
 //! `--paced-waves 8`, `--load 0.9`, `--no-apply`, `--no-logs`, `--store-dir DIR` (where the SQLite
-//! file goes; default the temp dir, on disk), `--store-pool N` (store connections; default that of
+//! file goes; default the temp dir, on disk), `--postgres URL` (store on PostgreSQL instead: URL of
+//! a role that may create databases, e.g. `postgres://postgres@127.0.0.1:5432/test`; a fresh
+//! database per configuration), `--store-pool N` (store connections; default that of
 //! `Store::connect`). The broker is
 //! `WORKER_BENCH_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
 //!
@@ -95,6 +97,8 @@ struct Options {
     store_dir: Option<PathBuf>,
     /// Store pool size (default: `Store::connect`'s, as `deskpilot worker` opens it).
     store_pool: Option<u32>,
+    /// PostgreSQL admin URL: the store goes there (a database per configuration) instead of SQLite.
+    postgres: Option<String>,
 }
 
 impl Options {
@@ -111,6 +115,7 @@ impl Options {
             amqp_url: std::env::var("WORKER_BENCH_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
             store_dir: None,
             store_pool: None,
+            postgres: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -127,6 +132,7 @@ impl Options {
                 "--no-logs" => o.logs = false,
                 "--store-dir" => o.store_dir = Some(PathBuf::from(value()?)),
                 "--store-pool" => o.store_pool = Some(value()?.parse()?),
+                "--postgres" => o.postgres = Some(value()?.clone()),
                 // `cargo bench` passes `--bench`; filters and other harness flags are ignored.
                 _ => {}
             }
@@ -237,18 +243,22 @@ mod driver {
         require_broker(&opts.amqp_url)?;
         println!(
             "worker bench: LLM double at {} ms, saturated {} waves + paced {} waves at {:.0} % of ideal per \
-             configuration; SQLite store, RabbitMQ {}, sandbox and driver in other processes; {} CPUs",
+             configuration; {} store, RabbitMQ {}, sandbox and driver in other processes; {} CPUs",
             opts.latency.as_millis(),
             opts.waves,
             opts.paced_waves,
             opts.load * 100.0,
+            if opts.postgres.is_some() { "PostgreSQL" } else { "SQLite" },
             redact(&opts.amqp_url),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
+        let store_at = match &opts.postgres {
+            Some(url) => redact(url),
+            None => opts.store_dir.as_deref().unwrap_or(&std::env::temp_dir()).display().to_string(),
+        };
         println!(
-            "worker logs: {}; store in {}, pool {}",
+            "worker logs: {}; store in {store_at}, pool {}",
             if opts.logs { "JSON at info to /dev/null, Prometheus recorder on" } else { "off" },
-            opts.store_dir.as_deref().unwrap_or(&std::env::temp_dir()).display(),
             opts.store_pool.map_or("default".to_owned(), |n| n.to_string())
         );
         let mut runs: Vec<Run> =
@@ -303,17 +313,13 @@ mod driver {
         }
         println!("   {n_sat} events queued in {:.2}s", started.elapsed().as_secs_f64());
 
-        let dir = match &opts.store_dir {
-            Some(parent) => tempfile::tempdir_in(parent)?,
-            None => tempfile::tempdir()?,
-        };
-        let db = dir.path().join("ledger.db");
+        let db = BenchStore::create(opts).await?;
         let sandbox_cpu_before = proc_cpu_seconds(sandbox.child.id())?;
-        let mut worker = WorkerProcess::spawn(opts, c, run.mode, &sandbox.url, &settings, &db)?;
+        let mut worker = WorkerProcess::spawn(opts, c, run.mode, &sandbox.url, &settings, &db.url)?;
         let ready = worker.line("READY", Duration::from_secs(60)).await?;
         let cpu = |v: &Value| v["cpu_s"].as_f64().unwrap_or(0.0);
         let at = |v: &Value| v["at_ms"].as_i64().unwrap_or(0);
-        let mut ledger = Ledger::open(&db).await?;
+        let mut ledger = Ledger::open(&db.url).await?;
         let broker = broker_pid();
 
         // Saturated.
@@ -352,6 +358,7 @@ mod driver {
 
         let rows = ledger.rows().await?;
         ledger.close().await;
+        db.drop_database().await;
         let (dead_letters, _) = topology.inspect_and_delete().await;
 
         let sat_set: HashSet<&String> = sat_tickets.iter().collect();
@@ -945,7 +952,7 @@ mod driver {
             mode: Mode,
             sandbox: &str,
             s: &BusSettings,
-            db: &Path,
+            store_url: &str,
         ) -> anyhow::Result<Self> {
             let exe = std::env::current_exe()?;
             let mut child = Command::new(exe)
@@ -955,8 +962,7 @@ mod driver {
                 .args(["--latency-ms", &opts.latency.as_millis().to_string()])
                 .args(["--amqp", &opts.amqp_url, "--exchange", &s.exchange, "--queue", &s.queue])
                 .args(["--sandbox", sandbox])
-                .arg("--store")
-                .arg(db)
+                .args(["--store", store_url])
                 .args(["--logs", if opts.logs { "1" } else { "0" }])
                 .args(["--store-pool", &opts.store_pool.map_or("default".to_owned(), |n| n.to_string())])
                 .stdin(Stdio::piped())
@@ -1029,13 +1035,56 @@ mod driver {
     }
 
     /// A read connection of our own to the worker's SQLite file (WAL: reads do not block it).
-    struct Ledger(sqlx::SqliteConnection);
+    /// The worker's store for one configuration: a SQLite file in a temporary directory, or a
+    /// fresh PostgreSQL database (dropped when done).
+    struct BenchStore {
+        url: String,
+        _dir: Option<tempfile::TempDir>,
+        /// (admin URL, database name) to drop.
+        postgres: Option<(String, String)>,
+    }
+
+    impl BenchStore {
+        async fn create(opts: &Options) -> anyhow::Result<Self> {
+            use sqlx::Connection;
+            sqlx::any::install_default_drivers();
+            if let Some(admin) = &opts.postgres {
+                let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::AnyConnection::connect(admin)
+                    .await
+                    .with_context(|| format!("connect to PostgreSQL at {}", redact(admin)))?;
+                // The name is generated here (hex), not taken from input.
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+                let _ = conn.close().await;
+                let mut url = url::Url::parse(admin)?;
+                url.set_path(&name);
+                return Ok(Self { url: url.to_string(), _dir: None, postgres: Some((admin.clone(), name)) });
+            }
+            let dir = match &opts.store_dir {
+                Some(parent) => tempfile::tempdir_in(parent)?,
+                None => tempfile::tempdir()?,
+            };
+            let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
+            Ok(Self { url, _dir: Some(dir), postgres: None })
+        }
+
+        async fn drop_database(self) {
+            use sqlx::Connection;
+            if let Some((admin, name)) = self.postgres
+                && let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await
+            {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                let _ = conn.close().await;
+            }
+        }
+    }
+
+    struct Ledger(sqlx::AnyConnection);
 
     impl Ledger {
-        async fn open(db: &Path) -> anyhow::Result<Self> {
-            use sqlx::{ConnectOptions, sqlite::SqliteConnectOptions};
-            let conn = SqliteConnectOptions::new().filename(db).create_if_missing(false).connect().await?;
-            Ok(Self(conn))
+        async fn open(url: &str) -> anyhow::Result<Self> {
+            use sqlx::Connection;
+            Ok(Self(sqlx::AnyConnection::connect(url).await?))
         }
 
         /// Polls until `n` keys are done (or failed for good), the deadline passes or the worker
@@ -1140,7 +1189,7 @@ mod child {
         exchange: String,
         queue: String,
         sandbox: String,
-        store: PathBuf,
+        store: String,
         logs: bool,
         store_pool: Option<u32>,
     }
@@ -1158,7 +1207,7 @@ mod child {
             exchange: get("--exchange")?,
             queue: get("--queue")?,
             sandbox: get("--sandbox")?,
-            store: PathBuf::from(get("--store")?),
+            store: get("--store")?,
             logs: get("--logs")? == "1",
             store_pool: get("--store-pool")?.parse().ok(),
         };
@@ -1199,7 +1248,7 @@ mod child {
             "gpt-4o-mini",
             settings,
         ));
-        let url = format!("sqlite://{}", a.store.display());
+        let url = a.store.clone();
         let store = match a.store_pool {
             None => Store::connect(&url).await?,
             Some(n) => {
