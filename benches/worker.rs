@@ -176,7 +176,7 @@ mod driver {
         rss_after_sat_mb: f64,
         sockets_after_sat: u64,
         future_bytes: Value,
-        /// malloc's bytes in use and free (all arenas) after start-up and after the saturated phase.
+        /// The allocator's bytes allocated and resident after start-up and after the saturated phase.
         heap_mb: [(f64, f64); 2],
         /// Where the machine's CPU went during the saturated phase.
         sat_cpu: CpuSplit,
@@ -396,7 +396,7 @@ mod driver {
             future_bytes: ready["future_bytes"].clone(),
             heap_mb: [&ready, &snap].map(|v| {
                 let mb = |k: &str| v[k].as_f64().unwrap_or(0.0) / 1024.0;
-                (mb("heap_in_use_kb"), mb("heap_free_kb"))
+                (mb("heap_allocated_kb"), mb("heap_resident_kb"))
             }),
         })
     }
@@ -557,8 +557,8 @@ mod driver {
             f.dead_letters
         );
         println!(
-            "   malloc (all arenas): {:.1} MB in use + {:.1} MB free after start-up, {:.1} MB in use + {:.1} MB \
-             free after the saturated phase; open sockets then: {} (broker + pooled helpdesk HTTP connections)",
+            "   jemalloc: {:.1} MB allocated of {:.1} MB resident after start-up, {:.1} MB of {:.1} MB after the \
+             saturated phase; open sockets then: {} (broker + pooled helpdesk HTTP connections)",
             f.heap_mb[0].0, f.heap_mb[0].1, f.heap_mb[1].0, f.heap_mb[1].1, f.sockets_after_sat
         );
         println!(
@@ -1054,7 +1054,9 @@ mod driver {
                     .await
                     .with_context(|| format!("connect to PostgreSQL at {}", redact(admin)))?;
                 // The name is generated here (hex), not taken from input.
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await?;
                 let _ = conn.close().await;
                 let mut url = url::Url::parse(admin)?;
                 url.set_path(&name);
@@ -1073,7 +1075,10 @@ mod driver {
             if let Some((admin, name)) = self.postgres
                 && let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await
             {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                let _ =
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(&mut conn)
+                        .await;
                 let _ = conn.close().await;
             }
         }
@@ -1347,15 +1352,16 @@ mod child {
                 })
                 .count()
         });
-        // SAFETY: mallinfo2 only reads the allocator's counters (all arenas).
-        let heap = unsafe { libc::mallinfo2() };
+        // jemalloc's counters are refreshed when the epoch advances.
+        let _ = tikv_jemalloc_ctl::epoch::advance();
+        let heap_kb = |v: Result<usize, tikv_jemalloc_ctl::Error>| v.unwrap_or(0) / 1024;
         let requests = REQUESTS.load(std::sync::atomic::Ordering::Relaxed).max(1);
         let mean = |i: usize| REQUEST_BYTES[i].load(std::sync::atomic::Ordering::Relaxed) / requests;
         json!({
             "llm_request_mean_bytes": {"system": mean(0), "user": mean(1), "body": mean(2)},
             "sockets": sockets,
-            "heap_in_use_kb": (heap.uordblks + heap.hblkhd) / 1024,
-            "heap_free_kb": heap.fordblks / 1024,
+            "heap_allocated_kb": heap_kb(tikv_jemalloc_ctl::stats::allocated::read()),
+            "heap_resident_kb": heap_kb(tikv_jemalloc_ctl::stats::resident::read()),
             "cpu_s": secs(usage.ru_utime) + secs(usage.ru_stime),
             "csw": usage.ru_nvcsw + usage.ru_nivcsw,
             "user_s": secs(usage.ru_utime),
