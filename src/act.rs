@@ -189,7 +189,7 @@ pub async fn act(
     decision: &Decision,
     report: &serde_json::Value,
 ) -> Result<Outcome, ActError> {
-    let decided = (ctx.step < Step::Decided).then_some((decision, report));
+    let undecided = ctx.step < Step::Decided;
     if let Err(why) = policy.verdict(decision) {
         // Only for the proposal's subject and link: the ticket read for triage will do.
         let fetched = match ctx.ticket {
@@ -200,10 +200,10 @@ pub async fn act(
         let proposal = proposal(ctx, decision, report, policy, &why, ticket);
         let describe = |proposal_id| Outcome::Shadowed { proposal_id, why: why.clone() }.describe();
         let proposal_id =
-            store.finish_with_proposal(ctx.key, ctx.worker, decided, &proposal, describe).await?;
+            store.finish_with_proposal(ctx.key, ctx.worker, undecided, &proposal, describe).await?;
         return Ok(Outcome::Shadowed { proposal_id, why });
     }
-    if let Some((decision, report)) = decided {
+    if undecided {
         // Durable before the helpdesk is touched: a retry acts on this decision, not a new one.
         store.record_decision(ctx.key, ctx.worker, decision, report).await?;
     }
@@ -238,9 +238,9 @@ pub async fn act(
     let describe = outcome.describe();
     match &kept_back {
         Some(p) => {
-            store.finish_with_proposal(ctx.key, ctx.worker, None, p, |_| describe).await?;
+            store.finish_with_proposal(ctx.key, ctx.worker, false, p, |_| describe).await?;
         }
-        None => store.finish(ctx.key, ctx.worker, None, note_id.as_deref(), &describe).await?,
+        None => store.finish(ctx.key, ctx.worker, note_id.as_deref(), &describe).await?,
     }
     Ok(outcome)
 }

@@ -10,13 +10,16 @@
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, field};
+use tracing::Instrument;
 
 use crate::{
     act::{self, ActContext, ActPolicy, Outcome},
@@ -71,6 +74,8 @@ pub struct Worker {
     store: Store,
     connections: HashMap<String, Connection>,
     settings: WorkerSettings,
+    /// Deliveries taken so far (numbers each delivery's lease holder id).
+    deliveries: AtomicU64,
 }
 
 /// What happened to one delivery, for logs, metrics and tests.
@@ -150,7 +155,7 @@ impl Worker {
         connections: HashMap<String, Connection>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { engine, store, connections, settings }
+        Self { engine, store, connections, settings, deliveries: AtomicU64::new(0) }
     }
 
     /// Consumes until `shutdown` is cancelled (or the consumer ends), then drains.
@@ -213,11 +218,14 @@ impl Worker {
 
     /// Handles one delivery to its end (ack, retry, dead letter or requeue on hand-back).
     pub async fn handle(&self, delivery: Delivery, hand_back: CancellationToken) -> Disposition {
+        // Fields given at creation, not recorded later: a JSON log layer formats a span's fields
+        // again on every `record`.
+        let parsed = delivery.event.as_ref().ok();
         let span = tracing::info_span!(
             "event",
-            event_id = field::Empty,
-            connection = field::Empty,
-            ticket = field::Empty,
+            event_id = parsed.map(|e| e.event_id.as_str()),
+            connection = parsed.map(|e| e.connection_id.as_str()),
+            ticket = parsed.map(|e| e.ticket_id.as_str()),
             attempt = delivery.attempt,
             redelivered = delivery.redelivered,
         );
@@ -230,13 +238,9 @@ impl Worker {
                     return self.dead_letter(delivery, reason).await;
                 }
             };
-            let span = tracing::Span::current();
-            span.record("event_id", event.event_id.as_str());
-            span.record("connection", event.connection_id.as_str());
-            span.record("ticket", event.ticket_id.as_str());
             // One holder id per delivery: two copies of an event in this process must not both hold
             // the key (the store grants a claim again to the same holder).
-            let holder = format!("{}/{}", self.settings.worker_id, uuid::Uuid::new_v4().simple());
+            let holder = format!("{}/{}", self.settings.worker_id, self.deliveries.fetch_add(1, Ordering::Relaxed));
             let work = self.process(&event, &holder);
             tokio::select! {
                 result = work => match result {

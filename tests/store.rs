@@ -336,8 +336,10 @@ async fn finishing_is_one_commit_for_the_holder_only(db: TestDb) {
     let d = decision(llm());
     let r = report(1500, 250, Some(0.003), 640);
     let p = proposal("demo", "1020", "evt-20");
+    let mut p = p;
+    (p.decision, p.report) = (d.clone(), r.clone());
     let id = store
-        .finish_with_proposal(&k, "w1", Some((&d, &r)), &p, |id| format!("shadowed as proposal {id}"))
+        .finish_with_proposal(&k, "w1", true, &p, |id| format!("shadowed as proposal {id}"))
         .await
         .unwrap();
     let e = store.entry(&k).await.unwrap().unwrap();
@@ -355,15 +357,14 @@ async fn finishing_is_one_commit_for_the_holder_only(db: TestDb) {
     claimed(&store, &k2, "evt-21", "w1").await;
     let p2 = proposal("demo", "1021", "evt-21");
     let first = store.insert_proposal(&p2).await.unwrap();
-    let again =
-        store.finish_with_proposal(&k2, "w1", Some((&d, &r)), &p2, |id| id.to_string()).await.unwrap();
+    let again = store.finish_with_proposal(&k2, "w1", true, &p2, |id| id.to_string()).await.unwrap();
     assert_eq!(again, first);
 
     // Not the holder: nothing is written, not even the proposal.
     let k3 = key("1022");
     claimed(&store, &k3, "evt-22", "w1").await;
     let p3 = proposal("demo", "1022", "evt-22");
-    match store.finish_with_proposal(&k3, "w2", Some((&d, &r)), &p3, |id| id.to_string()).await {
+    match store.finish_with_proposal(&k3, "w2", true, &p3, |id| id.to_string()).await {
         Err(StoreError::LeaseLost { holder, .. }) => assert_eq!(holder.as_deref(), Some("w1")),
         other => panic!("expected LeaseLost, got {other:?}"),
     }
@@ -371,20 +372,20 @@ async fn finishing_is_one_commit_for_the_holder_only(db: TestDb) {
     assert_eq!((e.step, e.decision), (Step::Claimed, None));
     let listed = store.proposals(&ProposalFilter::default()).await.unwrap();
     assert!(listed.iter().all(|p| p.ticket_id != "1022"), "the proposal was rolled back");
-    assert_lease_lost(store.finish(&k3, "w2", None, Some("n-1"), "applied").await, Some("w1"));
+    assert_lease_lost(store.finish(&k3, "w2", Some("n-1"), "applied").await, Some("w1"));
 
     // Applied: the decision was recorded before the helpdesk writes; note and Done go together
     // and the recorded decision stays.
     store.record_decision(&k3, "w1", &d, &r).await.unwrap();
     store.advance(&k3, "w1", Step::TicketUpdated, None).await.unwrap();
-    store.finish(&k3, "w1", None, Some("note-9"), "applied; note note-9").await.unwrap();
+    store.finish(&k3, "w1", Some("note-9"), "applied; note note-9").await.unwrap();
     let e = store.entry(&k3).await.unwrap().unwrap();
     assert_eq!(
         (e.step, e.note_id.as_deref(), e.outcome.as_deref(), e.decision.as_ref()),
         (Step::Done, Some("note-9"), Some("applied; note note-9"), Some(&d))
     );
     // Done released the lease: finishing again is refused.
-    assert_lease_lost(store.finish(&k3, "w1", None, None, "again").await, None);
+    assert_lease_lost(store.finish(&k3, "w1", None, "again").await, None);
 }
 
 async fn failures_are_recorded_and_release_the_lease(db: TestDb) {

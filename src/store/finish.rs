@@ -17,7 +17,6 @@ use super::{
     sql::{self, clip, sql},
     writer::Durability,
 };
-use crate::triage::decision::Decision;
 
 /// `Done` for the lease holder, with the note id and the outcome, and the decision's columns when
 /// they are given (`$7` not NULL). One statement, so the decision can never be recorded without
@@ -34,25 +33,19 @@ const FINISH: sql::Sql = sql!(
      AND lease_until IS NOT NULL"
 );
 
-/// A decision and its triage report (JSON), for a key that has not recorded them yet.
-pub type Decided<'a> = (&'a Decision, &'a serde_json::Value);
-
 impl Store {
-    /// Moves `key` to `Done` in one statement, with `outcome`, the note posted (if any) and the
-    /// decision (`decided`, when the key is still at `Claimed`). Lease holder only
-    /// ([`StoreError::LeaseLost`]).
+    /// Moves `key` to `Done` in one statement, with `outcome` and the note posted (if any); the
+    /// recorded decision stays. Lease holder only ([`StoreError::LeaseLost`]).
     pub async fn finish(
         &self,
         key: &LedgerKey,
         worker: &str,
-        decided: Option<Decided<'_>>,
         note_id: Option<&str>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        let decided = decided.map(|(d, r)| DecisionColumns::new(d, r)).transpose()?;
         let mut writer = self.writer(Durability::Durable, "finish").await?;
         let done = self
-            .finish_query(key, worker, note_id, outcome, decided.as_ref())
+            .finish_query(key, worker, note_id, outcome, None)
             .execute(&mut *writer)
             .await
             .map_err(StoreError::query("finish"))?;
@@ -64,18 +57,20 @@ impl Store {
     }
 
     /// Stores `proposal` and moves `key` to `Done` (as [`Store::finish`], with
-    /// `outcome(proposal id)`) in one transaction. Returns the proposal's id (that of the
-    /// proposal stored earlier for the same event, if any). Lease holder only; when the lease is
-    /// lost nothing is written.
+    /// `outcome(proposal id)`) in one transaction; with `record_decision` (the key is still at
+    /// `Claimed`) the proposal's decision and report are recorded as the key's. Returns the
+    /// proposal's id (that of the proposal stored earlier for the same event, if any). Lease holder
+    /// only; when the lease is lost nothing is written.
     pub async fn finish_with_proposal(
         &self,
         key: &LedgerKey,
         worker: &str,
-        decided: Option<Decided<'_>>,
+        record_decision: bool,
         proposal: &NewProposal,
         outcome: impl FnOnce(i64) -> String,
     ) -> Result<i64, StoreError> {
-        let decided = decided.map(|(d, r)| DecisionColumns::new(d, r)).transpose()?;
+        // Encoded once for both tables.
+        let columns = DecisionColumns::new(&proposal.decision, &proposal.report)?;
         let mut writer = self.writer(Durability::Durable, "finish").await?;
         let mut tx = match self.backend {
             // Takes the write lock at once: a deferred transaction that reads first can fail with
@@ -84,10 +79,11 @@ impl Store {
             Backend::Postgres => writer.begin().await,
         }
         .map_err(StoreError::query("finish"))?;
-        let id = proposals::insert_on(self, &mut tx, proposal).await?;
+        let id = proposals::insert_on(self, &mut tx, proposal, columns.texts()).await?;
         let outcome = outcome(id);
+        let decided = record_decision.then_some(&columns);
         let done = self
-            .finish_query(key, worker, None, &outcome, decided.as_ref())
+            .finish_query(key, worker, None, &outcome, decided)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::query("finish"))?;

@@ -332,6 +332,11 @@ impl DecisionColumns {
         })
     }
 
+    /// The decision's and the report's JSON texts.
+    pub(super) fn texts(&self) -> (&str, &str) {
+        (&self.decision, &self.report)
+    }
+
     /// Binds the eight decision parameters (decision, report, origin, prompt version, prompt and
     /// completion tokens, cost, latency) in that order; all NULL for `None`.
     pub(super) fn bind<'q>(

@@ -43,7 +43,6 @@ use writer::SqliteWriters;
 
 pub use entry::{ClaimOutcome, Entry, LedgerKey, Step};
 pub use error::StoreError;
-pub use finish::Decided;
 pub use pool::{StoreOptions, redact};
 pub use proposals::{NewProposal, Proposal, ProposalFilter, ProposalStatus};
 pub use stats::{ConnectionStats, ProposalCounts, Stats};

@@ -173,8 +173,11 @@ impl Store {
     /// Stores a proposal once per `(connection_id, ticket_id, event_id)` and returns its id (the
     /// existing proposal's id when it was stored before).
     pub async fn insert_proposal(&self, p: &NewProposal) -> Result<i64, StoreError> {
+        let decision = serde_json::to_string(&p.decision)
+            .map_err(|source| StoreError::Encode { what: "decision", source })?;
+        let report = p.report.to_string();
         let mut writer = self.writer(Durability::Durable, "insert_proposal").await?;
-        insert_on(self, &mut writer, p).await
+        insert_on(self, &mut writer, p, (&decision, &report)).await
     }
 
     /// One page of proposals, newest first (see [`ProposalFilter`]).
@@ -239,20 +242,20 @@ impl Store {
     }
 }
 
-/// [`Store::insert_proposal`] on a given connection (a transaction's, see `finish.rs`).
+/// [`Store::insert_proposal`] on a given connection (a transaction's, see `finish.rs`), with the
+/// decision and report already encoded as JSON.
 pub(super) async fn insert_on(
     store: &Store,
     conn: &mut AnyConnection,
     p: &NewProposal,
+    (decision, report): (&str, &str),
 ) -> Result<i64, StoreError> {
-    let decision = serde_json::to_string(&p.decision)
-        .map_err(|source| StoreError::Encode { what: "decision", source })?;
     let inserted: Option<i64> = sqlx::query_scalar(store.sql(INSERT))
         .bind(&p.connection_id)
         .bind(&p.ticket_id)
         .bind(&p.event_id)
         .bind(decision)
-        .bind(p.report.to_string())
+        .bind(report)
         .bind(&p.mode)
         .bind(&p.why_shadowed)
         .bind(p.ticket_subject.as_deref())
