@@ -132,9 +132,14 @@ impl Outcome {
                 }
                 s
             }
-            Self::Shadowed { proposal_id, why } => format!("shadowed as proposal {proposal_id}: {why}"),
+            Self::Shadowed { proposal_id, why } => shadowed(&proposal_id.to_string(), why),
         }
     }
+}
+
+/// The outcome text of a shadowed decision.
+fn shadowed(proposal_id: &str, why: &str) -> String {
+    format!("shadowed as proposal {proposal_id}: {why}")
 }
 
 /// Why acting failed.
@@ -198,7 +203,7 @@ pub async fn act(
         };
         let ticket = ctx.ticket.or(fetched.as_ref());
         let proposal = proposal(ctx, decision, report, policy, &why, ticket);
-        let describe = |proposal_id| Outcome::Shadowed { proposal_id, why: why.clone() }.describe();
+        let describe = |proposal_id: &str| shadowed(proposal_id, &why);
         let proposal_id =
             store.finish_with_proposal(ctx.key, ctx.worker, undecided, &proposal, describe).await?;
         return Ok(Outcome::Shadowed { proposal_id, why });

@@ -94,6 +94,7 @@ on_both_backends!(
     steps_never_move_backwards,
     decision_round_trips,
     finishing_is_one_commit_for_the_holder_only,
+    an_interrupted_finish_leaves_nothing_behind,
     failures_are_recorded_and_release_the_lease,
     twenty_concurrent_claimers_one_winner,
     proposals_insert_once_and_page_by_keyset,
@@ -386,6 +387,54 @@ async fn finishing_is_one_commit_for_the_holder_only(db: TestDb) {
     );
     // Done released the lease: finishing again is refused.
     assert_lease_lost(store.finish(&k3, "w1", None, "again").await, None);
+}
+
+async fn an_interrupted_finish_leaves_nothing_behind(db: TestDb) {
+    let store = db.store().await;
+    let d = decision(llm());
+    let r = report(700, 90, None, 300);
+    let k = key("1030");
+    claimed(&store, &k, "evt-30", "w1").await;
+    let mut p = proposal("demo", "1030", "evt-30");
+    (p.decision, p.report) = (d.clone(), r.clone());
+    // Dropped after its first poll: the write is on its way to the database when it is abandoned
+    // (as when shutdown hands an event back in the middle of its last step).
+    {
+        let mut cut = std::pin::pin!(
+            store.finish_with_proposal(&k, "w1", true, &p, |id| format!("shadowed as proposal {id}"))
+        );
+        let first = futures::poll!(cut.as_mut());
+        assert!(first.is_pending(), "the finish is still under way after one poll: {first:?}");
+    }
+
+    // Whatever part of it ran, the next writes see a consistent store and commit.
+    let other = key("1031");
+    claimed(&store, &other, "evt-31", "w1").await;
+    let id = store.finish_with_proposal(&k, "w1", true, &p, |id| format!("shadowed as proposal {id}")).await;
+    let e = store.entry(&k).await.unwrap().unwrap();
+    let listed = store.proposals(&ProposalFilter::default()).await.unwrap();
+    let mine: Vec<_> = listed.iter().filter(|x| x.ticket_id == "1030").collect();
+    match id {
+        // The interrupted finish did not get through: this one did it all.
+        Ok(id) => {
+            assert_eq!(mine.len(), 1);
+            assert_eq!(mine[0].id, id);
+            assert_eq!(e.outcome, Some(format!("shadowed as proposal {id}")));
+        }
+        // It got through whole before being dropped: the lease is gone and so is this one.
+        Err(StoreError::LeaseLost { .. }) => {
+            assert_eq!(mine.len(), 1);
+            assert_eq!(e.outcome, Some(format!("shadowed as proposal {}", mine[0].id)));
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+    assert_eq!((e.step, e.decision.as_ref()), (Step::Done, Some(&d)));
+    drop(store);
+
+    // Committed for real: a new store on the same database sees it all.
+    let reopened = db.store().await;
+    assert_eq!(reopened.entry(&k).await.unwrap().unwrap().step, Step::Done);
+    assert_eq!(reopened.entry(&other).await.unwrap().unwrap().step, Step::Claimed);
 }
 
 async fn failures_are_recorded_and_release_the_lease(db: TestDb) {

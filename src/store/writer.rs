@@ -18,8 +18,13 @@ use std::{
     time::Duration,
 };
 
-use sqlx::{Any, AnyConnection, pool::PoolConnection};
-use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use sqlx::{
+    Any, AnyConnection,
+    any::{AnyArguments, AnyRow},
+    pool::PoolConnection,
+    query::Query,
+};
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::{Store, StoreError};
 
@@ -40,14 +45,17 @@ pub(crate) struct SqliteWriters {
     wait: Duration,
 }
 
-struct Connections {
+pub(crate) struct Connections {
     durable: AnyConnection,
     leases: AnyConnection,
+    /// A [`Writer::transaction_batch`] on `durable` did not finish (an error, or its future was
+    /// dropped): its transaction may still be open, so it is rolled back before the next write.
+    interrupted: bool,
 }
 
 impl SqliteWriters {
     pub(crate) fn new(durable: AnyConnection, leases: AnyConnection, wait: Duration) -> Self {
-        Self { connections: Mutex::new(Some(Connections { durable, leases })), wait }
+        Self { connections: Mutex::new(Some(Connections { durable, leases, interrupted: false })), wait }
     }
 
     /// Closes both connections (waiting for a write in progress); later writes fail.
@@ -70,7 +78,50 @@ pub(crate) enum Writer<'a> {
     /// From the pool (PostgreSQL, in-memory SQLite).
     Pooled(PoolConnection<Any>),
     /// One of a SQLite file's write connections, under the writer lock.
-    Sqlite(MappedMutexGuard<'a, AnyConnection>),
+    Sqlite {
+        /// Both connections (`Some`: checked when the writer was taken).
+        guard: MutexGuard<'a, Option<Connections>>,
+        /// Which one this writer uses.
+        durability: Durability,
+    },
+}
+
+impl Writer<'_> {
+    /// Whether this is a SQLite file's own write connection ([`Writer::transaction_batch`] works).
+    pub(crate) fn is_sqlite_writer(&self) -> bool {
+        matches!(self, Self::Sqlite { .. })
+    }
+
+    /// Runs `query`, a `BEGIN IMMEDIATE; …; COMMIT` script, in one call to the connection's
+    /// thread and returns the rows its statements return. On a SQLite file's writer only (sqlx
+    /// does not track a transaction opened in SQL, so a pooled connection must not run one).
+    pub(crate) async fn transaction_batch(
+        &mut self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, sqlx::Error> {
+        let Self::Sqlite { guard, .. } = self else {
+            return Err(sqlx::Error::Protocol("a transaction script needs a SQLite writer".into()));
+        };
+        let c = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+        c.interrupted = true;
+        match query.fetch_all(&mut c.durable).await {
+            Ok(rows) => {
+                c.interrupted = false;
+                Ok(rows)
+            }
+            Err(e) => {
+                // A statement failed: sqlx stops the script there, maybe inside the transaction.
+                rollback(&mut c.durable).await;
+                c.interrupted = false;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Ends a transaction that may be open; "no transaction is active" is the usual answer.
+async fn rollback(conn: &mut AnyConnection) {
+    let _ = sqlx::query("ROLLBACK").execute(conn).await;
 }
 
 impl Deref for Writer<'_> {
@@ -79,7 +130,13 @@ impl Deref for Writer<'_> {
     fn deref(&self) -> &AnyConnection {
         match self {
             Self::Pooled(c) => c,
-            Self::Sqlite(c) => c,
+            Self::Sqlite { guard, durability } => {
+                let c = guard.as_ref().expect("checked when the writer was taken");
+                match durability {
+                    Durability::Durable => &c.durable,
+                    Durability::Lease => &c.leases,
+                }
+            }
         }
     }
 }
@@ -88,7 +145,13 @@ impl DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             Self::Pooled(c) => c,
-            Self::Sqlite(c) => c,
+            Self::Sqlite { guard, durability } => {
+                let c = guard.as_mut().expect("checked when the writer was taken");
+                match durability {
+                    Durability::Durable => &mut c.durable,
+                    Durability::Lease => &mut c.leases,
+                }
+            }
         }
     }
 }
@@ -103,16 +166,14 @@ impl Store {
         let Some(writers) = &self.writers else {
             return self.pool.acquire().await.map(Writer::Pooled).map_err(StoreError::query(op));
         };
-        let guard = tokio::time::timeout(writers.wait, writers.connections.lock())
+        let mut guard = tokio::time::timeout(writers.wait, writers.connections.lock())
             .await
             .map_err(|_| StoreError::query(op)(sqlx::Error::PoolTimedOut))?;
-        let guard = MutexGuard::try_map(guard, |c| {
-            c.as_mut().map(|c| match durability {
-                Durability::Durable => &mut c.durable,
-                Durability::Lease => &mut c.leases,
-            })
-        })
-        .map_err(|_| StoreError::query(op)(sqlx::Error::PoolClosed))?;
-        Ok(Writer::Sqlite(guard))
+        let c = guard.as_mut().ok_or_else(|| StoreError::query(op)(sqlx::Error::PoolClosed))?;
+        if c.interrupted {
+            rollback(&mut c.durable).await;
+            c.interrupted = false;
+        }
+        Ok(Writer::Sqlite { guard, durability })
     }
 }

@@ -89,8 +89,17 @@ pub async fn dead_letters(
             }
             held.push(message.delivery);
         }
+        let given_back = held.len();
         for delivery in held {
             settled(delivery.nack(BasicNackOptions { multiple: false, requeue: true }).await)?;
+        }
+        // A nack has no reply and a quorum queue counts a returned message as ready a moment
+        // later: wait for that, so a `dead replay` right after a listing finds every letter.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while count(&channel, &settings.dead_queue).await? < given_back
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(letters)
     }
