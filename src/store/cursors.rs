@@ -3,7 +3,6 @@
 use super::{
     Store, StoreError,
     sql::{self, sql},
-    writer::Durability,
 };
 
 const GET: &str = "SELECT cursor FROM poll_cursors WHERE connection_id = $1";
@@ -24,7 +23,7 @@ impl Store {
 
     /// Stores (replaces) the poll cursor of a connection.
     pub async fn set_poll_cursor(&self, connection_id: &str, cursor: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer(Durability::Durable, "set_poll_cursor").await?;
+        let mut writer = self.writer("set_poll_cursor").await?;
         sqlx::query(self.sql(SET))
             .bind(connection_id)
             .bind(cursor)

@@ -15,7 +15,6 @@ use super::{
     ledger::{DecisionColumns, MAX_DETAIL_CHARS},
     proposals::{self, NewProposal},
     sql::{self, clip, get, sql},
-    writer::Durability,
 };
 
 /// `Done` for the lease holder, with the note id and the outcome, and the decision's columns when
@@ -84,7 +83,7 @@ impl Store {
         note_id: Option<&str>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer(Durability::Durable, "finish").await?;
+        let mut writer = self.writer("finish").await?;
         let done = self
             .finish_query(key, worker, note_id, outcome, None)
             .execute(&mut *writer)
@@ -112,7 +111,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // Encoded once for both tables.
         let columns = DecisionColumns::new(&proposal.decision, &proposal.report)?;
-        let mut writer = self.writer(Durability::Durable, "finish").await?;
+        let mut writer = self.writer("finish").await?;
         if writer.is_sqlite_writer() {
             // One call: the proposal's id goes into the outcome in SQL.
             let outcome = outcome(PROPOSAL_ID);
@@ -132,7 +131,7 @@ impl Store {
                 .bind(proposal.ticket_url.as_deref())
                 .bind(&proposal.connection_id)
                 .bind(&proposal.ticket_id);
-            let rows = writer.transaction_batch(query).await.map_err(StoreError::query("finish"))?;
+            let rows = writer.script(query).await.map_err(StoreError::query("finish"))?;
             drop(writer);
             return match rows.first() {
                 Some(row) => get(row, "proposal_id"),

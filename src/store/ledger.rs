@@ -15,8 +15,7 @@ use time::OffsetDateTime;
 use super::{
     Store, StoreError,
     entry::{ClaimOutcome, Entry, LedgerKey, Step, entry_from_row},
-    sql::{self, clip, from_ms, get, sql},
-    writer::Durability,
+    sql::{self, clip, from_ms, get, lease_sql, sql},
 };
 use crate::triage::decision::{Decision, Origin};
 
@@ -34,9 +33,9 @@ macro_rules! entry_columns {
 }
 
 /// Insert a fresh key, or take it over when it is not finished and its lease is free, expired or
-/// ours. One statement: PostgreSQL locks the conflicting row and re-checks the WHERE on its
+/// ours. Claims, renewals and releases are lease writes (`lease_sql!`). One statement: PostgreSQL locks the conflicting row and re-checks the WHERE on its
 /// latest version; SQLite runs it under the database's single writer lock.
-const CLAIM: sql::Sql = sql!(
+const CLAIM: sql::Sql = lease_sql!(
     "INSERT INTO ledger (connection_id, ticket_id, kind, event_id, step, claimed_by, lease_ms, \
      lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'claimed', $5, $6, " NOW " + $6, "
     NOW ", " NOW ") ON CONFLICT (connection_id, ticket_id, kind) DO UPDATE SET \
@@ -69,11 +68,11 @@ const RECORD_FAILURE: sql::Sql = sql!(
      updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
      AND claimed_by = $4 AND lease_until IS NOT NULL"
 );
-const RELEASE: sql::Sql = sql!(
+const RELEASE: sql::Sql = lease_sql!(
     "UPDATE ledger SET lease_until = NULL, updated_at = " NOW " WHERE connection_id = $1 \
      AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 AND lease_until IS NOT NULL"
 );
-const RENEW: sql::Sql = sql!(
+const RENEW: sql::Sql = lease_sql!(
     "UPDATE ledger SET lease_ms = $5, lease_until = " NOW " + $5, updated_at = " NOW " WHERE "
     "connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \
      AND lease_until IS NOT NULL AND step <> 'done' AND failed = 0 RETURNING lease_until"
@@ -111,17 +110,15 @@ impl Store {
     ) -> Result<ClaimOutcome, StoreError> {
         let lease_ms = lease_ms(lease);
         for _ in 0..CLAIM_ROUNDS {
-            let mut writer = self.writer(Durability::Lease, "claim").await?;
-            let claimed = sqlx::query(self.sql(CLAIM))
+            let mut writer = self.writer("claim").await?;
+            let query = sqlx::query(self.sql(CLAIM))
                 .bind(&key.connection_id)
                 .bind(&key.ticket_id)
                 .bind(key.kind.as_str())
                 .bind(event_id)
                 .bind(worker)
-                .bind(lease_ms)
-                .fetch_optional(&mut *writer)
-                .await
-                .map_err(StoreError::query("claim"))?;
+                .bind(lease_ms);
+            let claimed = writer.script(query).await.map_err(StoreError::query("claim"))?.into_iter().next();
             drop(writer);
             if let Some(row) = claimed {
                 return Ok(ClaimOutcome::Claimed(entry_from_row(&row)?));
@@ -159,7 +156,7 @@ impl Store {
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker);
-        let mut writer = self.writer(Durability::Durable, "record_decision").await?;
+        let mut writer = self.writer("record_decision").await?;
         let done = DecisionColumns::bind(query, Some(&columns))
             .execute(&mut *writer)
             .await
@@ -181,7 +178,7 @@ impl Store {
         step: Step,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer(Durability::Durable, "advance").await?;
+        let mut writer = self.writer("advance").await?;
         let done = sqlx::query(self.sql(ADVANCE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
@@ -210,7 +207,7 @@ impl Store {
         error: &str,
         permanent: bool,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer(Durability::Durable, "record_failure").await?;
+        let mut writer = self.writer("record_failure").await?;
         let done = sqlx::query(self.sql(RECORD_FAILURE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
@@ -231,15 +228,13 @@ impl Store {
     /// Releases the lease (e.g. at shutdown) so another worker can claim at once. Does nothing
     /// when `worker` does not hold it.
     pub async fn release(&self, key: &LedgerKey, worker: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer(Durability::Lease, "release").await?;
-        sqlx::query(self.sql(RELEASE))
+        let mut writer = self.writer("release").await?;
+        let query = sqlx::query(self.sql(RELEASE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
-            .bind(worker)
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("release"))?;
+            .bind(worker);
+        writer.script(query).await.map_err(StoreError::query("release"))?;
         Ok(())
     }
 
@@ -252,17 +247,16 @@ impl Store {
         lease: Duration,
     ) -> Result<OffsetDateTime, StoreError> {
         let lease_ms = lease_ms(lease);
-        let mut writer = self.writer(Durability::Lease, "renew").await?;
-        let until: Option<i64> = sqlx::query_scalar(self.sql(RENEW))
+        let mut writer = self.writer("renew").await?;
+        let query = sqlx::query(self.sql(RENEW))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
-            .bind(lease_ms)
-            .fetch_optional(&mut *writer)
-            .await
-            .map_err(StoreError::query("renew"))?;
+            .bind(lease_ms);
+        let rows = writer.script(query).await.map_err(StoreError::query("renew"))?;
         drop(writer);
+        let until: Option<i64> = rows.first().map(|row| get(row, "lease_until")).transpose()?;
         match until {
             Some(ms) => from_ms("ledger.lease_until", ms),
             None => Err(self.lease_lost(key, worker).await?),
@@ -272,7 +266,7 @@ impl Store {
     /// Clears a permanent failure so the key can be claimed again (after the cause is fixed and
     /// the dead-lettered event replayed). Returns whether the key was failed.
     pub async fn reopen(&self, key: &LedgerKey) -> Result<bool, StoreError> {
-        let mut writer = self.writer(Durability::Durable, "reopen").await?;
+        let mut writer = self.writer("reopen").await?;
         let done = sqlx::query(self.sql(REOPEN))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)

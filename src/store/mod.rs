@@ -21,8 +21,8 @@
 //!
 //! Knobs: the URL (`store.url`) and [`StoreOptions`] (pool size, acquire timeout). SQLite files
 //! are opened with `mode=rwc` (created if missing, parent directory too), WAL journal and sqlx's
-//! 5 s `busy_timeout`; their writes go through two connections of the store's own, one at a
-//! time (`writer.rs`: no collisions on SQLite's single write lock, no flush for lease writes).
+//! 5 s `busy_timeout`; their writes go through one connection of the store's own (`writer.rs`:
+//! no collisions on SQLite's single write lock, no disk flush for lease writes).
 
 mod cursors;
 mod entry;
@@ -39,7 +39,7 @@ mod writer;
 use std::{fmt, sync::Arc};
 
 use sqlx::AnyPool;
-use writer::SqliteWriters;
+use writer::SqliteWriter;
 
 pub use entry::{ClaimOutcome, Entry, LedgerKey, Step};
 pub use error::StoreError;
@@ -76,8 +76,8 @@ impl fmt::Display for Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
-    /// A SQLite file's write connections (`writer.rs`); `None`: writes use the pool.
-    writers: Option<Arc<SqliteWriters>>,
+    /// A SQLite file's write connection (`writer.rs`); `None`: writes use the pool.
+    writer: Option<Arc<SqliteWriter>>,
     backend: Backend,
 }
 
@@ -97,7 +97,7 @@ impl Store {
         let target = pool::target(url)?;
         let opened = pool::open(url, &target, options).await?;
         tracing::debug!(backend = target.backend.as_str(), url = %redact(url), "store opened");
-        Ok(Store { pool: opened.pool, writers: opened.writers.map(Arc::new), backend: target.backend })
+        Ok(Store { pool: opened.pool, writer: opened.writer.map(Arc::new), backend: target.backend })
     }
 
     /// `"sqlite"` or `"postgres"`.
@@ -118,8 +118,8 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        if let Some(writers) = &self.writers {
-            writers.close().await;
+        if let Some(writer) = &self.writer {
+            writer.close().await;
         }
         self.pool.close().await;
     }

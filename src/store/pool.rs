@@ -7,7 +7,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
-use super::{Backend, StoreError, migrate, writer::SqliteWriters};
+use super::{Backend, StoreError, migrate, writer::SqliteWriter};
 
 /// Pool settings (the URL says where; these say how much).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,13 +72,13 @@ pub(crate) fn target(url: &str) -> Result<Target, StoreError> {
     Err(invalid("unsupported scheme (expected sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DB)"))
 }
 
-/// What a store opened: the pool, and on a SQLite file its own write connections (`writer.rs`).
+/// What a store opened: the pool, and on a SQLite file its own write connection (`writer.rs`).
 pub(crate) struct Opened {
     pub(crate) pool: AnyPool,
-    pub(crate) writers: Option<SqliteWriters>,
+    pub(crate) writer: Option<SqliteWriter>,
 }
 
-/// Opens the pool (and a SQLite file's writers), prepares SQLite (parent directory, WAL) and runs
+/// Opens the pool (and a SQLite file's writer), prepares SQLite (parent directory, WAL) and runs
 /// the backend's migrations. `url` is the URL as configured (for error messages).
 pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> Result<Opened, StoreError> {
     sqlx::any::install_default_drivers();
@@ -104,7 +104,7 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
             .await
             .map_err(connect_err)?;
         migrate::migrator(target.backend).run(&pool).await.map_err(migrate_err)?;
-        return Ok(Opened { pool, writers: None });
+        return Ok(Opened { pool, writer: None });
     }
 
     // One direct connection first: it says at once why it fails (a pool retries a refused
@@ -142,12 +142,10 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
         .await
         .map_err(connect_err)?;
     if target.backend == Backend::Postgres {
-        return Ok(Opened { pool, writers: None });
+        return Ok(Opened { pool, writer: None });
     }
-    let durable = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
-    let mut leases = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
-    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut leases).await.map_err(connect_err)?;
-    Ok(Opened { pool, writers: Some(SqliteWriters::new(durable, leases, options.acquire_timeout)) })
+    let writer = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
+    Ok(Opened { pool, writer: Some(SqliteWriter::new(writer, options.acquire_timeout)) })
 }
 
 /// Creates the directory that will hold the SQLite file.

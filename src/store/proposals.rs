@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 use super::{
     Store, StoreError,
     sql::{self, clip, from_ms, from_opt_ms, get, json, sql},
-    writer::Durability,
 };
 use crate::triage::decision::Decision;
 
@@ -176,7 +175,7 @@ impl Store {
         let decision = serde_json::to_string(&p.decision)
             .map_err(|source| StoreError::Encode { what: "decision", source })?;
         let report = p.report.to_string();
-        let mut writer = self.writer(Durability::Durable, "insert_proposal").await?;
+        let mut writer = self.writer("insert_proposal").await?;
         insert_on(self, &mut writer, p, (&decision, &report)).await
     }
 
@@ -230,7 +229,7 @@ impl Store {
                 .bind(by)
                 .bind(reason.map(|r| clip(r, MAX_REASON_CHARS)))
         };
-        let mut writer = self.writer(Durability::Durable, "set_proposal_status").await?;
+        let mut writer = self.writer("set_proposal_status").await?;
         let done = query.execute(&mut *writer).await.map_err(StoreError::query("set_proposal_status"))?;
         Ok(done.rows_affected() > 0)
     }

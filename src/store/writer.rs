@@ -1,15 +1,22 @@
 //! Where writes run.
 //!
-//! SQLite has one writer at a time. Two pooled connections writing at once collide on its lock,
-//! and the loser sleeps in SQLite's busy handler (1 ms, then longer) instead of queueing; and a
-//! pooled connection costs a round trip to its thread on every release (sqlx checks it). So a
-//! SQLite file store writes through two connections of its own, taken in turn under one async
-//! lock: `durable` (`synchronous = FULL`: a commit is flushed to disk before it returns) and
-//! `leases` (`synchronous = NORMAL`, for claim, renew and release: in WAL mode such a commit is
-//! not flushed by itself, survives a crash of the process, and is made durable by the next
-//! flush of the same WAL file). A lease lost to a power cut only frees its key early: the
-//! redelivered event claims it again, sooner than a lease left by a dead process would allow.
-//! Reads go through the pool, beside the writer (WAL readers do not wait for it).
+//! SQLite has one writer at a time. Pooled connections writing at once collide on its lock and
+//! the loser sleeps in SQLite's busy handler (1 ms, then longer) instead of queueing; a pooled
+//! connection costs a round trip to its thread on every release (sqlx checks it); and every
+//! connection that did not make the last change re-reads the pages it changed. So a SQLite file
+//! store writes through ONE connection of its own, under an async lock, and reads through the
+//! pool beside it (WAL readers do not wait for the writer).
+//!
+//! Its commits are flushed to disk before they return (`synchronous = FULL`), except lease writes
+//! (claim, renew, release: `lease_sql!`), which run with `synchronous = NORMAL`: in WAL mode such
+//! a commit survives a crash of the process and is made durable by the next flush of the same
+//! WAL file. A lease lost to a power cut only frees its key early: the redelivered event claims
+//! it again, sooner than a lease left by a dead process would allow.
+//!
+//! Lease writes and a shadowed ticket's last step are scripts of several statements sent in one
+//! call ([`Writer::script`]). One that did not run to its end (an error, or its future dropped at
+//! shutdown) may leave a transaction open or `synchronous` lowered, so the next write first rolls
+//! back and restores `FULL`.
 //!
 //! PostgreSQL and an in-memory SQLite store write through the pool.
 
@@ -28,48 +35,40 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::{Store, StoreError};
 
-/// What a write's commit must survive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Durability {
-    /// A power loss: flushed to disk before the commit returns.
-    Durable,
-    /// A crash of the process (a lease: losing it frees a key early, nothing else).
-    Lease,
-}
-
-/// A SQLite file's two write connections.
-pub(crate) struct SqliteWriters {
+/// A SQLite file's write connection.
+pub(crate) struct SqliteWriter {
     /// `None` once the store is closed.
-    connections: Mutex<Option<Connections>>,
+    state: Mutex<Option<WriterState>>,
     /// How long a write waits for the writer before failing with a retryable error.
     wait: Duration,
 }
 
-pub(crate) struct Connections {
-    durable: AnyConnection,
-    leases: AnyConnection,
-    /// A [`Writer::transaction_batch`] on `durable` did not finish (an error, or its future was
-    /// dropped): its transaction may still be open, so it is rolled back before the next write.
+/// The connection and what its last script left behind.
+pub(crate) struct WriterState {
+    conn: AnyConnection,
+    /// A script did not run to its end: roll back and restore `synchronous` before the next write.
     interrupted: bool,
 }
 
-impl SqliteWriters {
-    pub(crate) fn new(durable: AnyConnection, leases: AnyConnection, wait: Duration) -> Self {
-        Self { connections: Mutex::new(Some(Connections { durable, leases, interrupted: false })), wait }
+impl SqliteWriter {
+    pub(crate) fn new(conn: AnyConnection, wait: Duration) -> Self {
+        Self { state: Mutex::new(Some(WriterState { conn, interrupted: false })), wait }
     }
 
-    /// Closes both connections (waiting for a write in progress); later writes fail.
+    /// Closes the connection (waiting for a write in progress); later writes fail.
     pub(crate) async fn close(&self) {
-        if let Some(c) = self.connections.lock().await.take() {
-            let _ = sqlx::Connection::close(c.durable).await;
-            let _ = sqlx::Connection::close(c.leases).await;
+        if let Some(mut state) = self.state.lock().await.take() {
+            if state.interrupted {
+                recover(&mut state.conn).await;
+            }
+            let _ = sqlx::Connection::close(state.conn).await;
         }
     }
 }
 
-impl std::fmt::Debug for SqliteWriters {
+impl std::fmt::Debug for SqliteWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteWriters").field("wait", &self.wait).finish_non_exhaustive()
+        f.debug_struct("SqliteWriter").field("wait", &self.wait).finish_non_exhaustive()
     }
 }
 
@@ -77,51 +76,46 @@ impl std::fmt::Debug for SqliteWriters {
 pub(crate) enum Writer<'a> {
     /// From the pool (PostgreSQL, in-memory SQLite).
     Pooled(PoolConnection<Any>),
-    /// One of a SQLite file's write connections, under the writer lock.
-    Sqlite {
-        /// Both connections (`Some`: checked when the writer was taken).
-        guard: MutexGuard<'a, Option<Connections>>,
-        /// Which one this writer uses.
-        durability: Durability,
-    },
+    /// A SQLite file's write connection, under the writer lock (`Some`: checked when taken).
+    Sqlite(MutexGuard<'a, Option<WriterState>>),
 }
 
 impl Writer<'_> {
-    /// Whether this is a SQLite file's own write connection ([`Writer::transaction_batch`] works).
+    /// Whether this is a SQLite file's own write connection, which may run a script that opens
+    /// and commits a transaction (sqlx does not track a transaction opened in SQL, so a pooled
+    /// connection must not).
     pub(crate) fn is_sqlite_writer(&self) -> bool {
-        matches!(self, Self::Sqlite { .. })
+        matches!(self, Self::Sqlite(_))
     }
 
-    /// Runs `query`, a `BEGIN IMMEDIATE; …; COMMIT` script, in one call to the connection's
-    /// thread and returns the rows its statements return. On a SQLite file's writer only (sqlx
-    /// does not track a transaction opened in SQL, so a pooled connection must not run one).
-    pub(crate) async fn transaction_batch(
+    /// Runs every statement of `query` (a script, or one statement) in one call to the
+    /// connection and returns the rows they return.
+    pub(crate) async fn script(
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let Self::Sqlite { guard, .. } = self else {
-            return Err(sqlx::Error::Protocol("a transaction script needs a SQLite writer".into()));
+        let state = match self {
+            Self::Pooled(conn) => return query.fetch_all(&mut **conn).await,
+            Self::Sqlite(guard) => guard.as_mut().ok_or(sqlx::Error::PoolClosed)?,
         };
-        let c = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
-        c.interrupted = true;
-        match query.fetch_all(&mut c.durable).await {
-            Ok(rows) => {
-                c.interrupted = false;
-                Ok(rows)
-            }
-            Err(e) => {
-                // A statement failed: sqlx stops the script there, maybe inside the transaction.
-                rollback(&mut c.durable).await;
-                c.interrupted = false;
-                Err(e)
-            }
+        state.interrupted = true;
+        let result = query.fetch_all(&mut state.conn).await;
+        if result.is_err() {
+            // sqlx stops a script at its first failing statement, maybe inside its transaction.
+            recover(&mut state.conn).await;
         }
+        state.interrupted = false;
+        result
     }
 }
 
-/// Ends a transaction that may be open; "no transaction is active" is the usual answer.
-async fn rollback(conn: &mut AnyConnection) {
-    let _ = sqlx::query("ROLLBACK").execute(conn).await;
+/// Ends a transaction a script may have left open ("no transaction is active" is the usual
+/// answer) and puts `synchronous` back to `FULL`.
+async fn recover(conn: &mut AnyConnection) {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    if let Err(e) = sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await {
+        tracing::error!(error = %e, "could not restore synchronous = FULL on the store's writer");
+    }
 }
 
 impl Deref for Writer<'_> {
@@ -130,13 +124,7 @@ impl Deref for Writer<'_> {
     fn deref(&self) -> &AnyConnection {
         match self {
             Self::Pooled(c) => c,
-            Self::Sqlite { guard, durability } => {
-                let c = guard.as_ref().expect("checked when the writer was taken");
-                match durability {
-                    Durability::Durable => &c.durable,
-                    Durability::Lease => &c.leases,
-                }
-            }
+            Self::Sqlite(guard) => &guard.as_ref().expect("checked when the writer was taken").conn,
         }
     }
 }
@@ -145,35 +133,59 @@ impl DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             Self::Pooled(c) => c,
-            Self::Sqlite { guard, durability } => {
-                let c = guard.as_mut().expect("checked when the writer was taken");
-                match durability {
-                    Durability::Durable => &mut c.durable,
-                    Durability::Lease => &mut c.leases,
-                }
-            }
+            Self::Sqlite(guard) => &mut guard.as_mut().expect("checked when the writer was taken").conn,
         }
     }
 }
 
 impl Store {
-    /// A connection for a write of this durability. `op` names the store operation for errors.
-    pub(crate) async fn writer(
-        &self,
-        durability: Durability,
-        op: &'static str,
-    ) -> Result<Writer<'_>, StoreError> {
-        let Some(writers) = &self.writers else {
+    /// A connection to write on. `op` names the store operation for errors.
+    pub(crate) async fn writer(&self, op: &'static str) -> Result<Writer<'_>, StoreError> {
+        let Some(writer) = &self.writer else {
             return self.pool.acquire().await.map(Writer::Pooled).map_err(StoreError::query(op));
         };
-        let mut guard = tokio::time::timeout(writers.wait, writers.connections.lock())
+        let mut guard = tokio::time::timeout(writer.wait, writer.state.lock())
             .await
             .map_err(|_| StoreError::query(op)(sqlx::Error::PoolTimedOut))?;
-        let c = guard.as_mut().ok_or_else(|| StoreError::query(op)(sqlx::Error::PoolClosed))?;
-        if c.interrupted {
-            rollback(&mut c.durable).await;
-            c.interrupted = false;
+        let state = guard.as_mut().ok_or_else(|| StoreError::query(op)(sqlx::Error::PoolClosed))?;
+        if state.interrupted {
+            recover(&mut state.conn).await;
+            state.interrupted = false;
         }
-        Ok(Writer::Sqlite { guard, durability })
+        Ok(Writer::Sqlite(guard))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use super::*;
+    use crate::{events::EventKind, store::LedgerKey};
+
+    async fn synchronous(store: &Store) -> i64 {
+        let mut writer = store.writer("test").await.unwrap();
+        sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *writer).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn lease_writes_leave_the_writer_flushing_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+        const FULL: i64 = 2;
+        assert_eq!(synchronous(&store).await, FULL);
+        let key = LedgerKey::new("demo", "1", EventKind::TicketCreated);
+        store.claim(&key, "e1", "w1", Duration::from_secs(30)).await.unwrap();
+        store.renew(&key, "w1", Duration::from_secs(60)).await.unwrap();
+        assert_eq!(synchronous(&store).await, FULL, "a lease script puts FULL back");
+
+        // A lease write abandoned after its first poll (its script may stop half-way).
+        let other = LedgerKey::new("demo", "2", EventKind::TicketCreated);
+        {
+            let mut cut = pin!(store.claim(&other, "e2", "w1", Duration::from_secs(30)));
+            assert!(futures::poll!(cut.as_mut()).is_pending());
+        }
+        assert_eq!(synchronous(&store).await, FULL, "the next write restores FULL first");
+        store.close().await;
     }
 }
