@@ -9,7 +9,8 @@
 //! file goes; default the temp dir, on disk), `--postgres URL` (store on PostgreSQL instead: URL of
 //! a role that may create databases, e.g. `postgres://postgres@127.0.0.1:5432/test`; a fresh
 //! database per configuration), `--store-pool N` (store connections; default that of
-//! `Store::connect`). The broker is
+//! `Store::connect`), `--threads N` (the worker's runtime threads; default `worker.threads` of the
+//! embedded configuration, as `deskpilot worker` runs). The broker is
 //! `WORKER_BENCH_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
 //!
 //! Layout, so that every figure belongs to one process:
@@ -99,6 +100,8 @@ struct Options {
     store_pool: Option<u32>,
     /// PostgreSQL admin URL: the store goes there (a database per configuration) instead of SQLite.
     postgres: Option<String>,
+    /// Runtime threads of the worker (default: `worker.threads` of the embedded configuration).
+    threads: usize,
 }
 
 impl Options {
@@ -116,6 +119,7 @@ impl Options {
             store_dir: None,
             store_pool: None,
             postgres: None,
+            threads: deskpilot::config::Config::load(None)?.worker.threads,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -133,6 +137,7 @@ impl Options {
                 "--store-dir" => o.store_dir = Some(PathBuf::from(value()?)),
                 "--store-pool" => o.store_pool = Some(value()?.parse()?),
                 "--postgres" => o.postgres = Some(value()?.clone()),
+                "--threads" => o.threads = value()?.parse()?,
                 // `cargo bench` passes `--bench`; filters and other harness flags are ignored.
                 _ => {}
             }
@@ -257,9 +262,10 @@ mod driver {
             None => opts.store_dir.as_deref().unwrap_or(&std::env::temp_dir()).display().to_string(),
         };
         println!(
-            "worker logs: {}; store in {store_at}, pool {}",
+            "worker logs: {}; store in {store_at}, pool {}; {} runtime thread(s)",
             if opts.logs { "JSON at info to /dev/null, Prometheus recorder on" } else { "off" },
-            opts.store_pool.map_or("default".to_owned(), |n| n.to_string())
+            opts.store_pool.map_or("default".to_owned(), |n| n.to_string()),
+            opts.threads
         );
         let mut runs: Vec<Run> =
             opts.concurrency.iter().map(|&c| Run { concurrency: c, mode: Mode::Shadow }).collect();
@@ -965,6 +971,7 @@ mod driver {
                 .args(["--store", store_url])
                 .args(["--logs", if opts.logs { "1" } else { "0" }])
                 .args(["--store-pool", &opts.store_pool.map_or("default".to_owned(), |n| n.to_string())])
+                .args(["--threads", &opts.threads.to_string()])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())
@@ -1197,6 +1204,7 @@ mod child {
         store: String,
         logs: bool,
         store_pool: Option<u32>,
+        threads: usize,
     }
 
     pub(super) fn main(args: &[String]) -> anyhow::Result<()> {
@@ -1215,9 +1223,11 @@ mod child {
             store: get("--store")?,
             logs: get("--logs")? == "1",
             store_pool: get("--store-pool")?.parse().ok(),
+            threads: get("--threads")?.parse()?,
         };
-        // As `deskpilot worker` runs: the default multi-thread runtime (one worker thread per CPU).
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        // As `deskpilot worker` runs: on `worker.threads` threads (the configured default unless
+        // `--threads` says otherwise).
+        let runtime = deskpilot::runtime::build(args.threads)?;
         runtime.block_on(run(args))
     }
 

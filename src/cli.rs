@@ -73,14 +73,29 @@ pub fn main() -> ExitCode {
     if let Err(e) = crate::telemetry::init(cli.log_format) {
         eprintln!("warning: {e:#}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // The sandbox needs no configuration; every other command loads (and validates) it first,
+    // and runs on `worker.threads` threads.
+    let config = match &cli.command {
+        Command::Sandbox(_) => None,
+        _ => match Config::load(cli.config.as_deref()) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("{}", render_error(&e));
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let threads = config
+        .as_ref()
+        .map_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()), |c| c.worker.threads);
+    let runtime = match crate::runtime::build(threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
@@ -90,23 +105,24 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs one parsed command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    // The sandbox needs no configuration; every other command loads (and validates) it first.
-    let config = match cli.command {
-        Command::Sandbox(args) => return sandbox::run(args).await,
-        _ => Config::load(cli.config.as_deref())?,
+/// Runs one parsed command with its configuration (loaded by [`main`] for every command but the
+/// sandbox, which needs none).
+pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
+    let config = match (command, config) {
+        (Command::Sandbox(args), _) => return sandbox::run(args).await,
+        (_, None) => anyhow::bail!("this command needs the configuration, which was not loaded"),
+        (command, Some(config)) => (command, config),
     };
-    match cli.command {
-        Command::Sandbox(_) => unreachable!("handled above"),
-        Command::Check => check::run(&config).await,
-        Command::Tickets(cmd) => tickets::run(&config, cmd).await,
-        Command::Triage(args) => triage::run(&config, args).await,
-        Command::Demo(args) => demo::run(&config, args).await,
-        Command::Worker => worker::worker(&config).await,
-        Command::Publish(args) => worker::publish(&config, args).await,
-        Command::Bus(cmd) => worker::bus(&config, cmd).await,
-        Command::Dead(cmd) => worker::dead(&config, cmd).await,
+    match config {
+        (Command::Sandbox(_), _) => unreachable!("handled above"),
+        (Command::Check, c) => check::run(&c).await,
+        (Command::Tickets(cmd), c) => tickets::run(&c, cmd).await,
+        (Command::Triage(args), c) => triage::run(&c, args).await,
+        (Command::Demo(args), c) => demo::run(&c, args).await,
+        (Command::Worker, c) => worker::worker(&c).await,
+        (Command::Publish(args), c) => worker::publish(&c, args).await,
+        (Command::Bus(cmd), c) => worker::bus(&c, cmd).await,
+        (Command::Dead(cmd), c) => worker::dead(&c, cmd).await,
     }
 }
 

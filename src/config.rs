@@ -312,6 +312,13 @@ pub struct WorkerConfig {
     /// Where `/metrics` (Prometheus) and `/health` are served; empty = not served.
     #[serde(default = "default_metrics_addr")]
     pub metrics_addr: String,
+    /// Threads running the process's tasks (1 = everything on one thread; see [`crate::runtime`]).
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_threads() -> usize {
+    1
 }
 
 fn default_lease_secs() -> u64 {
@@ -489,6 +496,10 @@ impl Config {
         check(
             (1..=4096).contains(&self.worker.concurrency),
             format!("worker.concurrency = {} must be between 1 and 4096", self.worker.concurrency),
+        );
+        check(
+            (1..=256).contains(&self.worker.threads),
+            format!("worker.threads = {} must be between 1 and 256", self.worker.threads),
         );
         check(
             (1..=1024).contains(&self.http.max_concurrent_requests),

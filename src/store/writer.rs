@@ -171,7 +171,8 @@ mod tests {
     #[tokio::test]
     async fn lease_writes_leave_the_writer_flushing_every_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display())).await.unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&url).await.unwrap();
         const FULL: i64 = 2;
         assert_eq!(synchronous(&store).await, FULL);
         let key = LedgerKey::new("demo", "1", EventKind::TicketCreated);
@@ -179,13 +180,32 @@ mod tests {
         store.renew(&key, "w1", Duration::from_secs(60)).await.unwrap();
         assert_eq!(synchronous(&store).await, FULL, "a lease script puts FULL back");
 
-        // A lease write abandoned after its first poll (its script may stop half-way).
+        // A lease write abandoned after its first poll (its script may stop half-way, or have
+        // finished already: either way the writer must be sound afterwards).
         let other = LedgerKey::new("demo", "2", EventKind::TicketCreated);
         {
             let mut cut = pin!(store.claim(&other, "e2", "w1", Duration::from_secs(30)));
-            assert!(futures::poll!(cut.as_mut()).is_pending());
+            let _ = futures::poll!(cut.as_mut());
         }
         assert_eq!(synchronous(&store).await, FULL, "the next write restores FULL first");
+
+        // What a script cut short leaves: a transaction open with synchronous lowered.
+        {
+            let mut writer = store.writer("test").await.unwrap();
+            let Writer::Sqlite(guard) = &mut writer else { panic!("a SQLite file has its own writer") };
+            let state = guard.as_mut().unwrap();
+            sqlx::raw_sql("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
+                .execute(&mut state.conn)
+                .await
+                .unwrap();
+            state.interrupted = true;
+        }
+        assert_eq!(synchronous(&store).await, FULL);
+        let third = LedgerKey::new("demo", "3", EventKind::TicketCreated);
+        store.claim(&third, "e3", "w1", Duration::from_secs(30)).await.unwrap();
+        store.close().await;
+        let reopened = Store::connect(&url).await.unwrap();
+        assert!(reopened.entry(&third).await.unwrap().is_some(), "committed, not left in a transaction");
         store.close().await;
     }
 }

@@ -119,8 +119,14 @@ impl Prompts {
 
     /// The user message: the fenced ticket.
     pub fn user(&self, ctx: &TicketContext) -> Result<String, PromptError> {
-        let ticket = defang(serde_json::to_value(ctx).unwrap_or(Value::Null));
-        self.render(TEMPLATES[1], context! { ticket => JinjaValue::from(Serde(&ticket)) })
+        // Customer text that mentions the fence is rare: look for it in the encoded ticket (no
+        // escape sequence can split the tag's letters) and rewrite every string only then.
+        let ticket = if mentions_fence(&serde_json::to_string(ctx).unwrap_or_default()) {
+            JinjaValue::from(Serde(defang(serde_json::to_value(ctx).unwrap_or(Value::Null))))
+        } else {
+            JinjaValue::from(Serde(ctx))
+        };
+        self.render(TEMPLATES[1], context! { ticket => ticket })
     }
 
     /// The message asking the model to fix its previous answer.
@@ -158,8 +164,13 @@ fn defang(v: Value) -> Value {
     }
 }
 
+/// Whether `s` contains the fence's name in any letter case.
+fn mentions_fence(s: &str) -> bool {
+    s.as_bytes().windows(FENCE.len()).any(|w| w.eq_ignore_ascii_case(FENCE.as_bytes()))
+}
+
 fn defang_text(s: &str) -> String {
-    if !s.to_ascii_lowercase().contains(FENCE) {
+    if !mentions_fence(s) {
         return s.to_owned();
     }
     static TAG: std::sync::LazyLock<regex::Regex> =
