@@ -169,6 +169,8 @@ mod driver {
         sat: Phase,
         paced: Option<Phase>,
         worker_cpu_ms_per_ticket: f64,
+        /// … of which in user space and in the kernel.
+        worker_user_sys_ms_per_ticket: (f64, f64),
         /// The worker's CPU with nothing to do, per second of wall time.
         idle_cpu_ms_per_s: f64,
         sandbox_cpu_ms_per_ticket: f64,
@@ -385,6 +387,13 @@ mod driver {
             sat,
             paced,
             worker_cpu_ms_per_ticket: (cpu(&idle_from) - cpu(&ready)) * 1e3 / done_total.max(1) as f64,
+            worker_user_sys_ms_per_ticket: {
+                let per = |k: &str| {
+                    (idle_from[k].as_f64().unwrap_or(0.0) - ready[k].as_f64().unwrap_or(0.0)) * 1e3
+                        / done_total.max(1) as f64
+                };
+                (per("user_s"), per("sys_s"))
+            },
             idle_cpu_ms_per_s,
             sandbox_cpu_ms_per_ticket: sandbox_cpu * 1e3 / done_total.max(1) as f64,
             rss_idle_mb: ready["rss_kb"].as_f64().unwrap_or(0.0) / 1024.0,
@@ -551,10 +560,12 @@ mod driver {
             f.idle_cpu_ms_per_s
         );
         println!(
-            "   worker CPU {:.3} ms/ticket overall; sandbox CPU {:.3} ms/ticket (separate process); worker RSS \
-             {:.1} MB after start-up, {:.1} MB after the saturated phase, peak {:.1} MB; failures recorded {}, \
-             dead letters {}",
+            "   worker CPU {:.3} ms/ticket overall ({:.3} user + {:.3} kernel); sandbox CPU {:.3} ms/ticket \
+             (separate process); worker RSS {:.1} MB after start-up, {:.1} MB after the saturated phase, peak \
+             {:.1} MB; failures recorded {}, dead letters {}",
             f.worker_cpu_ms_per_ticket,
+            f.worker_user_sys_ms_per_ticket.0,
+            f.worker_user_sys_ms_per_ticket.1,
             f.sandbox_cpu_ms_per_ticket,
             f.rss_idle_mb,
             f.rss_after_sat_mb,
