@@ -1424,13 +1424,34 @@ mod child {
 
         async fn complete(&self, request: &ChatRequest) -> Result<ChatAnswer, LlmError> {
             let started = Instant::now();
-            let body = serde_json::to_vec(&json!({
-                "model": "gpt-4o-mini",
-                "messages": request.messages,
-                "max_completion_tokens": request.max_completion_tokens,
-                "response_format": {"type": "json_schema", "json_schema": {
-                    "name": request.schema_name, "schema": request.schema, "strict": true}},
-            }))
+            // Serialized from borrowed parts, as the OpenAI-compatible client sends it.
+            #[derive(serde::Serialize)]
+            struct Body<'a> {
+                model: &'a str,
+                messages: &'a [deskpilot::triage::llm::ChatMessage],
+                max_completion_tokens: u32,
+                response_format: Format<'a>,
+            }
+            #[derive(serde::Serialize)]
+            struct Format<'a> {
+                r#type: &'a str,
+                json_schema: Schema<'a>,
+            }
+            #[derive(serde::Serialize)]
+            struct Schema<'a> {
+                name: &'a str,
+                schema: &'a Value,
+                strict: bool,
+            }
+            let body = serde_json::to_vec(&Body {
+                model: "gpt-4o-mini",
+                messages: &request.messages,
+                max_completion_tokens: request.max_completion_tokens,
+                response_format: Format {
+                    r#type: "json_schema",
+                    json_schema: Schema { name: request.schema_name, schema: &request.schema, strict: true },
+                },
+            })
             .map_err(|e| LlmError::Malformed { detail: e.to_string() })?;
             let user = request.messages.last().map_or("", |m| m.content.as_str());
             let system = request.messages.first().map_or(0, |m| m.content.len());

@@ -80,6 +80,15 @@ impl Policy {
     }
 }
 
+/// A prompt ready to send: the fitted context, the messages, their exact token count and the
+/// answer's schema.
+struct Prompt {
+    ctx: TicketContext,
+    messages: Vec<ChatMessage>,
+    tokens: usize,
+    schema: Arc<serde_json::Value>,
+}
+
 /// Figures about one triage, for the CLI, logs, metrics and the store.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -219,7 +228,7 @@ impl Engine {
 
     /// Builds the prompt for a gathered ticket, fitted to the budget: the context and its messages.
     pub fn prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>), PromptError> {
-        self.counted_prompt(g).map(|(ctx, messages, _)| (ctx, messages))
+        self.counted_prompt(g).map(|p| (p.ctx, p.messages))
     }
 
     /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it).
@@ -227,12 +236,18 @@ impl Engine {
     /// Every token is at least one byte, so a prompt whose bytes fit the budget needs no fitting:
     /// its texts are counted once (for the breakdown) and the rendered message once (the exact
     /// total). Only a prompt that may be over budget is fitted note by note.
-    fn counted_prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>, usize), PromptError> {
+    fn counted_prompt(&self, g: &Gathered) -> Result<Prompt, PromptError> {
         let limits = self.prompt_limits();
-        let schema = self.schema_in_prompt(g);
         let skeleton = context::skeleton(g);
-        let system =
-            self.system.get(&self.prompts, &self.tokenizer, &skeleton.categories, limits, schema.as_ref())?;
+        let schema = || decision::response_schema(&g.categories, &self.settings.limits);
+        let in_prompt = self.settings.output_mode == OutputMode::JsonObject;
+        let system = self.system.get(
+            &self.prompts,
+            &self.tokenizer,
+            &skeleton.categories,
+            limits,
+            (schema, in_prompt),
+        )?;
         let framing = 2 * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING;
         let budget = self.settings.budget.prompt_tokens;
         let chat_tokens = |user: &str| system.tokens + self.tokenizer.count(user) + framing;
@@ -244,7 +259,12 @@ impl Engine {
         let user = self.prompts.user(&whole)?;
         if system.tokens + user.len() + framing <= budget {
             let tokens = chat_tokens(&user);
-            return Ok((whole, messages(user), tokens));
+            return Ok(Prompt {
+                ctx: whole,
+                messages: messages(user),
+                tokens,
+                schema: system.schema.clone(),
+            });
         }
 
         let fixed = chat_tokens(&self.prompts.user(&skeleton)?);
@@ -260,7 +280,7 @@ impl Engine {
             let user = self.prompts.user(&ctx)?;
             let tokens = chat_tokens(&user);
             if tokens <= budget || !ctx.drop_oldest() {
-                return Ok((ctx, messages(user), tokens));
+                return Ok(Prompt { ctx, messages: messages(user), tokens, schema: system.schema.clone() });
             }
         }
     }
@@ -268,7 +288,7 @@ impl Engine {
     /// Decides for an already gathered ticket.
     pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
         // The count made while fitting, not a second tokenization of the whole prompt.
-        let (ctx, messages, prompt_tokens) = self.counted_prompt(g)?;
+        let Prompt { ctx, messages, tokens: prompt_tokens, schema } = self.counted_prompt(g)?;
         let mut report = Report {
             prompt_version: self.prompts.version().to_owned(),
             encoding: self.tokenizer.name(),
@@ -280,7 +300,7 @@ impl Engine {
         let Some(llm) = &self.llm else {
             return self.by_rules(g, &ctx, policy, report, "no LLM is configured".into());
         };
-        match self.ask(llm.as_ref(), g, messages, policy, &mut report).await {
+        match self.ask(llm.as_ref(), g, (messages, &schema), policy, &mut report).await {
             Ok(validated) => Ok(Triage { decision: validated.decision, notes: validated.notes, report }),
             Err(TriageError::Llm(e)) if policy.rules_fallback => {
                 tracing::warn!(connection = %policy.connection, error = %e, "LLM failed; deciding with the rules");
@@ -295,7 +315,7 @@ impl Engine {
         &self,
         llm: &dyn ChatModel,
         g: &Gathered,
-        mut messages: Vec<ChatMessage>,
+        (messages, schema): (Vec<ChatMessage>, &Arc<serde_json::Value>),
         policy: &Policy,
         report: &mut Report,
     ) -> Result<Validated, TriageError> {
@@ -303,7 +323,13 @@ impl Engine {
         let check = |content: &str| {
             decision::validate(content, &g.categories, &policy.tags, &self.settings.limits, origin.clone())
         };
-        let (answer, problems) = match self.call(llm, g, &messages, report).await {
+        let mut request = ChatRequest {
+            messages,
+            schema_name: decision::schema_name(),
+            schema: schema.clone(),
+            max_completion_tokens: self.settings.budget.answer_tokens,
+        };
+        let (answer, problems) = match self.call(llm, &request, report).await {
             Ok(answer) => match check(&answer.content) {
                 Ok(v) => return Ok(v),
                 Err(e) => (answer.content, problem_lines(&e)),
@@ -319,9 +345,9 @@ impl Engine {
         };
         report.repaired = true;
         tracing::info!(connection = %policy.connection, problems = problems.len(), "LLM answer invalid; asking for a repair");
-        messages.push(ChatMessage::assistant(answer));
-        messages.push(ChatMessage::user(self.prompts.repair(&problems)?));
-        let answer = match self.call(llm, g, &messages, report).await {
+        request.messages.push(ChatMessage::assistant(answer));
+        request.messages.push(ChatMessage::user(self.prompts.repair(&problems)?));
+        let answer = match self.call(llm, &request, report).await {
             Ok(answer) => answer.content,
             Err(LlmError::Incomplete { partial, .. }) => partial,
             Err(e) => return Err(TriageError::Llm(e)),
@@ -332,18 +358,11 @@ impl Engine {
     async fn call(
         &self,
         llm: &dyn ChatModel,
-        g: &Gathered,
-        messages: &[ChatMessage],
+        request: &ChatRequest,
         report: &mut Report,
     ) -> Result<ChatAnswer, LlmError> {
-        let request = ChatRequest {
-            messages: messages.to_vec(),
-            schema_name: decision::schema_name(),
-            schema: decision::response_schema(&g.categories, &self.settings.limits),
-            max_completion_tokens: self.settings.budget.answer_tokens,
-        };
         let started = Instant::now();
-        let result = llm.complete(&request).await;
+        let result = llm.complete(request).await;
         report.llm_calls += 1;
         report.llm_latency_ms += started.elapsed().as_millis() as u64;
         if let Ok(answer) = &result {
@@ -377,12 +396,6 @@ impl Engine {
             max_tags: self.settings.limits.max_tags,
             max_draft_chars: self.settings.limits.max_draft_chars,
         }
-    }
-
-    /// In `json_object` mode the schema is described in the system prompt.
-    fn schema_in_prompt(&self, g: &Gathered) -> Option<serde_json::Value> {
-        (self.settings.output_mode == OutputMode::JsonObject)
-            .then(|| decision::response_schema(&g.categories, &self.settings.limits))
     }
 }
 

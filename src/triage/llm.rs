@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::ticketing::http::{describe_transport_error, parse_retry_after};
 
@@ -69,8 +69,8 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     /// Schema name (`response_format.json_schema.name`).
     pub schema_name: &'static str,
-    /// JSON schema of the answer.
-    pub schema: Value,
+    /// JSON schema of the answer (shared: the same for every ticket of a category list).
+    pub schema: Arc<Value>,
     /// Cap on the answer's tokens.
     pub max_completion_tokens: u32,
 }
@@ -314,26 +314,31 @@ impl OpenAiCompatible {
 
     /// The request body as sent (exposed for tests and `--dry-run`).
     pub fn request_body(&self, request: &ChatRequest) -> Value {
-        let response_format = match self.settings.output_mode {
-            OutputMode::JsonSchema => json!({
-                "type": "json_schema",
-                "json_schema": {"name": request.schema_name, "schema": request.schema, "strict": true}
-            }),
-            OutputMode::JsonObject => json!({"type": "json_object"}),
-        };
-        json!({
-            "model": self.settings.model,
-            "messages": request.messages,
-            "temperature": self.settings.temperature,
-            "max_completion_tokens": request.max_completion_tokens,
-            "response_format": response_format,
-            "stream": false,
-        })
+        serde_json::to_value(self.body(request)).unwrap_or(Value::Null)
     }
 
-    async fn attempt(&self, body: &Value) -> Result<(LenientResponse, String), LlmError> {
+    /// The request body, borrowing the request: serialized straight into the HTTP body, without
+    /// copying the messages and schema into a JSON tree first.
+    fn body<'a>(&'a self, request: &'a ChatRequest) -> Body<'a> {
+        let response_format = match self.settings.output_mode {
+            OutputMode::JsonSchema => ResponseFormat::JsonSchema {
+                json_schema: JsonSchema { name: request.schema_name, schema: &request.schema, strict: true },
+            },
+            OutputMode::JsonObject => ResponseFormat::JsonObject,
+        };
+        Body {
+            model: &self.settings.model,
+            messages: &request.messages,
+            temperature: self.settings.temperature,
+            max_completion_tokens: request.max_completion_tokens,
+            response_format,
+            stream: false,
+        }
+    }
+
+    async fn attempt(&self, body: &Body<'_>) -> Result<(LenientResponse, String), LlmError> {
         let response: LenientResponse =
-            self.client.chat().create_byot(body.clone()).await.map_err(classify_openai_error)?;
+            self.client.chat().create_byot(body).await.map_err(classify_openai_error)?;
         let choice = response
             .choices
             .first()
@@ -365,6 +370,32 @@ impl OpenAiCompatible {
     }
 }
 
+/// The chat completion request as sent.
+#[derive(Serialize)]
+struct Body<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    temperature: f32,
+    max_completion_tokens: u32,
+    response_format: ResponseFormat<'a>,
+    stream: bool,
+}
+
+/// `response_format`: a strict JSON schema, or any JSON object (for servers without schemas).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ResponseFormat<'a> {
+    JsonSchema { json_schema: JsonSchema<'a> },
+    JsonObject,
+}
+
+#[derive(Serialize)]
+struct JsonSchema<'a> {
+    name: &'a str,
+    schema: &'a Value,
+    strict: bool,
+}
+
 #[async_trait]
 impl ChatModel for OpenAiCompatible {
     fn model(&self) -> &str {
@@ -373,7 +404,7 @@ impl ChatModel for OpenAiCompatible {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatAnswer, LlmError> {
         let s = &self.settings;
-        let body = self.request_body(request);
+        let body = self.body(request);
         let started = Instant::now();
         let mut attempts = 0u32;
         let cap = s.max_retry_after;

@@ -1,8 +1,8 @@
-//! The system message of each category list, rendered and counted once.
+//! The system message and the answer's JSON schema of each category list, built once.
 //!
-//! It depends only on the connection's active categories (and on engine-wide settings), so every
-//! ticket of a connection gets the same text; rendering 4–5 kB of template and tokenizing it
-//! again for each ticket would be the largest fixed cost of building a prompt.
+//! Both depend only on the connection's active categories (and on engine-wide settings), so every
+//! ticket of a connection gets the same ones; rendering 4–5 kB of template, tokenizing it and
+//! building the schema again for each ticket would be the largest fixed cost of a prompt.
 
 use std::{
     collections::HashMap,
@@ -22,13 +22,15 @@ use super::{
 /// rarely, so this only bounds memory against a helpdesk whose categories churn).
 const MAX_ENTRIES: usize = 256;
 
-/// A rendered system message and its token count.
+/// A rendered system message and its token count, and the answer's schema.
 #[derive(Debug, Clone)]
 pub struct SystemMessage {
     /// The text.
     pub text: Arc<str>,
     /// Its tokens (content only, without the message framing).
     pub tokens: usize,
+    /// The JSON schema the answer must match (the same category list).
+    pub schema: Arc<Value>,
 }
 
 /// Entries by the hash of their category list (a bucket holds the lists that share a hash).
@@ -41,14 +43,15 @@ pub struct SystemMessages {
 }
 
 impl SystemMessages {
-    /// The system message for `categories`, rendered and counted on first use.
+    /// The system message and schema for `categories`, built on first use: `schema()` builds the
+    /// schema, and in `json_object` mode (`schema_in_prompt`) the message describes it too.
     pub fn get(
         &self,
         prompts: &Prompts,
         tokenizer: &Tokenizer,
         categories: &[CategoryView],
         limits: PromptLimits,
-        schema: Option<&Value>,
+        (schema, schema_in_prompt): (impl FnOnce() -> Value, bool),
     ) -> Result<SystemMessage, PromptError> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         categories.hash(&mut h);
@@ -59,9 +62,10 @@ impl SystemMessages {
         if let Some(m) = found(&self.lock()) {
             return Ok(m);
         }
-        // Rendered outside the lock; two tickets racing on a new list both render, one is kept.
-        let text = prompts.system(categories, limits, schema)?;
-        let message = SystemMessage { tokens: tokenizer.count(&text), text: text.into() };
+        // Built outside the lock; two tickets racing on a new list both build, one is kept.
+        let schema = Arc::new(schema());
+        let text = prompts.system(categories, limits, schema_in_prompt.then_some(&*schema))?;
+        let message = SystemMessage { tokens: tokenizer.count(&text), text: text.into(), schema };
         let mut entries = self.lock();
         if entries.len() >= MAX_ENTRIES {
             entries.clear();
@@ -94,15 +98,18 @@ mod tests {
         let limits = PromptLimits { max_tags: 8, max_draft_chars: 4000 };
         let cache = SystemMessages::default();
         let a = [category("cat-a"), category("cat-b")];
-        let first = cache.get(&prompts, &tok, &a, limits, None).unwrap();
-        let again = cache.get(&prompts, &tok, &a.clone(), limits, None).unwrap();
+        let schema = || serde_json::json!({"type": "object"});
+        let first = cache.get(&prompts, &tok, &a, limits, (schema, false)).unwrap();
+        let again =
+            cache.get(&prompts, &tok, &a.clone(), limits, (|| unreachable!("cached"), false)).unwrap();
         assert!(Arc::ptr_eq(&first.text, &again.text), "the second ticket reuses the rendered text");
+        assert!(Arc::ptr_eq(&first.schema, &again.schema), "and the schema");
         assert_eq!(first.tokens, tok.count(&first.text));
         assert_eq!(*first.text, prompts.system(&a, limits, None).unwrap());
 
         let b = [category("cat-a")];
-        let other = cache.get(&prompts, &tok, &b, limits, None).unwrap();
+        let other = cache.get(&prompts, &tok, &b, limits, (schema, true)).unwrap();
         assert!(other.text.contains("cat-a") && !other.text.contains("cat-b"));
-        assert!(other.tokens < first.tokens);
+        assert!(other.text.contains("must match this JSON schema"), "json_object mode describes it");
     }
 }
