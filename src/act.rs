@@ -306,12 +306,17 @@ async fn post_note_once(
     policy: &ActPolicy,
 ) -> Result<String, ActError> {
     let marker = note_marker(ctx.key);
-    let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(&ctx.key.ticket_id))).await?;
-    if let Some(existing) =
-        notes.iter().find(|n| n.description.as_deref().is_some_and(|d| d.contains(&marker)))
-    {
-        tracing::info!(ticket = %ctx.key.ticket_id, "found the note of an earlier attempt; not posting again");
-        return Ok(existing.id.clone().unwrap_or_default());
+    // An attempt records its decision (durably) before its first helpdesk write, so when this
+    // attempt found no decision recorded, no earlier one can have posted a note: only a resumed
+    // attempt has to look for one.
+    if ctx.step >= Step::Decided {
+        let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(&ctx.key.ticket_id))).await?;
+        if let Some(existing) =
+            notes.iter().find(|n| n.description.as_deref().is_some_and(|d| d.contains(&marker)))
+        {
+            tracing::info!(ticket = %ctx.key.ticket_id, "found the note of an earlier attempt; not posting again");
+            return Ok(existing.id.clone().unwrap_or_default());
+        }
     }
     let note = NewNote {
         ticket_id: ctx.key.ticket_id.clone(),

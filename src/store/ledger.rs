@@ -61,7 +61,19 @@ const ADVANCE: sql::Sql = sql!(
      finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
      lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
      updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7"
+     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
+);
+/// [`ADVANCE`] to a step short of `Done`, as a lease write: losing it to a power cut only makes
+/// the next attempt redo a step that is safe to redo (the ticket is re-read and patched only
+/// where it differs; a note is found by its marker).
+const ADVANCE_UNFLUSHED: sql::Sql = lease_sql!(
+    "UPDATE ledger SET step = $5, \
+     note_id = CASE WHEN $5 = 'note_posted' THEN COALESCE($6, note_id) ELSE note_id END, \
+     outcome = CASE WHEN $5 = 'note_posted' THEN outcome ELSE COALESCE($6, outcome) END, \
+     finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
+     lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
+     updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
+     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
 );
 const RECORD_FAILURE: sql::Sql = sql!(
     "UPDATE ledger SET attempts = attempts + 1, last_error = $5, failed = $6, lease_until = NULL, \
@@ -170,7 +182,9 @@ impl Store {
 
     /// Moves the step forward and stores `detail`: the note id for `NotePosted`, the outcome text
     /// (`applied`, `shadowed: <why>`, `skipped: <why>`) for the others. `Done` releases the
-    /// lease. A step at or behind the current one changes nothing. Lease holder only.
+    /// lease and is flushed to disk before this returns; an earlier step is a lease write (see
+    /// `ADVANCE_UNFLUSHED`). A step at or behind the current one changes nothing. Lease holder
+    /// only.
     pub async fn advance(
         &self,
         key: &LedgerKey,
@@ -178,20 +192,21 @@ impl Store {
         step: Step,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer("advance").await?;
-        let done = sqlx::query(self.sql(ADVANCE))
+        // Only `Done` must survive a power cut (the event is acked after it); an earlier step is
+        // safe to redo.
+        let statement = if step == Step::Done { ADVANCE } else { ADVANCE_UNFLUSHED };
+        let query = sqlx::query(self.sql(statement))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
             .bind(step.as_str())
             .bind(detail.map(|d| clip(d, MAX_DETAIL_CHARS)))
-            .bind(step.rank())
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("advance"))?;
+            .bind(step.rank());
+        let mut writer = self.writer("advance").await?;
+        let updated = writer.script(query).await.map_err(StoreError::query("advance"))?;
         drop(writer);
-        if done.rows_affected() == 0 {
+        if updated.is_empty() {
             self.check_holder(key, worker).await?;
         }
         Ok(())
