@@ -97,7 +97,9 @@ pub struct CategoryView {
     pub description: String,
 }
 
-/// Token counts of the context's parts, for reports and the benchmark.
+/// Token counts of the context's parts, for reports and the benchmark. Once the prompt is
+/// rendered, `ticket` and `notes_kept` are the tokens that begin inside those texts where they
+/// sit in it ([`TicketContext::count_in_prompt`]); before, each text counted on its own.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TokenBreakdown {
     /// Subject + description as kept.
@@ -161,9 +163,29 @@ const MESSAGE_FRAMING_TOKENS: usize = 16;
 /// Builds the context from what was gathered: cleans every text and fits the conversation to
 /// `opts.budget` tokens.
 pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketContext {
+    let (mut ctx, mut messages) = cleaned(g, opts.clean);
+    for m in &mut messages {
+        m.tokens = tok.count(&m.text);
+    }
+    fit(&mut ctx, messages, tok, opts.budget);
+    ctx
+}
+
+/// The whole conversation, cleaned but not counted (every token figure is 0): for a prompt that
+/// fits as it is, whose texts are then counted where they sit in it
+/// ([`TicketContext::count_in_prompt`]).
+pub fn unfitted(g: &Gathered, clean: bool) -> TicketContext {
+    let (mut ctx, messages) = cleaned(g, clean);
+    ctx.conversation = messages.into_iter().map(Entry::Message).collect();
+    ctx
+}
+
+/// The skeleton with the cleaned subject and description, and the cleaned non-empty messages
+/// (uncounted).
+fn cleaned(g: &Gathered, clean: bool) -> (TicketContext, Vec<Message>) {
     let mut removed = 0usize;
     let mut clean = |s: &str| -> String {
-        if !opts.clean {
+        if !clean {
             return s.trim().to_owned();
         }
         let c = clean_message(s);
@@ -175,25 +197,20 @@ pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketConte
     let messages: Vec<Message> = g
         .notes
         .iter()
-        .map(|n| {
-            let text = clean(n.description.as_deref().unwrap_or_default());
-            Message {
-                author: n.author(),
-                at: n.created_at.map(format_timestamp),
-                tokens: tok.count(&text),
-                text,
-                truncated: false,
-            }
+        .map(|n| Message {
+            author: n.author(),
+            at: n.created_at.map(format_timestamp),
+            text: clean(n.description.as_deref().unwrap_or_default()),
+            tokens: 0,
+            truncated: false,
         })
         .filter(|m| !m.text.is_empty())
         .collect();
-
     let mut ctx = skeleton(g);
     ctx.subject = subject;
     ctx.description = description;
     ctx.breakdown.chars_removed_by_cleaning = removed;
-    fit(&mut ctx, messages, tok, opts.budget);
-    ctx
+    (ctx, messages)
 }
 
 /// The ticket's metadata, customer and categories with no text or conversation: what every prompt
@@ -338,6 +355,63 @@ impl TicketContext {
             _ => self.conversation.insert(0, Entry::Omitted { count: 1 }),
         }
         true
+    }
+
+    /// Counts `prompt`, the user message rendered from this context, and fills in the token
+    /// figures of the subject, the description and each message from that one encoding: each
+    /// text gets the tokens that begin inside it where it sits in the prompt (found in template
+    /// order; a text the template changed or left out is counted on its own). Returns the
+    /// prompt's tokens.
+    pub fn count_in_prompt(&mut self, prompt: &str, tok: &Tokenizer) -> usize {
+        let mut cursor = 0;
+        let mut locate = |text: &str| -> Option<std::ops::Range<usize>> {
+            if text.is_empty() {
+                return None;
+            }
+            let at = cursor + prompt.get(cursor..)?.find(text)?;
+            cursor = at + text.len();
+            Some(at..cursor)
+        };
+        let mut spans = Vec::with_capacity(self.conversation.len() + 2);
+        let mut found = Vec::with_capacity(self.conversation.len() + 2);
+        for text in self.texts() {
+            let span = locate(text);
+            found.push(span.is_some());
+            spans.extend(span);
+        }
+        let (total, in_spans) = tok.count_spans(prompt, &spans);
+        let mut in_spans = in_spans.into_iter();
+        let mut counts = found
+            .iter()
+            .zip(self.texts())
+            .map(|(found, text)| match found {
+                true => in_spans.next().unwrap_or(0),
+                false if text.is_empty() => 0,
+                false => tok.count(text),
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
+        let subject = counts.next().unwrap_or(0);
+        let description = counts.next().unwrap_or(0);
+        self.breakdown.ticket = subject + description;
+        self.breakdown.notes_kept = 0;
+        for entry in &mut self.conversation {
+            if let Entry::Message(m) = entry {
+                m.tokens = counts.next().unwrap_or(0);
+                self.breakdown.notes_kept += m.tokens;
+            }
+        }
+        total
+    }
+
+    /// The subject, the description and each kept message's text, in the template's order.
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [self.subject.as_str(), self.description.as_str()].into_iter().chain(
+            self.conversation.iter().filter_map(|e| match e {
+                Entry::Message(m) => Some(m.text.as_str()),
+                Entry::Omitted { .. } => None,
+            }),
+        )
     }
 
     /// The newest customer message, if any was kept.

@@ -234,8 +234,8 @@ impl Engine {
     /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it).
     ///
     /// Every token is at least one byte, so a prompt whose bytes fit the budget needs no fitting:
-    /// its texts are counted once (for the breakdown) and the rendered message once (the exact
-    /// total). Only a prompt that may be over budget is fitted note by note.
+    /// the rendered message is encoded once, for the exact total and the breakdown alike. Only a
+    /// prompt that may be over budget is fitted note by note.
     fn counted_prompt(&self, g: &Gathered) -> Result<Prompt, PromptError> {
         let limits = self.prompt_limits();
         let skeleton = context::skeleton(g);
@@ -254,11 +254,10 @@ impl Engine {
         let messages =
             |user: String| vec![ChatMessage::system(system.text.to_string()), ChatMessage::user(user)];
 
-        let whole =
-            context::build(g, &self.tokenizer, ContextOptions { clean: self.settings.clean, budget: None });
+        let mut whole = context::unfitted(g, self.settings.clean);
         let user = self.prompts.user(&whole)?;
         if system.tokens + user.len() + framing <= budget {
-            let tokens = chat_tokens(&user);
+            let tokens = system.tokens + whole.count_in_prompt(&user, &self.tokenizer) + framing;
             return Ok(Prompt {
                 ctx: whole,
                 messages: messages(user),
@@ -278,7 +277,7 @@ impl Engine {
         // decides, dropping more of the oldest notes while it is over.
         loop {
             let user = self.prompts.user(&ctx)?;
-            let tokens = chat_tokens(&user);
+            let tokens = system.tokens + ctx.count_in_prompt(&user, &self.tokenizer) + framing;
             if tokens <= budget || !ctx.drop_oldest() {
                 return Ok(Prompt { ctx, messages: messages(user), tokens, schema: system.schema.clone() });
             }

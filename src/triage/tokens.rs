@@ -70,6 +70,25 @@ impl Tokenizer {
         self.bpe.encode_ordinary(text).len()
     }
 
+    /// Tokens of `text`, and how many of them begin inside each of `spans` (byte ranges of `text`,
+    /// in order and not overlapping): one encoding for a whole prompt and its parts.
+    pub fn count_spans(&self, text: &str, spans: &[std::ops::Range<usize>]) -> (usize, Vec<usize>) {
+        let tokens = self.bpe.encode_ordinary(text);
+        let total = tokens.len();
+        let mut counts = vec![0; spans.len()];
+        let (mut at, mut i) = (0, 0);
+        for bytes in self.bpe._decode_native_and_split(tokens) {
+            while i < spans.len() && at >= spans[i].end {
+                i += 1;
+            }
+            if i < spans.len() && at >= spans[i].start {
+                counts[i] += 1;
+            }
+            at += bytes.len();
+        }
+        (total, counts)
+    }
+
     /// Tokens of a chat conversation: every content plus per-message framing and reply priming.
     pub fn count_chat<'a>(&self, contents: impl IntoIterator<Item = &'a str>) -> usize {
         contents.into_iter().map(|c| self.count(c) + TOKENS_PER_MESSAGE).sum::<usize>() + TOKENS_REPLY_PRIMING
@@ -126,6 +145,22 @@ mod tests {
         assert_eq!(t.count(text), tiktoken_rs::o200k_base_singleton().encode_ordinary(text).len());
         assert_eq!(t.count("<|endoftext|> hello"), 8, "special tokens in customer text are plain text");
         assert_eq!(t.count_chat(["a", "b"]), t.count("a") + t.count("b") + 2 * TOKENS_PER_MESSAGE + 3);
+    }
+
+    #[test]
+    fn spans_count_the_tokens_that_begin_inside_them() {
+        let t = Tokenizer::for_model("gpt-4o");
+        let (a, b) = ("Charged twice for the Team plan", "Please refund the extra one");
+        let text = format!("Subject: x\n{a}\n--- customer ---\n{b}\n");
+        let at = |piece: &str| {
+            let start = text.find(piece).unwrap();
+            start..start + piece.len()
+        };
+        let (total, counts) = t.count_spans(&text, &[at(a), at(b)]);
+        assert_eq!(total, t.count(&text));
+        // Each piece starts a line and ends before one: it encodes as it would alone.
+        assert_eq!(counts, vec![t.count(a), t.count(b)]);
+        assert_eq!(t.count_spans(&text, &[]), (total, vec![]));
     }
 
     #[test]
