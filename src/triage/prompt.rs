@@ -166,7 +166,9 @@ fn defang(v: Value) -> Value {
 
 /// Whether `s` contains the fence's name in any letter case.
 fn mentions_fence(s: &str) -> bool {
-    s.as_bytes().windows(FENCE.len()).any(|w| w.eq_ignore_ascii_case(FENCE.as_bytes()))
+    static NAME: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(&format!("(?i){FENCE}")).expect("valid regex"));
+    NAME.is_match(s)
 }
 
 fn defang_text(s: &str) -> String {

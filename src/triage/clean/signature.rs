@@ -18,9 +18,12 @@ const MAX_SIGNATURE_LINE: usize = 80;
 /// Cascaded cuts allowed per call (real messages need at most 3 or 4).
 const MAX_PASSES: usize = 10;
 
+// Word boundaries are ASCII (`(?-u:\b)`) where they sit next to ASCII words: a Unicode boundary
+// makes the regex engine give up its DFA on any non-ASCII text and fall back to a backtracker,
+// which made these the costliest step of cleaning a message.
 static MOBILE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^(?:sent from my \S.{0,40}|sent (?:from|via|with) (?:outlook|yahoo mail|mail for|gmail|the samsung|blackberry|proton mail)\b.{0,40}|get outlook for (?:ios|android)|enviado desde mi \S.{0,30}|von meinem \S.{0,30} gesendet|envoyé (?:de|depuis) mon \S.{0,30}|verzonden (?:vanaf|met) mijn \S.{0,30}|enviado do meu \S.{0,30}|inviato da(?:l mio)? \S.{0,30})$",
+        r"(?i)^(?:sent from my \S.{0,40}|sent (?:from|via|with) (?:outlook|yahoo mail|mail for|gmail|the samsung|blackberry|proton mail)(?-u:\b).{0,40}|get outlook for (?:ios|android)|enviado desde mi \S.{0,30}|von meinem \S.{0,30} gesendet|envoyé (?:de|depuis) mon \S.{0,30}|verzonden (?:vanaf|met) mijn \S.{0,30}|enviado do meu \S.{0,30}|inviato da(?:l mio)? \S.{0,30})$",
     )
     .unwrap()
 });
@@ -53,7 +56,7 @@ static RECIPIENT_WORD: LazyLock<Regex> = LazyLock::new(|| {
 /// Company imprint lines (registry, directors, tax ids); three different ones make a footer, so a
 /// customer giving their VAT id or register number in the message is not cut.
 static IMPRINT_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)geschäftsführ|amtsgericht|registergericht|handelsregister|\bhr[ab]\s*\d|ust-?id|sitz der gesellschaft|vorstand|aufsichtsrat|registered in|registered office|company (?:no|number|registration)|\bkvk\b|\bsiret\b|\brcs\b|capital social|org\.?\s?nr|\bcif\b|\bnif\b").unwrap()
+    Regex::new(r"(?i)geschäftsführ|amtsgericht|registergericht|handelsregister|(?-u:\b)hr[ab]\s*\d|ust-?id|sitz der gesellschaft|vorstand|aufsichtsrat|registered in|registered office|company (?:no|number|registration)|(?-u:\b)kvk(?-u:\b)|(?-u:\b)siret(?-u:\b)|(?-u:\b)rcs(?-u:\b)|capital social|org\.?\s?nr|(?-u:\b)cif(?-u:\b)|(?-u:\b)nif(?-u:\b)").unwrap()
 });
 /// Longest paragraph read for the keyword test (footers are a few hundred characters).
 const MAX_FOOTER_SCAN: usize = 4_000;
