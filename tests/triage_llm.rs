@@ -587,10 +587,7 @@ async fn a_long_thread_is_fitted_to_a_small_budget() {
 }
 
 #[tokio::test]
-async fn a_prompt_that_fits_is_the_same_with_or_without_fitting() {
-    // A roomy budget takes the path that skips fitting (the prompt's bytes fit); a budget just
-    // above the prompt's tokens (with room for fitting's per-message estimate) but below its bytes
-    // takes the fitting path, which keeps everything. Both must send the same prompt.
+async fn a_prompt_that_fits_exactly_is_sent_whole_and_one_token_less_is_fitted() {
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
     let llm = mock_llm(ok(&valid_answer(Some("cat-security"))), None).await;
@@ -604,16 +601,19 @@ async fn a_prompt_that_fits_is_the_same_with_or_without_fitting() {
         )
     };
     let roomy = with_budget(1_000_000);
-    for ticket in ["1001", "1006", "1025", "1069"] {
+    for ticket in ["1006", "1025"] {
         let gathered = context::gather(&hd, ticket).await.unwrap();
         let (ctx, whole) = roomy.prompt(&gathered).unwrap();
-        let tokens = roomy.tokenizer().count_chat(whole.iter().map(|m| m.content.as_str()));
-        let budget = tokens + 16 * (gathered.notes.len() + 3);
-        let bytes: usize = whole.iter().map(|m| m.content.len()).sum();
-        assert!(bytes > budget, "ticket {ticket}: the budget must be below the byte bound");
-        let (fitted_ctx, fitted) = with_budget(budget).prompt(&gathered).unwrap();
-        assert_eq!(fitted, whole, "ticket {ticket}");
-        assert_eq!(fitted_ctx.breakdown, ctx.breakdown, "ticket {ticket}");
         assert_eq!(ctx.breakdown.notes_dropped, 0);
+        let tokens = roomy.tokenizer().count_chat(whole.iter().map(|m| m.content.as_str()));
+
+        let (exact_ctx, exact) = with_budget(tokens).prompt(&gathered).unwrap();
+        assert_eq!(exact, whole, "ticket {ticket}: a prompt of exactly the budget is sent whole");
+        assert_eq!(exact_ctx.breakdown, ctx.breakdown);
+
+        let (fitted_ctx, fitted) = with_budget(tokens - 1).prompt(&gathered).unwrap();
+        let fitted_tokens = roomy.tokenizer().count_chat(fitted.iter().map(|m| m.content.as_str()));
+        assert!(fitted_tokens < tokens, "ticket {ticket}: {fitted_tokens} tokens");
+        assert!(fitted_ctx.breakdown.notes_dropped >= 1, "ticket {ticket}: {:?}", fitted_ctx.breakdown);
     }
 }

@@ -233,9 +233,9 @@ impl Engine {
 
     /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it).
     ///
-    /// Every token is at least one byte, so a prompt whose bytes fit the budget needs no fitting:
-    /// the rendered message is encoded once, for the exact total and the breakdown alike. Only a
-    /// prompt that may be over budget is fitted note by note.
+    /// A prompt that fits the budget as it is needs no fitting: its rendered message is encoded
+    /// once, for the exact total and the breakdown alike. Only a prompt over budget is fitted note
+    /// by note.
     fn counted_prompt(&self, g: &Gathered) -> Result<Prompt, PromptError> {
         let limits = self.prompt_limits();
         let skeleton = context::skeleton(g);
@@ -256,8 +256,11 @@ impl Engine {
 
         let mut whole = context::unfitted(g, self.settings.clean);
         let user = self.prompts.user(&whole)?;
-        if system.tokens + user.len() + framing <= budget {
-            let tokens = system.tokens + whole.count_in_prompt(&user, &self.tokenizer) + framing;
+        // Text runs at about four bytes a token: a prompt within four times the budget in bytes
+        // is counted whole first, and most fit as they are; a longer one goes straight to fitting.
+        let counted = (user.len() <= 4 * budget)
+            .then(|| system.tokens + whole.count_in_prompt(&user, &self.tokenizer) + framing);
+        if let Some(tokens) = counted.filter(|t| *t <= budget) {
             return Ok(Prompt {
                 ctx: whole,
                 messages: messages(user),
