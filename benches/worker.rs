@@ -10,7 +10,8 @@
 //! a role that may create databases, e.g. `postgres://postgres@127.0.0.1:5432/test`; a fresh
 //! database per configuration), `--store-pool N` (store connections; default that of
 //! `Store::connect`), `--threads N` (the worker's runtime threads; default `worker.threads` of the
-//! embedded configuration, as `deskpilot worker` runs). The broker is
+//! embedded configuration, as `deskpilot worker` runs). `WORKER_BENCH_WRAP` runs the worker under
+//! a tool (e.g. `valgrind --tool=callgrind`). The broker is
 //! `WORKER_BENCH_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`).
 //!
 //! Layout, so that every figure belongs to one process:
@@ -972,7 +973,19 @@ mod driver {
             store_url: &str,
         ) -> anyhow::Result<Self> {
             let exe = std::env::current_exe()?;
-            let mut child = Command::new(exe)
+            // `WORKER_BENCH_WRAP="valgrind --tool=callgrind"` runs the worker under a tool (for
+            // instruction counts, which do not vary with the machine's load as CPU time does).
+            let wrap = std::env::var("WORKER_BENCH_WRAP").unwrap_or_default();
+            let mut wrap = wrap.split_whitespace();
+            let mut command = match wrap.next() {
+                Some(tool) => {
+                    let mut c = Command::new(tool);
+                    c.args(wrap).arg(&exe);
+                    c
+                }
+                None => Command::new(&exe),
+            };
+            let mut child = command
                 .arg("--one")
                 .args(["--concurrency", &c.to_string()])
                 .args(["--mode", mode.as_str()])
