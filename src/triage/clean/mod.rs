@@ -95,15 +95,23 @@ pub fn clean_message(body: &str) -> Cleaned {
 /// lines removed. Indentation and single newlines are kept (lists and stack traces need them).
 pub fn fold_whitespace(text: &str) -> String {
     let mut normalised = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // Plain ASCII (printable, newline, tab) is kept as it is, a run at a time.
+        let run = bytes[i..].iter().take_while(|b| matches!(b, 0x20..=0x7E | b'\n' | b'\t')).count();
+        normalised.push_str(&text[i..i + run]);
+        i += run;
+        let Some(c) = text[i..].chars().next() else { break };
+        i += c.len_utf8();
         match c {
             '\r' => {
-                chars.next_if_eq(&'\n');
+                if bytes.get(i) == Some(&b'\n') {
+                    i += 1;
+                }
                 normalised.push('\n');
             }
-            '\n' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => normalised.push('\n'),
-            '\t' => normalised.push('\t'),
+            '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => normalised.push('\n'),
             '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
                 normalised.push(' ')
             }

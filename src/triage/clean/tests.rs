@@ -617,3 +617,64 @@ fn sandbox_messages_come_out_clean() {
         );
     }
 }
+
+#[test]
+fn folding_whitespace_in_runs_matches_folding_it_char_by_char() {
+    // The first pass as it was written before ASCII runs were copied whole.
+    fn normalise_by_char(text: &str) -> String {
+        let mut out = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\r' => {
+                    chars.next_if_eq(&'\n');
+                    out.push('\n');
+                }
+                '\n' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => out.push('\n'),
+                '\t' => out.push('\t'),
+                '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
+                    out.push(' ')
+                }
+                '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{AD}' => {}
+                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {}
+                '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}' => {}
+                c if c.is_control() => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+    let alphabet = [
+        "a",
+        "Z",
+        " ",
+        "\n",
+        "\r",
+        "\r\n",
+        "\t",
+        "\u{7f}",
+        "\u{0}",
+        "\u{a0}",
+        "\u{2028}",
+        "\u{200b}",
+        "é",
+        "日",
+        "🙂",
+        "\u{202e}",
+        "\u{e0041}",
+        "  ",
+        "x.",
+        "\u{0b}",
+    ];
+    let mut seed = 7u64;
+    for _ in 0..2000 {
+        let mut text = String::new();
+        for _ in 0..(seed % 40) {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            text.push_str(alphabet[(seed >> 33) as usize % alphabet.len()]);
+        }
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+        let expected = fold_whitespace(&normalise_by_char(&text));
+        assert_eq!(fold_whitespace(&text), expected, "{text:?}");
+    }
+}
