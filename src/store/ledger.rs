@@ -54,27 +54,25 @@ const RECORD_DECISION: sql::Sql = sql!(
     "connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 AND lease_until IS NOT NULL \
      AND step IN ('claimed', 'decided')"
 );
-const ADVANCE: sql::Sql = sql!(
-    "UPDATE ledger SET step = $5, \
-     note_id = CASE WHEN $5 = 'note_posted' THEN COALESCE($6, note_id) ELSE note_id END, \
-     outcome = CASE WHEN $5 = 'note_posted' THEN outcome ELSE COALESCE($6, outcome) END, \
-     finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
-     lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
-     updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
-);
+/// `advance`'s statement, built by `sql!` (flushed) or `lease_sql!` (not flushed on its own).
+macro_rules! advance_statement {
+    ($build:ident) => {
+        $build!(
+            "UPDATE ledger SET step = $5, \
+             note_id = CASE WHEN $5 = 'note_posted' THEN COALESCE($6, note_id) ELSE note_id END, \
+             outcome = CASE WHEN $5 = 'note_posted' THEN outcome ELSE COALESCE($6, outcome) END, \
+             finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
+             lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
+             updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
+             AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
+        )
+    };
+}
+const ADVANCE: sql::Sql = advance_statement!(sql);
 /// [`ADVANCE`] to a step short of `Done`, as a lease write: losing it to a power cut only makes
 /// the next attempt redo a step that is safe to redo (the ticket is re-read and patched only
 /// where it differs; a note is found by its marker).
-const ADVANCE_UNFLUSHED: sql::Sql = lease_sql!(
-    "UPDATE ledger SET step = $5, \
-     note_id = CASE WHEN $5 = 'note_posted' THEN COALESCE($6, note_id) ELSE note_id END, \
-     outcome = CASE WHEN $5 = 'note_posted' THEN outcome ELSE COALESCE($6, outcome) END, \
-     finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
-     lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
-     updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
-);
+const ADVANCE_UNFLUSHED: sql::Sql = advance_statement!(lease_sql);
 const RECORD_FAILURE: sql::Sql = sql!(
     "UPDATE ledger SET attempts = attempts + 1, last_error = $5, failed = $6, lease_until = NULL, \
      updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
