@@ -3,7 +3,8 @@
 //!
 //! Run: `cargo bench --bench context` (release build). Tickets are gathered once from an
 //! in-process sandbox first, so the figures measure cleaning, counting, fitting and rendering, not
-//! HTTP.
+//! HTTP. "all counted" is `count_tokens = "always"`; the others count only the prompts whose size
+//! does not prove them within budget, as the worker does.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +12,7 @@ use deskpilot::{
     sandbox::{self, SandboxOptions},
     ticketing::{ListQuery, Ticketing, all_tickets, collect_all, http::HttpSettings, unified::UnifiedClient},
     triage::{
-        Budget, Engine, EngineSettings,
+        Budget, Engine, EngineSettings, TokenCounting,
         context::{self, Gathered},
         prompt::Prompts,
         rules::Rules,
@@ -61,9 +62,14 @@ fn measure(engine: &Engine, corpus: &[Gathered]) -> Figures {
 }
 
 fn engine(clean: bool, budget: usize) -> Engine {
+    engine_counting(clean, budget, TokenCounting::default())
+}
+
+fn engine_counting(clean: bool, budget: usize, counting: TokenCounting) -> Engine {
     let settings = EngineSettings {
         clean,
         budget: Budget { prompt_tokens: budget, answer_tokens: 1200 },
+        counting,
         ..EngineSettings::default()
     };
     Engine::new(None, Prompts::embedded().unwrap(), Rules::embedded().unwrap(), "gpt-4o-mini", settings)
@@ -91,10 +97,12 @@ async fn main() -> anyhow::Result<()> {
     let full = measure(&engine(false, usize::MAX / 2), &corpus);
     let clean_only = measure(&engine(true, usize::MAX / 2), &corpus);
     let budgeted = measure(&cleaned, &corpus);
+    let counted = measure(&engine_counting(true, 6000, TokenCounting::Always), &corpus);
     let tight = measure(&engine(true, 2000), &corpus);
     full.print("raw full history (no clean/budget)");
     clean_only.print("cleaned, no budget");
     budgeted.print("cleaned, budget 6000");
+    counted.print("cleaned, budget 6000, all counted");
     tight.print("cleaned, budget 2000");
     let saved = |a: &Figures, b: &Figures| {
         100.0 * (1.0 - b.tokens.iter().sum::<usize>() as f64 / a.tokens.iter().sum::<usize>() as f64)

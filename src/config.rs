@@ -56,7 +56,7 @@ use crate::{
         http::{HttpSettings, RetryPolicy},
     },
     triage::{
-        Budget, Engine, EngineSettings,
+        Budget, Engine, EngineSettings, TokenCounting,
         decision::Limits,
         llm::{ChatModel, LlmSettings, OpenAiCompatible, OutputMode, Price},
         prompt::Prompts,
@@ -245,6 +245,10 @@ pub struct TriageConfig {
     /// Strip HTML, quoted history and signatures before counting.
     #[serde(default = "default_true")]
     pub clean: bool,
+    /// `when_needed` (count only a prompt whose size does not prove it within budget) or
+    /// `always` (count every prompt, for the per-part figures).
+    #[serde(default)]
+    pub count_tokens: TokenCounting,
     /// A directory with edited copies of `prompts/` (`triage/system.j2`, ...); unset = the
     /// templates compiled into the binary.
     #[serde(default)]
@@ -612,6 +616,7 @@ impl Config {
             limits: t.limits.clone(),
             output_mode: self.llm.output_mode,
             price: self.llm.price(),
+            counting: t.count_tokens,
         };
         Ok(Engine::new(llm, prompts, rules, &self.llm.model, settings))
     }

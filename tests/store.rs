@@ -143,7 +143,7 @@ fn llm() -> Origin {
 fn report(prompt: u32, completion: u32, cost: Option<f64>, latency_ms: u64) -> serde_json::Value {
     serde_json::to_value(Report {
         prompt_version: "v1-3f9a".into(),
-        prompt_tokens: prompt as usize,
+        prompt_tokens: Some(prompt as usize),
         usage: Usage { prompt_tokens: prompt, completion_tokens: completion, cached_tokens: 0 },
         cost_usd: cost,
         llm_calls: 1,

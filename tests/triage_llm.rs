@@ -10,7 +10,7 @@ use common::*;
 use deskpilot::{
     ticketing::{AuthorKind, NewNote, PriorityLevel, Ticketing},
     triage::{
-        Budget, EngineSettings, Policy, TriageError,
+        Budget, EngineSettings, Policy, TokenCounting, TriageError,
         clean::clean_message,
         context,
         decision::{self, Decision, DecisionError, Limits, Origin, Sentiment},
@@ -48,7 +48,10 @@ async fn request_has_model_strict_schema_fenced_ticket_and_counted_tokens() {
     let hd = helpdesk(&sb, "demo");
     let llm = mock_llm(ok(&valid_answer(Some("cat-billing"))), Some(2)).await;
     let budget = Budget { prompt_tokens: 5000, answer_tokens: 777 };
-    let engine = engine_with(llm_settings(&llm), EngineSettings { budget, ..EngineSettings::default() });
+    let engine = engine_with(
+        llm_settings(&llm),
+        EngineSettings { budget, counting: TokenCounting::Always, ..EngineSettings::default() },
+    );
 
     let first = engine.triage(&hd, "1001", &policy()).await.unwrap();
     let second = engine.triage(&hd, "1002", &policy()).await.unwrap();
@@ -96,8 +99,8 @@ async fn request_has_model_strict_schema_fenced_ticket_and_counted_tokens() {
             + bpe.encode_ordinary(user).len()
             + 2 * TOKENS_PER_MESSAGE
             + TOKENS_REPLY_PRIMING;
-        assert_eq!(report.prompt_tokens, counted, "ticket {ticket}");
-        assert!(report.prompt_tokens <= 5000);
+        assert_eq!(report.prompt_tokens, Some(counted), "ticket {ticket}");
+        assert!(counted <= 5000);
         assert_eq!(report.prompt_budget, 5000);
         assert_eq!(report.encoding, "o200k_base");
         assert_eq!(report.prompt_version, deskpilot::triage::prompt::Prompts::embedded().unwrap().version());
@@ -507,7 +510,11 @@ async fn json_object_mode_puts_the_schema_in_the_system_message() {
     let settings = LlmSettings { output_mode: OutputMode::JsonObject, ..llm_settings(&llm) };
     let engine = engine_with(
         settings,
-        EngineSettings { output_mode: OutputMode::JsonObject, ..EngineSettings::default() },
+        EngineSettings {
+            output_mode: OutputMode::JsonObject,
+            counting: TokenCounting::Always,
+            ..EngineSettings::default()
+        },
     );
     let triage = engine.triage(&hd, "1001", &policy()).await.unwrap();
     assert_eq!(triage.decision.category_id.as_deref(), Some("cat-billing"));
@@ -522,7 +529,11 @@ async fn json_object_mode_puts_the_schema_in_the_system_message() {
     let bpe = tiktoken_rs::o200k_base_singleton();
     let counted: usize =
         messages(body).iter().map(|(_, c)| bpe.encode_ordinary(c).len() + TOKENS_PER_MESSAGE).sum();
-    assert_eq!(triage.report.prompt_tokens, counted + TOKENS_REPLY_PRIMING, "the schema is counted too");
+    assert_eq!(
+        triage.report.prompt_tokens,
+        Some(counted + TOKENS_REPLY_PRIMING),
+        "the schema is counted too"
+    );
 }
 
 // 13. The budget.
@@ -565,7 +576,8 @@ async fn a_long_thread_is_fitted_to_a_small_budget() {
         },
     );
     let triage = engine.triage(&hd, TICKET, &policy()).await.unwrap();
-    assert!(triage.report.prompt_tokens <= BUDGET, "{} tokens", triage.report.prompt_tokens);
+    let counted = triage.report.prompt_tokens.expect("a fitted prompt is counted");
+    assert!(counted <= BUDGET, "{counted} tokens");
     assert!(triage.report.context.notes_dropped >= 40, "{:?}", triage.report.context);
 
     let user = messages(&chat_requests(&llm).await[0])[1].1.clone();
@@ -596,6 +608,7 @@ async fn a_prompt_that_fits_exactly_is_sent_whole_and_one_token_less_is_fitted()
             llm_settings(&llm),
             EngineSettings {
                 budget: Budget { prompt_tokens, answer_tokens: 1200 },
+                counting: TokenCounting::Always,
                 ..EngineSettings::default()
             },
         )
@@ -616,4 +629,44 @@ async fn a_prompt_that_fits_exactly_is_sent_whole_and_one_token_less_is_fitted()
         assert!(fitted_tokens < tokens, "ticket {ticket}: {fitted_tokens} tokens");
         assert!(fitted_ctx.breakdown.notes_dropped >= 1, "ticket {ticket}: {:?}", fitted_ctx.breakdown);
     }
+}
+
+#[tokio::test]
+async fn a_prompt_whose_size_proves_it_fits_is_sent_uncounted_and_unchanged() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(ok(&valid_answer(Some("cat-billing"))), None).await;
+    let engine = |prompt_tokens, counting| {
+        engine_with(
+            llm_settings(&llm),
+            EngineSettings {
+                budget: Budget { prompt_tokens, answer_tokens: 1200 },
+                counting,
+                ..EngineSettings::default()
+            },
+        )
+    };
+    let gathered = context::gather(&hd, "1001").await.unwrap();
+    let (_, exact) = engine(1_000_000, TokenCounting::Always).prompt(&gathered).unwrap();
+    let bytes: usize = exact.iter().map(|m| m.content.len()).sum();
+    let framing = 2 * TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMING;
+    let exact_engine = engine(1_000_000, TokenCounting::Always);
+    let tokens = exact_engine.tokenizer().count_chat(exact.iter().map(|m| m.content.as_str()));
+    let system_tokens = exact_engine.tokenizer().count(&exact[0].content);
+    assert!(tokens < bytes, "text runs at several bytes a token: {tokens} tokens, {bytes} bytes");
+
+    // Room for every byte of the user message: sent as it is, not counted.
+    let roomy = system_tokens + framing + exact[1].content.len();
+    let (ctx, sent) = engine(roomy, TokenCounting::WhenNeeded).prompt(&gathered).unwrap();
+    assert_eq!(sent, exact, "the same prompt, counted or not");
+    assert_eq!((ctx.breakdown.ticket, ctx.breakdown.notes_kept, ctx.breakdown.notes_dropped), (0, 0, 0));
+    let triage = engine(roomy, TokenCounting::WhenNeeded).triage(&hd, "1001", &policy()).await.unwrap();
+    assert_eq!(triage.report.prompt_tokens, None, "not counted");
+    assert!(triage.report.usage.prompt_tokens > 0, "the server's usage still gives its tokens");
+
+    // One byte less: the size proves nothing, so it is counted, and still fits whole.
+    let triage = engine(roomy - 1, TokenCounting::WhenNeeded).triage(&hd, "1001", &policy()).await.unwrap();
+    assert_eq!(triage.report.prompt_tokens, Some(tokens));
+    assert_eq!(triage.report.context.notes_dropped, 0);
+    assert!(triage.report.context.ticket > 0);
 }

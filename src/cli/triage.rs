@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{print_json, tickets::connection_client};
 use crate::{
     config::Config,
-    triage::{Triage, decision::Origin},
+    triage::{TokenCounting, Triage, decision::Origin},
 };
 
 /// Options of `triage`.
@@ -31,6 +31,9 @@ pub struct TriageArgs {
 pub(super) async fn run(config: &Config, args: TriageArgs) -> anyhow::Result<()> {
     let (id, helpdesk) = connection_client(config, args.connection.as_deref())?;
     let policy = config.connection(&id)?.triage_policy();
+    // This command is where a person reads each part's token figures: count every prompt.
+    let mut config = config.clone();
+    config.triage.count_tokens = TokenCounting::Always;
     let engine = config.triage_engine()?;
     let started = Instant::now();
     let triage = engine
@@ -95,7 +98,7 @@ fn render(connection: &str, ticket: &str, t: &Triage, elapsed_ms: u64) -> String
     let _ = writeln!(
         out,
         "tokens: prompt {} of {} ({}, prompt {}); ticket {}, notes kept {}, {} notes dropped ({} tokens), {} characters removed by cleaning",
-        r.prompt_tokens,
+        r.prompt_tokens.map_or("not counted".to_owned(), |t| t.to_string()),
         r.prompt_budget,
         r.encoding,
         r.prompt_version,

@@ -47,6 +47,8 @@ pub struct EngineSettings {
     pub output_mode: OutputMode,
     /// Price of the configured model, when known, for cost estimates.
     pub price: Option<Price>,
+    /// Which prompts are counted token by token.
+    pub counting: TokenCounting,
 }
 
 impl Default for EngineSettings {
@@ -57,8 +59,22 @@ impl Default for EngineSettings {
             limits: Limits::default(),
             output_mode: OutputMode::JsonSchema,
             price: None,
+            counting: TokenCounting::default(),
         }
     }
+}
+
+/// Which prompts are counted token by token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenCounting {
+    /// Only a prompt whose size does not already prove it within budget: every token of the
+    /// byte-level encodings is at least one byte, so a prompt of no more bytes than the budget
+    /// has left fits and is sent uncounted (the server's usage then gives its tokens).
+    #[default]
+    WhenNeeded,
+    /// Every prompt, for the exact figures of each part (`deskpilot triage` shows them).
+    Always,
 }
 
 /// What a connection allows.
@@ -80,12 +96,12 @@ impl Policy {
     }
 }
 
-/// A prompt ready to send: the fitted context, the messages, their exact token count and the
-/// answer's schema.
+/// A prompt ready to send: the fitted context, the messages, their exact token count (`None`
+/// when its size proved it within budget) and the answer's schema.
 struct Prompt {
     ctx: TicketContext,
     messages: Vec<ChatMessage>,
-    tokens: usize,
+    tokens: Option<usize>,
     schema: Arc<serde_json::Value>,
 }
 
@@ -96,11 +112,12 @@ pub struct Report {
     pub prompt_version: String,
     /// Tokenizer encoding.
     pub encoding: &'static str,
-    /// Prompt tokens as counted here (exact for OpenAI models).
-    pub prompt_tokens: usize,
+    /// Prompt tokens as counted here (exact for OpenAI models); `None` when the prompt was not
+    /// counted because its size proved it within budget ([`TokenCounting::WhenNeeded`]).
+    pub prompt_tokens: Option<usize>,
     /// The prompt budget.
     pub prompt_budget: usize,
-    /// Where the context's tokens went.
+    /// Where the context's tokens went (token figures are 0 when the prompt was not counted).
     pub context: TokenBreakdown,
     /// Usage reported by the server, summed over calls.
     pub usage: Usage,
@@ -231,11 +248,12 @@ impl Engine {
         self.counted_prompt(g).map(|p| (p.ctx, p.messages))
     }
 
-    /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it).
+    /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it), unless
+    /// its size alone proved it within budget.
     ///
     /// A prompt that fits the budget as it is needs no fitting: its rendered message is encoded
-    /// once, for the exact total and the breakdown alike. Only a prompt over budget is fitted note
-    /// by note.
+    /// once, for the exact total and the breakdown alike (or not at all when its bytes already
+    /// fit). Only a prompt over budget is fitted note by note.
     fn counted_prompt(&self, g: &Gathered) -> Result<Prompt, PromptError> {
         let limits = self.prompt_limits();
         let skeleton = context::skeleton(g);
@@ -256,6 +274,16 @@ impl Engine {
 
         let mut whole = context::unfitted(g, self.settings.clean);
         let user = self.prompts.user(&whole)?;
+        if self.settings.counting == TokenCounting::WhenNeeded
+            && system.tokens + framing + user.len() <= budget
+        {
+            return Ok(Prompt {
+                ctx: whole,
+                messages: messages(user),
+                tokens: None,
+                schema: system.schema.clone(),
+            });
+        }
         // Text runs at about four bytes a token: a prompt within four times the budget in bytes
         // is counted whole first, and most fit as they are; a longer one goes straight to fitting.
         let counted = (user.len() <= 4 * budget)
@@ -264,7 +292,7 @@ impl Engine {
             return Ok(Prompt {
                 ctx: whole,
                 messages: messages(user),
-                tokens,
+                tokens: Some(tokens),
                 schema: system.schema.clone(),
             });
         }
@@ -282,7 +310,12 @@ impl Engine {
             let user = self.prompts.user(&ctx)?;
             let tokens = system.tokens + ctx.count_in_prompt(&user, &self.tokenizer) + framing;
             if tokens <= budget || !ctx.drop_oldest() {
-                return Ok(Prompt { ctx, messages: messages(user), tokens, schema: system.schema.clone() });
+                return Ok(Prompt {
+                    ctx,
+                    messages: messages(user),
+                    tokens: Some(tokens),
+                    schema: system.schema.clone(),
+                });
             }
         }
     }

@@ -14,4 +14,4 @@ pub mod rules;
 pub mod system;
 pub mod tokens;
 
-pub use engine::{Budget, Engine, EngineSettings, Policy, Report, Triage, TriageError};
+pub use engine::{Budget, Engine, EngineSettings, Policy, Report, TokenCounting, Triage, TriageError};
