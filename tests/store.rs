@@ -95,6 +95,7 @@ on_both_backends!(
     decision_round_trips,
     finishing_is_one_commit_for_the_holder_only,
     an_interrupted_finish_leaves_nothing_behind,
+    finishes_arriving_together_each_get_their_own_answer,
     failures_are_recorded_and_release_the_lease,
     twenty_concurrent_claimers_one_winner,
     proposals_insert_once_and_page_by_keyset,
@@ -435,6 +436,51 @@ async fn an_interrupted_finish_leaves_nothing_behind(db: TestDb) {
     let reopened = db.store().await;
     assert_eq!(reopened.entry(&k).await.unwrap().unwrap().step, Step::Done);
     assert_eq!(reopened.entry(&other).await.unwrap().unwrap().step, Step::Claimed);
+}
+
+async fn finishes_arriving_together_each_get_their_own_answer(db: TestDb) {
+    // More at once than one batch takes, some by a worker that does not hold the key: on a
+    // SQLite file they are committed in groups, and each still gets exactly its own result.
+    let store = db.store().await;
+    let tickets: Vec<String> = (0..45).map(|i| format!("20{i:02}")).collect();
+    let mut proposals = Vec::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let k = key(ticket);
+        claimed(&store, &k, &format!("evt-{ticket}"), "w1").await;
+        let mut p = proposal("demo", ticket, &format!("evt-{ticket}"));
+        p.decision.summary = format!("summary of {ticket}");
+        p.report = report(1000 + i as u32, 100, None, 500);
+        proposals.push((k, p, if i % 7 == 3 { "w2" } else { "w1" }));
+    }
+    let results = futures::future::join_all(proposals.iter().map(|(k, p, worker)| {
+        store.finish_with_proposal(k, worker, true, p, |id| format!("shadowed as proposal {id}"))
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    for ((k, p, worker), result) in proposals.iter().zip(results) {
+        let e = store.entry(k).await.unwrap().unwrap();
+        if *worker == "w2" {
+            match result {
+                Err(StoreError::LeaseLost { holder, .. }) => assert_eq!(holder.as_deref(), Some("w1")),
+                other => panic!("{}: expected LeaseLost, got {other:?}", k.ticket_id),
+            }
+            assert_eq!((e.step, e.decision), (Step::Claimed, None), "{}", k.ticket_id);
+            continue;
+        }
+        let id = result.unwrap_or_else(|e| panic!("{}: {e}", k.ticket_id));
+        assert!(ids.insert(id), "{}: proposal id {id} given twice", k.ticket_id);
+        assert_eq!(store.proposal(id).await.unwrap().unwrap().stored, *p, "{}", k.ticket_id);
+        assert_eq!((e.step, e.lease_until), (Step::Done, None));
+        assert_eq!(e.outcome, Some(format!("shadowed as proposal {id}")));
+        assert_eq!(e.decision.as_ref(), Some(&p.decision));
+    }
+    assert_eq!(ids.len(), 45 - 6);
+    let listed = store.proposals(&ProposalFilter { limit: 100, ..ProposalFilter::default() }).await.unwrap();
+    assert_eq!(listed.len(), 45 - 6, "no proposal for a key whose lease was not held");
+    let stats = store.stats(None).await.unwrap();
+    let demo = stats.connection("demo").expect("figures for demo");
+    let tokens: u64 = (0..45u64).filter(|i| i % 7 != 3).map(|i| 1000 + i).sum();
+    assert_eq!((demo.decided, demo.prompt_tokens), (45 - 6, tokens), "{demo:?}");
 }
 
 async fn failures_are_recorded_and_release_the_lease(db: TestDb) {

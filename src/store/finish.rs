@@ -5,16 +5,18 @@
 //! these writes have no helpdesk effect between them that a crash could separate them from: a
 //! shadowed ticket is decided, proposed and done at once, and an applied ticket's note and `Done`
 //! go together (a retry finds the note by its marker anyway). So the last leg of every event is
-//! one transaction, not three, and nothing about what a crash can leave behind changes.
+//! one transaction, not three, and nothing about what a crash can leave behind changes. On a
+//! SQLite file, shadowed tickets finishing at the same time share that transaction (`group.rs`).
 
 use sqlx::{Any, Connection, any::AnyArguments, query::Query};
 
 use super::{
     Backend, Store, StoreError,
     entry::LedgerKey,
+    group::{Finish, FinishQueue, PROPOSAL_ID},
     ledger::{DecisionColumns, MAX_DETAIL_CHARS},
     proposals::{self, NewProposal},
-    sql::{self, clip, get, sql},
+    sql::{self, clip, sql},
 };
 
 /// `Done` for the lease holder, with the note id and the outcome, and the decision's columns when
@@ -30,47 +32,6 @@ const FINISH: sql::Sql = sql!(
      finished_at = " NOW ", lease_until = NULL, updated_at = " NOW " \
      WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \
      AND lease_until IS NOT NULL"
-);
-
-/// Stands for the proposal's id in an outcome text until SQL puts the id in its place.
-const PROPOSAL_ID: &str = "\u{1}proposal-id\u{1}";
-
-/// [`Store::finish_with_proposal`] on a SQLite file in one call to its writer: the proposal is
-/// inserted only while the key's lease is held (checked under the write lock, so the two
-/// statements agree), and `Done` returns the proposal's id; no row back means the lease is lost
-/// and nothing was written. `$1..$4` key and holder, `$5` outcome with `$6` standing for the id,
-/// `$7..$14` the decision's columns, `$15` whether to record them, `$16..$22` the proposal.
-const FINISH_WITH_PROPOSAL_SQLITE: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    "INSERT INTO proposals (connection_id, ticket_id, event_id, decision, report, mode, why_shadowed, \
-     ticket_subject, ticket_url, status, created_at) \
-     SELECT $21, $22, $16, $7, $8, $17, $18, $19, $20, 'pending', ",
-    sql!(@sqlite NOW),
-    " WHERE EXISTS (SELECT 1 FROM ledger WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-     AND claimed_by = $4 AND lease_until IS NOT NULL) \
-     ON CONFLICT (connection_id, ticket_id, event_id) DO NOTHING; ",
-    "UPDATE ledger SET step = 'done', \
-     outcome = replace($5, $6, CAST((SELECT id FROM proposals WHERE connection_id = $21 \
-     AND ticket_id = $22 AND event_id = $16) AS TEXT)), \
-     decision = CASE WHEN $15 = 1 THEN $7 ELSE decision END, \
-     report = CASE WHEN $15 = 1 THEN $8 ELSE report END, \
-     origin = CASE WHEN $15 = 1 THEN $9 ELSE origin END, \
-     prompt_version = CASE WHEN $15 = 1 THEN $10 ELSE prompt_version END, \
-     prompt_tokens = CASE WHEN $15 = 1 THEN $11 ELSE prompt_tokens END, \
-     completion_tokens = CASE WHEN $15 = 1 THEN $12 ELSE completion_tokens END, \
-     cost_usd = CASE WHEN $15 = 1 THEN $13 ELSE cost_usd END, \
-     latency_ms = CASE WHEN $15 = 1 THEN $14 ELSE latency_ms END, \
-     decided_at = CASE WHEN $15 = 1 THEN ",
-    sql!(@sqlite NOW),
-    " ELSE decided_at END, finished_at = ",
-    sql!(@sqlite NOW),
-    ", lease_until = NULL, updated_at = ",
-    sql!(@sqlite NOW),
-    " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \
-     AND lease_until IS NOT NULL \
-     RETURNING (SELECT id FROM proposals WHERE connection_id = $21 AND ticket_id = $22 \
-     AND event_id = $16) AS proposal_id; ",
-    "COMMIT"
 );
 
 impl Store {
@@ -111,33 +72,12 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // Encoded once for both tables.
         let columns = DecisionColumns::new(&proposal.decision, &proposal.report)?;
-        let mut writer = self.writer("finish").await?;
-        if writer.is_sqlite_writer() {
-            // One call: the proposal's id goes into the outcome in SQL.
-            let outcome = outcome(PROPOSAL_ID);
-            let query = sqlx::query(FINISH_WITH_PROPOSAL_SQLITE)
-                .bind(&key.connection_id)
-                .bind(&key.ticket_id)
-                .bind(key.kind.as_str())
-                .bind(worker)
-                .bind(clip(&outcome, MAX_DETAIL_CHARS))
-                .bind(PROPOSAL_ID);
-            let query = DecisionColumns::bind(query, Some(&columns))
-                .bind(i64::from(record_decision))
-                .bind(&proposal.event_id)
-                .bind(&proposal.mode)
-                .bind(&proposal.why_shadowed)
-                .bind(proposal.ticket_subject.as_deref())
-                .bind(proposal.ticket_url.as_deref())
-                .bind(&proposal.connection_id)
-                .bind(&proposal.ticket_id);
-            let rows = writer.script(query).await.map_err(StoreError::query("finish"))?;
-            drop(writer);
-            return match rows.first() {
-                Some(row) => get(row, "proposal_id"),
-                None => Err(self.lease_lost(key, worker).await?),
-            };
+        if let Some(sqlite) = &self.writer {
+            return self
+                .finish_grouped(&sqlite.finishes, key, worker, record_decision, proposal, columns, outcome)
+                .await;
         }
+        let mut writer = self.writer("finish").await?;
         let mut tx = match self.backend {
             // Takes the write lock at once: a deferred transaction that reads first can fail with
             // SQLITE_BUSY on its first write instead of waiting for the lock.
@@ -161,6 +101,56 @@ impl Store {
         }
         tx.commit().await.map_err(StoreError::query("finish"))?;
         Ok(id)
+    }
+
+    /// [`Store::finish_with_proposal`] on a SQLite file: queued, and committed by whichever
+    /// finisher takes the writer next, together with every other finish waiting (`group.rs`).
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_grouped(
+        &self,
+        queue: &FinishQueue,
+        key: &LedgerKey,
+        worker: &str,
+        record_decision: bool,
+        proposal: &NewProposal,
+        columns: DecisionColumns,
+        outcome: impl FnOnce(&str) -> String,
+    ) -> Result<i64, StoreError> {
+        let finish = Finish {
+            connection_id: key.connection_id.clone(),
+            ticket_id: key.ticket_id.clone(),
+            kind: key.kind.as_str(),
+            worker: worker.to_owned(),
+            outcome: outcome(PROPOSAL_ID),
+            columns,
+            record_decision,
+            event_id: proposal.event_id.clone(),
+            mode: proposal.mode.clone(),
+            why_shadowed: proposal.why_shadowed.clone(),
+            ticket_subject: proposal.ticket_subject.clone(),
+            ticket_url: proposal.ticket_url.clone(),
+        };
+        let (_queued, mut done) = queue.push(finish);
+        let finished = loop {
+            tokio::select! {
+                biased;
+                finished = &mut done => break finished,
+                writer = self.writer("finish") => {
+                    let mut writer = writer?;
+                    queue.run(&mut writer).await;
+                }
+            }
+        };
+        match finished {
+            Ok(Ok(Some(id))) => Ok(id),
+            Ok(Ok(None)) => Err(self.lease_lost(key, worker).await?),
+            Ok(Err(e)) => Err(StoreError::query("finish")(e)),
+            // The finisher running it was dropped mid-batch (shutdown): it may have committed or
+            // not, which the next attempt reads from the ledger.
+            Err(_) => Err(StoreError::query("finish")(sqlx::Error::Protocol(
+                "the batch this finish was committed in was interrupted".into(),
+            ))),
+        }
     }
 
     fn finish_query<'q>(

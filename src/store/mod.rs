@@ -28,6 +28,7 @@ mod cursors;
 mod entry;
 mod error;
 mod finish;
+mod group;
 mod ledger;
 mod migrate;
 mod pool;

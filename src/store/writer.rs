@@ -33,7 +33,7 @@ use sqlx::{
 };
 use tokio::sync::{Mutex, MutexGuard};
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, group::FinishQueue};
 
 /// A SQLite file's write connection.
 pub(crate) struct SqliteWriter {
@@ -41,6 +41,8 @@ pub(crate) struct SqliteWriter {
     state: Mutex<Option<WriterState>>,
     /// How long a write waits for the writer before failing with a retryable error.
     wait: Duration,
+    /// Shadowed tickets' last commits waiting for the writer, committed together (`group.rs`).
+    pub(crate) finishes: FinishQueue,
 }
 
 /// The connection and what its last script left behind.
@@ -52,7 +54,11 @@ pub(crate) struct WriterState {
 
 impl SqliteWriter {
     pub(crate) fn new(conn: AnyConnection, wait: Duration) -> Self {
-        Self { state: Mutex::new(Some(WriterState { conn, interrupted: false })), wait }
+        Self {
+            state: Mutex::new(Some(WriterState { conn, interrupted: false })),
+            wait,
+            finishes: FinishQueue::default(),
+        }
     }
 
     /// Closes the connection (waiting for a write in progress); later writes fail.
@@ -81,13 +87,6 @@ pub(crate) enum Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Whether this is a SQLite file's own write connection, which may run a script that opens
-    /// and commits a transaction (sqlx does not track a transaction opened in SQL, so a pooled
-    /// connection must not).
-    pub(crate) fn is_sqlite_writer(&self) -> bool {
-        matches!(self, Self::Sqlite(_))
-    }
-
     /// Runs every statement of `query` (a script, or one statement) in one call to the
     /// connection and returns the rows they return.
     pub(crate) async fn script(
