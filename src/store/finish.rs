@@ -117,13 +117,13 @@ impl Store {
         outcome: impl FnOnce(&str) -> String,
     ) -> Result<i64, StoreError> {
         let finish = Finish {
-            connection_id: key.connection_id.clone(),
-            ticket_id: key.ticket_id.clone(),
-            kind: key.kind.as_str(),
+            key: key.clone(),
             worker: worker.to_owned(),
             outcome: outcome(PROPOSAL_ID),
             columns,
             record_decision,
+            connection_id: proposal.connection_id.clone(),
+            ticket_id: proposal.ticket_id.clone(),
             event_id: proposal.event_id.clone(),
             mode: proposal.mode.clone(),
             why_shadowed: proposal.why_shadowed.clone(),

@@ -23,6 +23,7 @@ use sqlx::{Any, any::AnyArguments, query::Query};
 use tokio::sync::oneshot;
 
 use super::{
+    entry::LedgerKey,
     ledger::{DecisionColumns, MAX_DETAIL_CHARS},
     sql::{clip, get, sql},
     writer::Writer,
@@ -93,14 +94,15 @@ static SCRIPTS: LazyLock<Vec<String>> = LazyLock::new(|| {
 
 /// A shadowed ticket's last commit, owned so that whichever finisher holds the writer can run it.
 pub(super) struct Finish {
-    pub(super) connection_id: String,
-    pub(super) ticket_id: String,
-    pub(super) kind: &'static str,
+    pub(super) key: LedgerKey,
     pub(super) worker: String,
     /// With [`PROPOSAL_ID`] where the proposal's id goes.
     pub(super) outcome: String,
     pub(super) columns: DecisionColumns,
     pub(super) record_decision: bool,
+    /// The proposal's own fields (its decision and report are in `columns`).
+    pub(super) connection_id: String,
+    pub(super) ticket_id: String,
     pub(super) event_id: String,
     pub(super) mode: String,
     pub(super) why_shadowed: String,
@@ -213,9 +215,9 @@ impl Drop for QueueTicket<'_> {
 
 fn bind<'q>(query: Query<'q, Any, AnyArguments>, f: &'q Finish, item: i64) -> Query<'q, Any, AnyArguments> {
     let query = query
-        .bind(f.connection_id.as_str())
-        .bind(f.ticket_id.as_str())
-        .bind(f.kind)
+        .bind(f.key.connection_id.as_str())
+        .bind(f.key.ticket_id.as_str())
+        .bind(f.key.kind.as_str())
         .bind(f.worker.as_str())
         .bind(clip(&f.outcome, MAX_DETAIL_CHARS))
         .bind(PROPOSAL_ID);
