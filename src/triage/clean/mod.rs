@@ -88,6 +88,21 @@ pub fn clean_message(body: &str) -> Cleaned {
     }
 }
 
+/// What [`fold_whitespace`]'s first pass writes for `c` other than CR (which also takes a
+/// following LF): line breaks → LF, Unicode spaces → space, invisible characters → nothing.
+fn normalised_char(c: char) -> Option<char> {
+    match c {
+        '\n' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => Some('\n'),
+        '\t' => Some('\t'),
+        '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => Some(' '),
+        '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{AD}' => None,
+        '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => None,
+        '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}' => None,
+        c if c.is_control() => None,
+        c => Some(c),
+    }
+}
+
 /// Normalises whitespace without losing line structure: CRLF/CR/U+2028 → LF; non-breaking and
 /// other Unicode spaces → space; zero-width characters, bidi controls, Unicode tag characters and
 /// other invisible controls removed (they are also a way to smuggle text past a human reader);
@@ -104,22 +119,14 @@ pub fn fold_whitespace(text: &str) -> String {
         i += run;
         let Some(c) = text[i..].chars().next() else { break };
         i += c.len_utf8();
-        match c {
-            '\r' => {
-                if bytes.get(i) == Some(&b'\n') {
-                    i += 1;
-                }
-                normalised.push('\n');
+        if c == '\r' {
+            // CRLF and a lone CR are both one line break.
+            if bytes.get(i) == Some(&b'\n') {
+                i += 1;
             }
-            '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}' => normalised.push('\n'),
-            '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}' | '\u{202F}' | '\u{205F}' | '\u{3000}' => {
-                normalised.push(' ')
-            }
-            '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}' | '\u{AD}' => {}
-            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {}
-            '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}' => {}
-            c if c.is_control() => {}
-            c => normalised.push(c),
+            normalised.push('\n');
+        } else {
+            normalised.extend(normalised_char(c));
         }
     }
     let mut out = String::with_capacity(normalised.len());
