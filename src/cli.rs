@@ -108,21 +108,21 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command with its configuration (loaded by [`main`] for every command but the
 /// sandbox, which needs none).
 pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
-    let config = match (command, config) {
+    let (command, c) = match (command, config) {
         (Command::Sandbox(args), _) => return sandbox::run(args).await,
-        (_, None) => anyhow::bail!("this command needs the configuration, which was not loaded"),
         (command, Some(config)) => (command, config),
+        (_, None) => anyhow::bail!("this command needs the configuration, which was not loaded"),
     };
-    match config {
-        (Command::Sandbox(_), _) => unreachable!("handled above"),
-        (Command::Check, c) => check::run(&c).await,
-        (Command::Tickets(cmd), c) => tickets::run(&c, cmd).await,
-        (Command::Triage(args), c) => triage::run(&c, args).await,
-        (Command::Demo(args), c) => demo::run(&c, args).await,
-        (Command::Worker, c) => worker::worker(&c).await,
-        (Command::Publish(args), c) => worker::publish(&c, args).await,
-        (Command::Bus(cmd), c) => worker::bus(&c, cmd).await,
-        (Command::Dead(cmd), c) => worker::dead(&c, cmd).await,
+    match command {
+        Command::Sandbox(_) => unreachable!("handled above"),
+        Command::Check => check::run(&c).await,
+        Command::Tickets(cmd) => tickets::run(&c, cmd).await,
+        Command::Triage(args) => triage::run(&c, args).await,
+        Command::Demo(args) => demo::run(&c, args).await,
+        Command::Worker => worker::worker(&c).await,
+        Command::Publish(args) => worker::publish(&c, args).await,
+        Command::Bus(cmd) => worker::bus(&c, cmd).await,
+        Command::Dead(cmd) => worker::dead(&c, cmd).await,
     }
 }
 
