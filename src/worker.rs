@@ -302,8 +302,7 @@ impl Worker {
             )));
         };
         let key = ledger_key(event);
-        let worker = holder;
-        let mut claim = self.store.claim(&key, &event.event_id, worker, self.settings.lease).await?;
+        let mut claim = self.store.claim(&key, &event.event_id, holder, self.settings.lease).await?;
         if let ClaimOutcome::Done(entry) = &claim
             && entry.failed
         {
@@ -311,7 +310,7 @@ impl Worker {
             // it (or a duplicate arrived), so it gets one more full attempt.
             tracing::info!(last_error = ?entry.last_error, "reopening a ticket that failed before");
             self.store.reopen(&key).await?;
-            claim = self.store.claim(&key, &event.event_id, worker, self.settings.lease).await?;
+            claim = self.store.claim(&key, &event.event_id, holder, self.settings.lease).await?;
         }
         let entry = match claim {
             ClaimOutcome::Done(entry) => {
@@ -330,7 +329,7 @@ impl Worker {
         let result = {
             // Keep the claim alive through slow steps (an LLM past its retries, a rate-limited
             // helpdesk) so no other replica takes the ticket over while this one still works on it.
-            let work = self.resume(conn, event, &key, worker, entry);
+            let work = self.resume(conn, event, &key, holder, entry);
             tokio::pin!(work);
             let period = (self.settings.lease / 3).max(Duration::from_millis(100));
             let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -338,7 +337,7 @@ impl Worker {
                 tokio::select! {
                     result = &mut work => break result,
                     _ = renew.tick() => {
-                        if let Err(e) = self.store.renew(&key, worker, self.settings.lease).await {
+                        if let Err(e) = self.store.renew(&key, holder, self.settings.lease).await {
                             tracing::warn!(error = %e, "could not renew the claim");
                         }
                     }
@@ -346,7 +345,7 @@ impl Worker {
             }
         };
         if let Err(f) = &result
-            && let Err(e) = self.store.record_failure(&key, worker, &f.reason, !f.retryable).await
+            && let Err(e) = self.store.record_failure(&key, holder, &f.reason, !f.retryable).await
         {
             tracing::warn!(error = %e, "could not record the failure in the ledger");
         }
