@@ -23,13 +23,8 @@ impl Store {
 
     /// Stores (replaces) the poll cursor of a connection.
     pub async fn set_poll_cursor(&self, connection_id: &str, cursor: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer("set_poll_cursor").await?;
-        sqlx::query(self.sql(SET))
-            .bind(connection_id)
-            .bind(cursor)
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("set_poll_cursor"))?;
+        let query = sqlx::query(self.sql(SET)).bind(connection_id).bind(cursor);
+        self.write("set_poll_cursor", query).await?;
         Ok(())
     }
 }

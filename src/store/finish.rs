@@ -44,14 +44,7 @@ impl Store {
         note_id: Option<&str>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer("finish").await?;
-        let done = self
-            .finish_query(key, worker, note_id, outcome, None)
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("finish"))?;
-        drop(writer);
-        match done.rows_affected() {
+        match self.write("finish", self.finish_query(key, worker, note_id, outcome, None)).await? {
             0 => Err(self.lease_lost(key, worker).await?),
             _ => Ok(()),
         }

@@ -120,7 +120,6 @@ impl Store {
     ) -> Result<ClaimOutcome, StoreError> {
         let lease_ms = lease_ms(lease);
         for _ in 0..CLAIM_ROUNDS {
-            let mut writer = self.writer("claim").await?;
             let query = sqlx::query(self.sql(CLAIM))
                 .bind(&key.connection_id)
                 .bind(&key.ticket_id)
@@ -128,8 +127,7 @@ impl Store {
                 .bind(event_id)
                 .bind(worker)
                 .bind(lease_ms);
-            let claimed = writer.script(query).await.map_err(StoreError::query("claim"))?.into_iter().next();
-            drop(writer);
+            let claimed = self.write_script("claim", query).await?.into_iter().next();
             if let Some(row) = claimed {
                 return Ok(ClaimOutcome::Claimed(entry_from_row(&row)?));
             }
@@ -166,13 +164,8 @@ impl Store {
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker);
-        let mut writer = self.writer("record_decision").await?;
-        let done = DecisionColumns::bind(query, Some(&columns))
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("record_decision"))?;
-        drop(writer);
-        if done.rows_affected() == 0 {
+        let changed = self.write("record_decision", DecisionColumns::bind(query, Some(&columns))).await?;
+        if changed == 0 {
             self.check_holder(key, worker).await?;
         }
         Ok(())
@@ -201,10 +194,7 @@ impl Store {
             .bind(step.as_str())
             .bind(detail.map(|d| clip(d, MAX_DETAIL_CHARS)))
             .bind(step.rank());
-        let mut writer = self.writer("advance").await?;
-        let updated = writer.script(query).await.map_err(StoreError::query("advance"))?;
-        drop(writer);
-        if updated.is_empty() {
+        if self.write_script("advance", query).await?.is_empty() {
             self.check_holder(key, worker).await?;
         }
         Ok(())
@@ -220,19 +210,14 @@ impl Store {
         error: &str,
         permanent: bool,
     ) -> Result<(), StoreError> {
-        let mut writer = self.writer("record_failure").await?;
-        let done = sqlx::query(self.sql(RECORD_FAILURE))
+        let query = sqlx::query(self.sql(RECORD_FAILURE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
             .bind(clip(error, MAX_ERROR_CHARS))
-            .bind(i64::from(permanent))
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("record_failure"))?;
-        drop(writer);
-        if done.rows_affected() == 0 {
+            .bind(i64::from(permanent));
+        if self.write("record_failure", query).await? == 0 {
             return Err(self.lease_lost(key, worker).await?);
         }
         Ok(())
@@ -241,13 +226,12 @@ impl Store {
     /// Releases the lease (e.g. at shutdown) so another worker can claim at once. Does nothing
     /// when `worker` does not hold it.
     pub async fn release(&self, key: &LedgerKey, worker: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer("release").await?;
         let query = sqlx::query(self.sql(RELEASE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker);
-        writer.script(query).await.map_err(StoreError::query("release"))?;
+        self.write_script("release", query).await?;
         Ok(())
     }
 
@@ -260,15 +244,13 @@ impl Store {
         lease: Duration,
     ) -> Result<OffsetDateTime, StoreError> {
         let lease_ms = lease_ms(lease);
-        let mut writer = self.writer("renew").await?;
         let query = sqlx::query(self.sql(RENEW))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker)
             .bind(lease_ms);
-        let rows = writer.script(query).await.map_err(StoreError::query("renew"))?;
-        drop(writer);
+        let rows = self.write_script("renew", query).await?;
         let until: Option<i64> = rows.first().map(|row| get(row, "lease_until")).transpose()?;
         match until {
             Some(ms) => from_ms("ledger.lease_until", ms),
@@ -279,15 +261,11 @@ impl Store {
     /// Clears a permanent failure so the key can be claimed again (after the cause is fixed and
     /// the dead-lettered event replayed). Returns whether the key was failed.
     pub async fn reopen(&self, key: &LedgerKey) -> Result<bool, StoreError> {
-        let mut writer = self.writer("reopen").await?;
-        let done = sqlx::query(self.sql(REOPEN))
+        let query = sqlx::query(self.sql(REOPEN))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
-            .execute(&mut *writer)
-            .await
-            .map_err(StoreError::query("reopen"))?;
-        Ok(done.rows_affected() > 0)
+            .bind(key.kind.as_str());
+        Ok(self.write("reopen", query).await? > 0)
     }
 
     /// The ledger row for `key`.

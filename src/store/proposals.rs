@@ -229,9 +229,7 @@ impl Store {
                 .bind(by)
                 .bind(reason.map(|r| clip(r, MAX_REASON_CHARS)))
         };
-        let mut writer = self.writer("set_proposal_status").await?;
-        let done = query.execute(&mut *writer).await.map_err(StoreError::query("set_proposal_status"))?;
-        Ok(done.rows_affected() > 0)
+        Ok(self.write("set_proposal_status", query).await? > 0)
     }
 
     /// `approved → applied` with the posted note's id; returns whether it moved.

@@ -138,6 +138,29 @@ impl DerefMut for Writer<'_> {
 }
 
 impl Store {
+    /// Runs one write statement on a writer and returns how many rows it changed. `op` names the
+    /// store operation for errors.
+    pub(crate) async fn write(
+        &self,
+        op: &'static str,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<u64, StoreError> {
+        let mut writer = self.writer(op).await?;
+        let done = query.execute(&mut *writer).await.map_err(StoreError::query(op))?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs a script (every statement of it, as [`Writer::script`]) on a writer and returns the
+    /// rows it returns: for lease writes (`lease_sql!`) and statements with `RETURNING`.
+    pub(crate) async fn write_script(
+        &self,
+        op: &'static str,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        let mut writer = self.writer(op).await?;
+        writer.script(query).await.map_err(StoreError::query(op))
+    }
+
     /// A connection to write on. `op` names the store operation for errors.
     pub(crate) async fn writer(&self, op: &'static str) -> Result<Writer<'_>, StoreError> {
         let Some(writer) = &self.writer else {
