@@ -269,32 +269,26 @@ impl Engine {
         let framing = 2 * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING;
         let budget = self.settings.budget.prompt_tokens;
         let chat_tokens = |user: &str| system.tokens + self.tokenizer.count(user) + framing;
-        let messages =
-            |user: String| vec![ChatMessage::system(system.text.to_string()), ChatMessage::user(user)];
+        let prompt = |ctx, user: String, tokens| Prompt {
+            ctx,
+            messages: vec![ChatMessage::system(system.text.to_string()), ChatMessage::user(user)],
+            tokens,
+            schema: system.schema.clone(),
+        };
 
         let mut whole = context::unfitted(g, self.settings.clean);
         let user = self.prompts.user(&whole)?;
         if self.settings.counting == TokenCounting::WhenNeeded
             && system.tokens + framing + user.len() <= budget
         {
-            return Ok(Prompt {
-                ctx: whole,
-                messages: messages(user),
-                tokens: None,
-                schema: system.schema.clone(),
-            });
+            return Ok(prompt(whole, user, None));
         }
         // Text runs at about four bytes a token: a prompt within four times the budget in bytes
         // is counted whole first, and most fit as they are; a longer one goes straight to fitting.
         let counted = (user.len() <= 4 * budget)
             .then(|| system.tokens + whole.count_in_prompt(&user, &self.tokenizer) + framing);
         if let Some(tokens) = counted.filter(|t| *t <= budget) {
-            return Ok(Prompt {
-                ctx: whole,
-                messages: messages(user),
-                tokens: Some(tokens),
-                schema: system.schema.clone(),
-            });
+            return Ok(prompt(whole, user, Some(tokens)));
         }
 
         let fixed = chat_tokens(&self.prompts.user(&skeleton)?);
@@ -310,12 +304,7 @@ impl Engine {
             let user = self.prompts.user(&ctx)?;
             let tokens = system.tokens + ctx.count_in_prompt(&user, &self.tokenizer) + framing;
             if tokens <= budget || !ctx.drop_oldest() {
-                return Ok(Prompt {
-                    ctx,
-                    messages: messages(user),
-                    tokens: Some(tokens),
-                    schema: system.schema.clone(),
-                });
+                return Ok(prompt(ctx, user, Some(tokens)));
             }
         }
     }
