@@ -163,12 +163,29 @@ const MESSAGE_FRAMING_TOKENS: usize = 16;
 /// Builds the context from what was gathered: cleans every text and fits the conversation to
 /// `opts.budget` tokens.
 pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketContext {
-    let (mut ctx, mut messages) = cleaned(g, opts.clean);
-    for m in &mut messages {
-        m.tokens = tok.count(&m.text);
-    }
-    fit(&mut ctx, messages, tok, opts.budget);
-    ctx
+    fitted(unfitted(g, opts.clean), tok, opts.budget)
+}
+
+/// `whole` (from [`unfitted`]) with its messages counted and fitted to `budget` tokens, without
+/// cleaning them again.
+pub fn fitted(mut whole: TicketContext, tok: &Tokenizer, budget: Option<usize>) -> TicketContext {
+    let messages = std::mem::take(&mut whole.conversation)
+        .into_iter()
+        .filter_map(|entry| match entry {
+            Entry::Message(mut m) => {
+                m.tokens = tok.count(&m.text);
+                Some(m)
+            }
+            Entry::Omitted { .. } => None,
+        })
+        .collect();
+    // Counts made on the whole prompt, if any, do not carry over.
+    whole.breakdown = TokenBreakdown {
+        chars_removed_by_cleaning: whole.breakdown.chars_removed_by_cleaning,
+        ..TokenBreakdown::default()
+    };
+    fit(&mut whole, messages, tok, budget);
+    whole
 }
 
 /// The whole conversation, cleaned but not counted (every token figure is 0): for a prompt that

@@ -9,7 +9,7 @@ use std::{
 use serde::Serialize;
 
 use super::{
-    context::{self, ContextOptions, Gathered, TicketContext, TokenBreakdown},
+    context::{self, Gathered, TicketContext, TokenBreakdown},
     decision::{self, Decision, DecisionError, Limits, TagPolicy, Validated},
     llm::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, OutputMode, Price, Usage},
     prompt::{PromptError, PromptLimits, Prompts},
@@ -293,11 +293,8 @@ impl Engine {
 
         let fixed = chat_tokens(&self.prompts.user(&skeleton)?);
         let room = budget.saturating_sub(fixed);
-        let mut ctx = context::build(
-            g,
-            &self.tokenizer,
-            ContextOptions { clean: self.settings.clean, budget: Some(room) },
-        );
+        // The conversation cleaned above is fitted as it is, not cleaned again note by note.
+        let mut ctx = context::fitted(whole, &self.tokenizer, Some(room));
         // Per-message framing is estimated while fitting; the exact count of the rendered prompt
         // decides, dropping more of the oldest notes while it is over.
         loop {
