@@ -33,8 +33,9 @@ macro_rules! entry_columns {
 }
 
 /// Insert a fresh key, or take it over when it is not finished and its lease is free, expired or
-/// ours. Claims, renewals and releases are lease writes (`lease_sql!`). One statement: PostgreSQL locks the conflicting row and re-checks the WHERE on its
-/// latest version; SQLite runs it under the database's single writer lock.
+/// ours. Claims, renewals and releases are lease writes (`lease_sql!`). One statement:
+/// PostgreSQL locks the conflicting row and re-checks the WHERE on its latest version; SQLite runs
+/// it under the database's single writer lock.
 const CLAIM: sql::Sql = lease_sql!(
     "INSERT INTO ledger (connection_id, ticket_id, kind, event_id, step, claimed_by, lease_ms, \
      lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'claimed', $5, $6, " NOW " + $6, "
