@@ -153,8 +153,13 @@ impl Options {
 // ---------------------------------------------------------------------------------------------
 // The driver.
 
+/// The tests' shared helpers, for their PostgreSQL database of one's own.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 mod driver {
     use super::*;
+    use crate::common::PgTestDatabase;
 
     /// One configuration to run.
     struct Run {
@@ -367,7 +372,7 @@ mod driver {
 
         let rows = ledger.rows().await?;
         ledger.close().await;
-        db.drop_database().await;
+        drop(db);
         let (dead_letters, _) = topology.inspect_and_delete().await;
 
         let sat_set: HashSet<&String> = sat_tickets.iter().collect();
@@ -1065,56 +1070,31 @@ mod driver {
         failed: i64,
     }
 
-    /// A read connection of our own to the worker's SQLite file (WAL: reads do not block it).
     /// The worker's store for one configuration: a SQLite file in a temporary directory, or a
-    /// fresh PostgreSQL database (dropped when done).
+    /// fresh PostgreSQL database (the tests' own helper: dropped with it).
     struct BenchStore {
         url: String,
         _dir: Option<tempfile::TempDir>,
-        /// (admin URL, database name) to drop.
-        postgres: Option<(String, String)>,
+        _postgres: Option<PgTestDatabase>,
     }
 
     impl BenchStore {
         async fn create(opts: &Options) -> anyhow::Result<Self> {
-            use sqlx::Connection;
             sqlx::any::install_default_drivers();
             if let Some(admin) = &opts.postgres {
-                let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = sqlx::AnyConnection::connect(admin)
-                    .await
-                    .with_context(|| format!("connect to PostgreSQL at {}", redact(admin)))?;
-                // The name is generated here (hex), not taken from input.
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await?;
-                let _ = conn.close().await;
-                let mut url = url::Url::parse(admin)?;
-                url.set_path(&name);
-                return Ok(Self { url: url.to_string(), _dir: None, postgres: Some((admin.clone(), name)) });
+                let db = PgTestDatabase::create_on(admin, "bench").await;
+                return Ok(Self { url: db.url.clone(), _dir: None, _postgres: Some(db) });
             }
             let dir = match &opts.store_dir {
                 Some(parent) => tempfile::tempdir_in(parent)?,
                 None => tempfile::tempdir()?,
             };
             let url = format!("sqlite://{}", dir.path().join("ledger.db").display());
-            Ok(Self { url, _dir: Some(dir), postgres: None })
-        }
-
-        async fn drop_database(self) {
-            use sqlx::Connection;
-            if let Some((admin, name)) = self.postgres
-                && let Ok(mut conn) = sqlx::AnyConnection::connect(&admin).await
-            {
-                let _ =
-                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
-                        .execute(&mut conn)
-                        .await;
-                let _ = conn.close().await;
-            }
+            Ok(Self { url, _dir: Some(dir), _postgres: None })
         }
     }
 
+    /// A read connection of our own to the worker's store (SQLite in WAL: reads do not block it).
     struct Ledger(sqlx::AnyConnection);
 
     impl Ledger {

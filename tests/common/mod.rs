@@ -248,10 +248,15 @@ pub struct PgTestDatabase {
 }
 
 impl PgTestDatabase {
-    /// `CREATE DATABASE <prefix>_<uuid>`.
+    /// `CREATE DATABASE <prefix>_<uuid>` on the test server ([`pg_admin_url`]).
     pub async fn create(prefix: &str) -> PgTestDatabase {
+        Self::create_on(&pg_admin_url(), prefix).await
+    }
+
+    /// `CREATE DATABASE <prefix>_<uuid>` through `admin_url`.
+    pub async fn create_on(admin_url: &str, prefix: &str) -> PgTestDatabase {
         use sqlx::Connection as _;
-        let admin_url = pg_admin_url();
+        let admin_url = admin_url.to_owned();
         let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!(
                 "PostgreSQL is not reachable at {admin_url} ({e}). Start it with: \
