@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use super::{
     Store, StoreError,
     entry::{ClaimOutcome, Entry, LedgerKey, Step, entry_from_row},
-    sql::{self, clip, from_ms, get, lease_sql, sql},
+    sql::{self, clip, from_ms, get, sql},
+    writer::Commit,
 };
 use crate::triage::decision::{Decision, Origin};
 
@@ -33,10 +34,10 @@ macro_rules! entry_columns {
 }
 
 /// Insert a fresh key, or take it over when it is not finished and its lease is free, expired or
-/// ours. Claims, renewals and releases are lease writes (`lease_sql!`). One statement:
+/// ours. Claims, renewals and releases are lease writes ([`Commit::Lease`]). One statement:
 /// PostgreSQL locks the conflicting row and re-checks the WHERE on its latest version; SQLite runs
 /// it under the database's single writer lock.
-const CLAIM: sql::Sql = lease_sql!(
+const CLAIM: sql::Sql = sql!(
     "INSERT INTO ledger (connection_id, ticket_id, kind, event_id, step, claimed_by, lease_ms, \
      lease_until, created_at, updated_at) VALUES ($1, $2, $3, $4, 'claimed', $5, $6, " NOW " + $6, "
     NOW ", " NOW ") ON CONFLICT (connection_id, ticket_id, kind) DO UPDATE SET \
@@ -55,35 +56,25 @@ const RECORD_DECISION: sql::Sql = sql!(
     "connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 AND lease_until IS NOT NULL \
      AND step IN ('claimed', 'decided')"
 );
-/// `advance`'s statement, built by `sql!` (flushed) or `lease_sql!` (not flushed on its own).
-macro_rules! advance_statement {
-    ($build:ident) => {
-        $build!(
-            "UPDATE ledger SET step = $5, \
-             note_id = CASE WHEN $5 = 'note_posted' THEN COALESCE($6, note_id) ELSE note_id END, \
-             outcome = CASE WHEN $5 = 'note_posted' THEN outcome ELSE COALESCE($6, outcome) END, \
-             finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
-             lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
-             updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-             AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
-        )
-    };
-}
-const ADVANCE: sql::Sql = advance_statement!(sql);
-/// [`ADVANCE`] to a step short of `Done`, as a lease write: losing it to a power cut only makes
-/// the next attempt redo a step that is safe to redo (the ticket is re-read and patched only
-/// where it differs; a note is found by its marker).
-const ADVANCE_UNFLUSHED: sql::Sql = advance_statement!(lease_sql);
+const ADVANCE: sql::Sql = sql!(
+    "UPDATE ledger SET step = $5, \
+     note_id = CASE WHEN $5 = 'note_posted' THEN COALESCE($6, note_id) ELSE note_id END, \
+     outcome = CASE WHEN $5 = 'note_posted' THEN outcome ELSE COALESCE($6, outcome) END, \
+     finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
+     lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
+     updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
+     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
+);
 const RECORD_FAILURE: sql::Sql = sql!(
     "UPDATE ledger SET attempts = attempts + 1, last_error = $5, failed = $6, lease_until = NULL, \
      updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
      AND claimed_by = $4 AND lease_until IS NOT NULL"
 );
-const RELEASE: sql::Sql = lease_sql!(
+const RELEASE: sql::Sql = sql!(
     "UPDATE ledger SET lease_until = NULL, updated_at = " NOW " WHERE connection_id = $1 \
      AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 AND lease_until IS NOT NULL"
 );
-const RENEW: sql::Sql = lease_sql!(
+const RENEW: sql::Sql = sql!(
     "UPDATE ledger SET lease_ms = $5, lease_until = " NOW " + $5, updated_at = " NOW " WHERE "
     "connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \
      AND lease_until IS NOT NULL AND step <> 'done' AND failed = 0 RETURNING lease_until"
@@ -128,7 +119,7 @@ impl Store {
                 .bind(event_id)
                 .bind(worker)
                 .bind(lease_ms);
-            let claimed = self.write_script("claim", query).await?.into_iter().next();
+            let claimed = self.write_row("claim", Commit::Lease, query).await?;
             if let Some(row) = claimed {
                 return Ok(ClaimOutcome::Claimed(entry_from_row(&row)?));
             }
@@ -174,9 +165,10 @@ impl Store {
 
     /// Moves the step forward and stores `detail`: the note id for `NotePosted`, the outcome text
     /// (`applied`, `shadowed: <why>`, `skipped: <why>`) for the others. `Done` releases the
-    /// lease and is flushed to disk before this returns; an earlier step is a lease write (see
-    /// `ADVANCE_UNFLUSHED`). A step at or behind the current one changes nothing. Lease holder
-    /// only.
+    /// lease and is flushed to disk before this returns; an earlier step is a lease write: losing
+    /// it to a power cut only makes the next attempt redo a step that is safe to redo (the ticket
+    /// is re-read and patched only where it differs; a note is found by its marker). A step at or
+    /// behind the current one changes nothing. Lease holder only.
     pub async fn advance(
         &self,
         key: &LedgerKey,
@@ -184,10 +176,9 @@ impl Store {
         step: Step,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        // Only `Done` must survive a power cut (the event is acked after it); an earlier step is
-        // safe to redo.
-        let statement = if step == Step::Done { ADVANCE } else { ADVANCE_UNFLUSHED };
-        let query = sqlx::query(self.sql(statement))
+        // Only `Done` must survive a power cut (the event is acked after it).
+        let commit = if step == Step::Done { Commit::Flushed } else { Commit::Lease };
+        let query = sqlx::query(self.sql(ADVANCE))
             .bind(&key.connection_id)
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
@@ -195,7 +186,7 @@ impl Store {
             .bind(step.as_str())
             .bind(detail.map(|d| clip(d, MAX_DETAIL_CHARS)))
             .bind(step.rank());
-        if self.write_script("advance", query).await?.is_empty() {
+        if self.write_row("advance", commit, query).await?.is_none() {
             self.check_holder(key, worker).await?;
         }
         Ok(())
@@ -232,7 +223,7 @@ impl Store {
             .bind(&key.ticket_id)
             .bind(key.kind.as_str())
             .bind(worker);
-        self.write_script("release", query).await?;
+        self.write_row("release", Commit::Lease, query).await?;
         Ok(())
     }
 
@@ -251,8 +242,8 @@ impl Store {
             .bind(key.kind.as_str())
             .bind(worker)
             .bind(lease_ms);
-        let rows = self.write_script("renew", query).await?;
-        let until: Option<i64> = rows.first().map(|row| get(row, "lease_until")).transpose()?;
+        let row = self.write_row("renew", Commit::Lease, query).await?;
+        let until: Option<i64> = row.map(|row| get(&row, "lease_until")).transpose()?;
         match until {
             Some(ms) => from_ms("ledger.lease_until", ms),
             None => Err(self.lease_lost(key, worker).await?),

@@ -145,7 +145,9 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
         return Ok(Opened { pool, writer: None });
     }
     let writer = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
-    Ok(Opened { pool, writer: Some(SqliteWriter::new(writer, options.acquire_timeout)) })
+    let mut lease = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
+    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut lease).await.map_err(connect_err)?;
+    Ok(Opened { pool, writer: Some(SqliteWriter::new(writer, lease, options.acquire_timeout)) })
 }
 
 /// Creates the directory that will hold the SQLite file.

@@ -37,23 +37,6 @@ macro_rules! sql {
 }
 pub(crate) use sql;
 
-/// A [`sql!`] statement whose commit need not reach the disk before it returns (a lease write,
-/// see `writer.rs`): on SQLite its text is a script that runs it with `synchronous = NORMAL` and
-/// puts `FULL` back, so run it with `fetch_all` (every statement of the script must run).
-macro_rules! lease_sql {
-    ($($piece:tt)+) => {
-        $crate::store::sql::Sql {
-            sqlite: concat!(
-                "PRAGMA synchronous = NORMAL; ",
-                $($crate::store::sql::sql!(@sqlite $piece)),+,
-                "; PRAGMA synchronous = FULL"
-            ),
-            postgres: concat!($($crate::store::sql::sql!(@postgres $piece)),+),
-        }
-    };
-}
-pub(crate) use lease_sql;
-
 /// Epoch milliseconds → time.
 pub(crate) fn from_ms(what: &'static str, ms: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)

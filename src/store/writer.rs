@@ -4,21 +4,27 @@
 //! the loser sleeps in SQLite's busy handler (1 ms, then longer) instead of queueing; a pooled
 //! connection costs a round trip to its thread on every release (sqlx checks it); and every
 //! connection that did not make the last change re-reads the pages it changed. So a SQLite file
-//! store writes through ONE connection of its own, under an async lock, and reads through the
-//! pool beside it (WAL readers do not wait for the writer).
+//! store writes through connections of its own, under ONE async lock, and reads through the pool
+//! beside it (WAL readers do not wait for the writer).
 //!
-//! Its commits are flushed to disk before they return (`synchronous = FULL`), except lease writes
-//! (claim, renew, release: `lease_sql!`), which run with `synchronous = NORMAL`: in WAL mode such
-//! a commit survives a crash of the process and is made durable by the next flush of the same
-//! WAL file. A lease lost to a power cut only frees its key early: the redelivered event claims
-//! it again, sooner than a lease left by a dead process would allow.
+//! Two write connections, because durability is a setting of the connection:
+//! - the **flushed** one (`synchronous = FULL`) commits to disk before it returns; every write
+//!   an ack or a helpdesk write depends on goes through it;
+//! - the **lease** one (`synchronous = NORMAL`) takes claims, renewals, releases and steps short
+//!   of `Done` ([`Commit::Lease`]). In WAL mode such a commit survives a crash of the process and
+//!   is made durable by the next flushed commit (the same WAL file is flushed). A lease lost to a
+//!   power cut only frees its key early: the redelivered event claims it again, sooner than a
+//!   lease left by a dead process would allow.
 //!
-//! Lease writes and a shadowed ticket's last step are scripts of several statements sent in one
-//! call ([`Writer::script`]). One that did not run to its end (an error, or its future dropped at
-//! shutdown) may leave a transaction open or `synchronous` lowered, so the next write first rolls
-//! back and restores `FULL`.
+//! Each write is then one statement, one call to the connection's thread and, for a statement
+//! with `RETURNING`, one answer back ([`Writer::row`]). Switching `synchronous` on one connection
+//! instead cost two statements more per lease write, each an answer the runtime was woken for.
 //!
-//! PostgreSQL and an in-memory SQLite store write through the pool.
+//! A shadowed ticket's last step is a script of several statements sent in one call
+//! ([`Writer::script`]). One that did not run to its end (an error, or its future dropped at
+//! shutdown) may leave a transaction open, so the next write first rolls it back.
+//!
+//! PostgreSQL and an in-memory SQLite store write through the pool (both kinds of commit).
 
 use std::{
     ops::{Deref, DerefMut},
@@ -35,7 +41,16 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use super::{Store, StoreError, group::FinishQueue};
 
-/// A SQLite file's write connection.
+/// How a write is committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Commit {
+    /// On disk before the write returns.
+    Flushed,
+    /// Survives a crash of the process; on disk with the next flushed commit (lease writes).
+    Lease,
+}
+
+/// A SQLite file's write connections.
 pub(crate) struct SqliteWriter {
     /// `None` once the store is closed.
     state: Mutex<Option<WriterState>>,
@@ -45,28 +60,33 @@ pub(crate) struct SqliteWriter {
     pub(crate) finishes: FinishQueue,
 }
 
-/// The connection and what its last script left behind.
+/// The connections and what the last script left behind.
 pub(crate) struct WriterState {
+    /// `synchronous = FULL`.
     conn: AnyConnection,
-    /// A script did not run to its end: roll back and restore `synchronous` before the next write.
+    /// `synchronous = NORMAL`, for [`Commit::Lease`] writes.
+    lease: AnyConnection,
+    /// A script did not run to its end: roll back before the next write.
     interrupted: bool,
 }
 
 impl SqliteWriter {
-    pub(crate) fn new(conn: AnyConnection, wait: Duration) -> Self {
+    /// `conn` flushes every commit, `lease` does not (see the module's doc).
+    pub(crate) fn new(conn: AnyConnection, lease: AnyConnection, wait: Duration) -> Self {
         Self {
-            state: Mutex::new(Some(WriterState { conn, interrupted: false })),
+            state: Mutex::new(Some(WriterState { conn, lease, interrupted: false })),
             wait,
             finishes: FinishQueue::default(),
         }
     }
 
-    /// Closes the connection (waiting for a write in progress); later writes fail.
+    /// Closes the connections (waiting for a write in progress); later writes fail.
     pub(crate) async fn close(&self) {
         if let Some(mut state) = self.state.lock().await.take() {
             if state.interrupted {
                 recover(&mut state.conn).await;
             }
+            let _ = sqlx::Connection::close(state.lease).await;
             let _ = sqlx::Connection::close(state.conn).await;
         }
     }
@@ -82,8 +102,9 @@ impl std::fmt::Debug for SqliteWriter {
 pub(crate) enum Writer<'a> {
     /// From the pool (PostgreSQL, in-memory SQLite).
     Pooled(PoolConnection<Any>),
-    /// A SQLite file's write connection, under the writer lock (`Some`: checked when taken).
-    Sqlite(MutexGuard<'a, Option<WriterState>>),
+    /// One of a SQLite file's write connections, under the writer lock (`Some`: checked when
+    /// taken).
+    Sqlite(MutexGuard<'a, Option<WriterState>>, Commit),
 }
 
 impl Writer<'_> {
@@ -95,7 +116,7 @@ impl Writer<'_> {
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
         let state = match self {
             Self::Pooled(conn) => return query.fetch_all(&mut **conn).await,
-            Self::Sqlite(guard) => guard.as_mut().ok_or(sqlx::Error::PoolClosed)?,
+            Self::Sqlite(guard, _) => guard.as_mut().ok_or(sqlx::Error::PoolClosed)?,
         };
         state.interrupted = true;
         let result = query.fetch_all(&mut state.conn).await;
@@ -106,14 +127,22 @@ impl Writer<'_> {
         state.interrupted = false;
         result
     }
+
+    /// Runs ONE statement and returns its first row, if any: the connection's thread answers
+    /// once (a script, or reading every row, is an answer per statement and per row).
+    pub(crate) async fn row(
+        &mut self,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<Option<AnyRow>, sqlx::Error> {
+        query.fetch_optional(&mut **self).await
+    }
 }
 
 /// Ends a transaction a script may have left open ("no transaction is active" is the usual
-/// answer) and puts `synchronous` back to `FULL`.
+/// answer).
 async fn recover(conn: &mut AnyConnection) {
-    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-    if let Err(e) = sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await {
-        tracing::error!(error = %e, "could not restore synchronous = FULL on the store's writer");
+    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
+        tracing::debug!(error = %e, "rollback after an interrupted script");
     }
 }
 
@@ -123,7 +152,13 @@ impl Deref for Writer<'_> {
     fn deref(&self) -> &AnyConnection {
         match self {
             Self::Pooled(c) => c,
-            Self::Sqlite(guard) => &guard.as_ref().expect("checked when the writer was taken").conn,
+            Self::Sqlite(guard, commit) => {
+                let state = guard.as_ref().expect("checked when the writer was taken");
+                match commit {
+                    Commit::Flushed => &state.conn,
+                    Commit::Lease => &state.lease,
+                }
+            }
         }
     }
 }
@@ -132,7 +167,13 @@ impl DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             Self::Pooled(c) => c,
-            Self::Sqlite(guard) => &mut guard.as_mut().expect("checked when the writer was taken").conn,
+            Self::Sqlite(guard, commit) => {
+                let state = guard.as_mut().expect("checked when the writer was taken");
+                match commit {
+                    Commit::Flushed => &mut state.conn,
+                    Commit::Lease => &mut state.lease,
+                }
+            }
         }
     }
 }
@@ -150,19 +191,26 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Runs a script (every statement of it, as [`Writer::script`]) on a writer and returns the
-    /// rows it returns: for lease writes (`lease_sql!`) and statements with `RETURNING`.
-    pub(crate) async fn write_script(
+    /// Runs one write statement, committed as `commit` says, and returns its first row (for
+    /// statements with `RETURNING`; `None`: no row changed).
+    pub(crate) async fn write_row(
         &self,
         op: &'static str,
+        commit: Commit,
         query: Query<'_, Any, AnyArguments>,
-    ) -> Result<Vec<AnyRow>, StoreError> {
-        let mut writer = self.writer(op).await?;
-        writer.script(query).await.map_err(StoreError::query(op))
+    ) -> Result<Option<AnyRow>, StoreError> {
+        let mut writer = self.writer_for(op, commit).await?;
+        writer.row(query).await.map_err(StoreError::query(op))
     }
 
-    /// A connection to write on. `op` names the store operation for errors.
+    /// A connection to write on, whose commits are flushed. `op` names the store operation for
+    /// errors.
     pub(crate) async fn writer(&self, op: &'static str) -> Result<Writer<'_>, StoreError> {
+        self.writer_for(op, Commit::Flushed).await
+    }
+
+    /// A connection to write on, whose commits are as `commit` says.
+    async fn writer_for(&self, op: &'static str, commit: Commit) -> Result<Writer<'_>, StoreError> {
         let Some(writer) = &self.writer else {
             return self.pool.acquire().await.map(Writer::Pooled).map_err(StoreError::query(op));
         };
@@ -174,7 +222,7 @@ impl Store {
             recover(&mut state.conn).await;
             state.interrupted = false;
         }
-        Ok(Writer::Sqlite(guard))
+        Ok(Writer::Sqlite(guard, commit))
     }
 }
 
@@ -185,49 +233,48 @@ mod tests {
     use super::*;
     use crate::{events::EventKind, store::LedgerKey};
 
-    async fn synchronous(store: &Store) -> i64 {
-        let mut writer = store.writer("test").await.unwrap();
+    async fn synchronous(store: &Store, commit: Commit) -> i64 {
+        let mut writer = store.writer_for("test", commit).await.unwrap();
         sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut *writer).await.unwrap()
     }
 
     #[tokio::test]
-    async fn lease_writes_leave_the_writer_flushing_every_commit() {
+    async fn lease_writes_have_a_connection_of_their_own_and_the_rest_are_flushed() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let store = Store::connect(&url).await.unwrap();
+        const NORMAL: i64 = 1;
         const FULL: i64 = 2;
-        assert_eq!(synchronous(&store).await, FULL);
+        assert_eq!(synchronous(&store, Commit::Flushed).await, FULL);
+        assert_eq!(synchronous(&store, Commit::Lease).await, NORMAL);
         let key = LedgerKey::new("demo", "1", EventKind::TicketCreated);
         store.claim(&key, "e1", "w1", Duration::from_secs(30)).await.unwrap();
         store.renew(&key, "w1", Duration::from_secs(60)).await.unwrap();
-        assert_eq!(synchronous(&store).await, FULL, "a lease script puts FULL back");
+        store.finish(&key, "w1", None, "done").await.unwrap();
+        assert!(store.entry(&key).await.unwrap().is_some_and(|e| e.step == crate::store::Step::Done));
 
-        // A lease write abandoned after its first poll (its script may stop half-way, or have
-        // finished already: either way the writer must be sound afterwards).
+        // A lease write abandoned after its first poll (it ran or it did not; either way the
+        // writer must be sound afterwards).
         let other = LedgerKey::new("demo", "2", EventKind::TicketCreated);
         {
             let mut cut = pin!(store.claim(&other, "e2", "w1", Duration::from_secs(30)));
             let _ = futures::poll!(cut.as_mut());
         }
-        assert_eq!(synchronous(&store).await, FULL, "the next write restores FULL first");
-
-        // What a script cut short leaves: a transaction open with synchronous lowered.
+        // What a script cut short leaves: a transaction open on the flushed connection.
         {
             let mut writer = store.writer("test").await.unwrap();
-            let Writer::Sqlite(guard) = &mut writer else { panic!("a SQLite file has its own writer") };
+            let Writer::Sqlite(guard, _) = &mut writer else { panic!("a SQLite file has its own writer") };
             let state = guard.as_mut().unwrap();
-            sqlx::raw_sql("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
-                .execute(&mut state.conn)
-                .await
-                .unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut state.conn).await.unwrap();
             state.interrupted = true;
         }
-        assert_eq!(synchronous(&store).await, FULL);
+        // The next write rolls it back first, so the lease connection is not locked out.
         let third = LedgerKey::new("demo", "3", EventKind::TicketCreated);
         store.claim(&third, "e3", "w1", Duration::from_secs(30)).await.unwrap();
         store.close().await;
         let reopened = Store::connect(&url).await.unwrap();
         assert!(reopened.entry(&third).await.unwrap().is_some(), "committed, not left in a transaction");
-        store.close().await;
+        assert!(reopened.entry(&key).await.unwrap().is_some_and(|e| e.step == crate::store::Step::Done));
+        reopened.close().await;
     }
 }
