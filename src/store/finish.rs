@@ -13,10 +13,11 @@ use sqlx::{Any, Connection, any::AnyArguments, query::Query};
 use super::{
     Backend, Store, StoreError,
     entry::LedgerKey,
-    group::{Finish, FinishQueue, PROPOSAL_ID},
+    group::{Finish, PROPOSAL_ID},
     ledger::{DecisionColumns, MAX_DETAIL_CHARS},
     proposals::{self, NewProposal},
     sql::{self, clip, sql},
+    writer::{SqliteWriter, interrupted},
 };
 
 /// `Done` for the lease holder, with the note id and the outcome, and the decision's columns when
@@ -67,7 +68,7 @@ impl Store {
         let columns = DecisionColumns::new(&proposal.decision, &proposal.report)?;
         if let Some(sqlite) = &self.writer {
             return self
-                .finish_grouped(&sqlite.finishes, key, worker, record_decision, proposal, columns, outcome)
+                .finish_grouped(sqlite, key, worker, record_decision, proposal, columns, outcome)
                 .await;
         }
         let mut writer = self.writer("finish").await?;
@@ -101,7 +102,7 @@ impl Store {
     #[allow(clippy::too_many_arguments)]
     async fn finish_grouped(
         &self,
-        queue: &FinishQueue,
+        sqlite: &SqliteWriter,
         key: &LedgerKey,
         worker: &str,
         record_decision: bool,
@@ -123,26 +124,12 @@ impl Store {
             ticket_subject: proposal.ticket_subject.clone(),
             ticket_url: proposal.ticket_url.clone(),
         };
-        let (_queued, mut done) = queue.push(finish);
-        let finished = loop {
-            tokio::select! {
-                biased;
-                finished = &mut done => break finished,
-                writer = self.writer("finish") => {
-                    let mut writer = writer?;
-                    queue.run(&mut writer).await;
-                }
-            }
-        };
-        match finished {
+        let (_queued, done) = sqlite.finishes.push(finish);
+        match self.await_queued(sqlite, "finish", done).await? {
             Ok(Ok(Some(id))) => Ok(id),
             Ok(Ok(None)) => Err(self.lease_lost(key, worker).await?),
             Ok(Err(e)) => Err(StoreError::query("finish")(e)),
-            // The finisher running it was dropped mid-batch (shutdown): it may have committed or
-            // not, which the next attempt reads from the ledger.
-            Err(_) => Err(StoreError::query("finish")(sqlx::Error::Protocol(
-                "the batch this finish was committed in was interrupted".into(),
-            ))),
+            Err(_) => Err(StoreError::query("finish")(interrupted())),
         }
     }
 

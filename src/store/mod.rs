@@ -24,6 +24,7 @@
 //! 5 s `busy_timeout`; their writes go through one connection of the store's own (`writer.rs`:
 //! no collisions on SQLite's single write lock, no disk flush for lease writes).
 
+mod batch;
 mod cursors;
 mod entry;
 mod error;

@@ -37,9 +37,9 @@ use sqlx::{
     pool::PoolConnection,
     query::Query,
 };
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, oneshot};
 
-use super::{Store, StoreError, group::FinishQueue};
+use super::{Store, StoreError, batch::WriteQueue, group::FinishQueue};
 
 /// How a write is committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub(crate) struct SqliteWriter {
     wait: Duration,
     /// Shadowed tickets' last commits waiting for the writer, committed together (`group.rs`).
     pub(crate) finishes: FinishQueue,
+    /// Other flushed single writes waiting for the writer, committed together (`batch.rs`).
+    pub(crate) writes: WriteQueue,
 }
 
 /// The connections and what the last script left behind.
@@ -77,7 +79,14 @@ impl SqliteWriter {
             state: Mutex::new(Some(WriterState { conn, lease, interrupted: false })),
             wait,
             finishes: FinishQueue::default(),
+            writes: WriteQueue::default(),
         }
+    }
+
+    /// Runs what is queued (a batch of finishes, then a batch of writes) on `writer`.
+    async fn run_queued(&self, writer: &mut Writer<'_>) {
+        self.finishes.run(writer).await;
+        self.writes.run(writer).await;
     }
 
     /// Closes the connections (waiting for a write in progress); later writes fail.
@@ -128,6 +137,43 @@ impl Writer<'_> {
         result
     }
 
+    /// Runs `queries` (one statement each) in one transaction and returns each one's count of
+    /// changed rows or error once the commit is on disk. A failing statement is undone alone
+    /// (SQLite keeps the transaction); `Err` when the transaction could not begin or commit.
+    pub(crate) async fn together(
+        &mut self,
+        queries: Vec<Query<'_, Any, AnyArguments>>,
+    ) -> Result<Vec<Result<u64, sqlx::Error>>, sqlx::Error> {
+        let conn: &mut AnyConnection = match self {
+            Self::Pooled(conn) => conn,
+            Self::Sqlite(guard, _) => {
+                let state = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
+                // Until COMMIT returns, a dropped future leaves the transaction open.
+                state.interrupted = true;
+                &mut state.conn
+            }
+        };
+        let result = async {
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            let mut results = Vec::with_capacity(queries.len());
+            for query in queries {
+                results.push(query.execute(&mut *conn).await.map(|done| done.rows_affected()));
+            }
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(results)
+        }
+        .await;
+        if result.is_err() {
+            recover(conn).await;
+        }
+        if let Self::Sqlite(guard, _) = self
+            && let Some(state) = guard.as_mut()
+        {
+            state.interrupted = false;
+        }
+        result
+    }
+
     /// Runs ONE statement and returns its first row, if any: the connection's thread answers
     /// once (a script, or reading every row, is an answer per statement and per row).
     pub(crate) async fn row(
@@ -136,6 +182,12 @@ impl Writer<'_> {
     ) -> Result<Option<AnyRow>, sqlx::Error> {
         query.fetch_optional(&mut **self).await
     }
+}
+
+/// The error of a write whose batch was cut short: it may have committed or not, which the next
+/// attempt reads from the ledger.
+pub(crate) fn interrupted() -> sqlx::Error {
+    sqlx::Error::Protocol("the batch this write was committed in was interrupted".into())
 }
 
 /// Ends a transaction a script may have left open ("no transaction is active" is the usual
@@ -186,9 +238,34 @@ impl Store {
         op: &'static str,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<u64, StoreError> {
+        if let Some(sqlite) = &self.writer {
+            let (_queued, done) = sqlite.writes.push(query);
+            return match self.await_queued(sqlite, op, done).await? {
+                Ok(written) => written.map_err(StoreError::query(op)),
+                Err(_) => Err(StoreError::query(op)(interrupted())),
+            };
+        }
         let mut writer = self.writer(op).await?;
         let done = query.execute(&mut *writer).await.map_err(StoreError::query(op))?;
         Ok(done.rows_affected())
+    }
+
+    /// Waits for the answer to something queued on a SQLite file's writer (`group.rs`,
+    /// `batch.rs`), taking the writer to run the queues whenever it is free first. `Err` inside:
+    /// the holder that took it was dropped mid-batch (shutdown).
+    pub(crate) async fn await_queued<T>(
+        &self,
+        sqlite: &SqliteWriter,
+        op: &'static str,
+        mut done: oneshot::Receiver<T>,
+    ) -> Result<Result<T, oneshot::error::RecvError>, StoreError> {
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut done => return Ok(answer),
+                writer = self.writer(op) => sqlite.run_queued(&mut writer?).await,
+            }
+        }
     }
 
     /// Runs one write statement, committed as `commit` says, and returns its first row (for
