@@ -12,18 +12,13 @@
 //! the others commit. Results are only handed out once the commit is on disk; a failed commit
 //! fails every item of the batch, and each caller retries as after any failed write.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-};
-
 use sqlx::{Any, Execute, SqlStr, any::AnyArguments, query::Query};
 use tokio::sync::oneshot;
 
-use super::writer::Writer;
+use super::{
+    queue::{Queue, QueueTicket},
+    writer::Writer,
+};
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 32;
@@ -31,19 +26,15 @@ const MAX_BATCH: usize = 32;
 /// Rows changed, or why the statement (or its batch's commit) failed.
 pub(super) type Written = Result<u64, sqlx::Error>;
 
-struct Queued {
-    id: u64,
+/// A statement with its parameters, owned so that whichever caller holds the writer can run it.
+pub(super) struct Write {
     sql: SqlStr,
     arguments: Option<AnyArguments>,
-    reply: oneshot::Sender<Written>,
 }
 
 /// Flushed single writes waiting for the writer.
 #[derive(Default)]
-pub(crate) struct WriteQueue {
-    queued: Mutex<VecDeque<Queued>>,
-    next_id: AtomicU64,
-}
+pub(crate) struct WriteQueue(Queue<Write, Written>);
 
 impl WriteQueue {
     /// Queues `query` (one statement); its result arrives on the receiver once some holder of
@@ -52,35 +43,28 @@ impl WriteQueue {
     pub(super) fn push(
         &self,
         mut query: Query<'_, Any, AnyArguments>,
-    ) -> (QueueTicket<'_>, oneshot::Receiver<Written>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (reply, rx) = oneshot::channel();
+    ) -> (Option<QueueTicket<'_, Write, Written>>, oneshot::Receiver<Written>) {
         match query.take_arguments() {
-            Ok(arguments) => self.lock().push_back(Queued { id, sql: query.sql(), arguments, reply }),
+            Ok(arguments) => {
+                let (ticket, rx) = self.0.push(Write { sql: query.sql(), arguments });
+                (Some(ticket), rx)
+            }
             Err(e) => {
+                let (reply, rx) = oneshot::channel();
                 let _ = reply.send(Err(sqlx::Error::Encode(e)));
+                (None, rx)
             }
         }
-        (QueueTicket { queue: self, id }, rx)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
-        // Only pushed to and drained; a panic elsewhere cannot leave it half-changed.
-        self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs up to [`MAX_BATCH`] queued writes (whose callers still wait) on `writer`, in one
     /// transaction when there are several, and answers each.
     pub(super) async fn run(&self, writer: &mut Writer<'_>) {
-        let batch: Vec<Queued> = {
-            let mut queued = self.lock();
-            queued.retain(|q| !q.reply.is_closed());
-            let n = queued.len().min(MAX_BATCH);
-            queued.drain(..n).collect()
-        };
-        let (replies, queries): (Vec<_>, Vec<_>) = batch
+        let (queries, replies): (Vec<_>, Vec<_>) = self
+            .0
+            .take(MAX_BATCH)
             .into_iter()
-            .map(|q| (q.reply, sqlx::query_with(q.sql, q.arguments.unwrap_or_default())))
+            .map(|(w, reply)| (sqlx::query_with(w.sql, w.arguments.unwrap_or_default()), reply))
             .unzip();
         let results = match queries.len() {
             0 => return,
@@ -102,21 +86,6 @@ impl WriteQueue {
 async fn run_alone(writer: &mut Writer<'_>, queries: Vec<Query<'_, Any, AnyArguments>>) -> Written {
     let query = queries.into_iter().next().expect("one query");
     query.execute(&mut **writer).await.map(|done| done.rows_affected())
-}
-
-/// Removes its write from the queue when dropped, unless a holder of the writer took it.
-pub(super) struct QueueTicket<'a> {
-    queue: &'a WriteQueue,
-    id: u64,
-}
-
-impl Drop for QueueTicket<'_> {
-    fn drop(&mut self) {
-        let mut queued = self.queue.lock();
-        if let Some(at) = queued.iter().position(|q| q.id == self.id) {
-            queued.remove(at);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -11,13 +11,7 @@
 //! of two so that few distinct scripts are ever prepared. A batch that fails (a statement error)
 //! is rolled back and its items run one by one, so one bad item fails alone.
 
-use std::{
-    collections::VecDeque,
-    sync::{
-        LazyLock, Mutex,
-        atomic::{AtomicU64, Ordering},
-    },
-};
+use std::sync::LazyLock;
 
 use sqlx::{Any, any::AnyArguments, query::Query};
 use tokio::sync::oneshot;
@@ -25,6 +19,7 @@ use tokio::sync::oneshot;
 use super::{
     entry::LedgerKey,
     ledger::{DecisionColumns, MAX_DETAIL_CHARS},
+    queue::{Queue, QueueTicket},
     sql::{clip, get, sql},
     writer::Writer,
 };
@@ -113,51 +108,32 @@ pub(super) struct Finish {
 /// The proposal's id, or `None` when the lease was lost.
 pub(super) type Finished = Result<Option<i64>, sqlx::Error>;
 
-struct Queued {
-    id: u64,
-    finish: Finish,
-    reply: oneshot::Sender<Finished>,
-}
-
 /// Finishes waiting for the writer.
 #[derive(Default)]
-pub(crate) struct FinishQueue {
-    queued: Mutex<VecDeque<Queued>>,
-    next_id: AtomicU64,
-}
+pub(crate) struct FinishQueue(Queue<Finish, Finished>);
 
 impl FinishQueue {
     /// Queues `finish`; its result arrives on the receiver once some holder of the writer has
     /// run it. The ticket removes it again if it is still waiting when dropped.
-    pub(super) fn push(&self, finish: Finish) -> (QueueTicket<'_>, oneshot::Receiver<Finished>) {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (reply, rx) = oneshot::channel();
-        self.lock().push_back(Queued { id, finish, reply });
-        (QueueTicket { queue: self, id }, rx)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Queued>> {
-        // The queue is only pushed to and drained; a panic elsewhere cannot leave it half-changed.
-        self.queued.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub(super) fn push(
+        &self,
+        finish: Finish,
+    ) -> (QueueTicket<'_, Finish, Finished>, oneshot::Receiver<Finished>) {
+        self.0.push(finish)
     }
 
     /// Runs up to [`MAX_BATCH`] queued finishes (whose callers still wait) on `writer`, one
     /// transaction for all, and answers each.
     pub(super) async fn run(&self, writer: &mut Writer<'_>) {
-        let batch: Vec<Queued> = {
-            let mut queued = self.lock();
-            queued.retain(|q| !q.reply.is_closed());
-            let n = queued.len().min(MAX_BATCH);
-            queued.drain(..n).collect()
-        };
+        let batch = self.0.take(MAX_BATCH);
         if batch.is_empty() {
             return;
         }
         let size = batch.len().next_power_of_two();
         let script: &'static str = &SCRIPTS[size.trailing_zeros() as usize];
         let mut query = sqlx::query(script);
-        for (i, q) in batch.iter().enumerate() {
-            query = bind(query, &q.finish, i as i64);
+        for (i, (finish, _)) in batch.iter().enumerate() {
+            query = bind(query, finish, i as i64);
         }
         for _ in batch.len()..size {
             query = bind_nothing(query);
@@ -174,41 +150,26 @@ impl FinishQueue {
                         *slot = Some(id);
                     }
                 }
-                for (q, id) in batch.into_iter().zip(ids) {
-                    let _ = q.reply.send(Ok(id));
+                for ((_, reply), id) in batch.into_iter().zip(ids) {
+                    let _ = reply.send(Ok(id));
                 }
             }
             // `script` rolled the batch back: each runs alone and gets its own answer.
             Err(_) if batch.len() > 1 => {
-                for q in batch {
-                    let query = bind(sqlx::query(SCRIPTS[0].as_str()), &q.finish, 0);
+                for (finish, reply) in batch {
+                    let query = bind(sqlx::query(SCRIPTS[0].as_str()), &finish, 0);
                     let result = writer
                         .script(query)
                         .await
                         .map(|rows| rows.first().and_then(|r| get(r, "proposal_id").ok()));
-                    let _ = q.reply.send(result);
+                    let _ = reply.send(result);
                 }
             }
             Err(e) => {
-                if let Some(q) = batch.into_iter().next() {
-                    let _ = q.reply.send(Err(e));
+                if let Some((_, reply)) = batch.into_iter().next() {
+                    let _ = reply.send(Err(e));
                 }
             }
-        }
-    }
-}
-
-/// Removes its finish from the queue when dropped, unless a holder of the writer took it.
-pub(super) struct QueueTicket<'a> {
-    queue: &'a FinishQueue,
-    id: u64,
-}
-
-impl Drop for QueueTicket<'_> {
-    fn drop(&mut self) {
-        let mut queued = self.queue.lock();
-        if let Some(at) = queued.iter().position(|q| q.id == self.id) {
-            queued.remove(at);
         }
     }
 }

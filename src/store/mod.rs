@@ -34,6 +34,7 @@ mod ledger;
 mod migrate;
 mod pool;
 mod proposals;
+mod queue;
 pub(crate) mod sql;
 mod stats;
 mod writer;
