@@ -72,7 +72,7 @@ impl WriteQueue {
             _ => match writer.together(queries).await {
                 Ok(results) => results,
                 Err(e) => {
-                    let text = e.to_string();
+                    let text = format!("the batch this write was committed in failed: {e}");
                     replies.iter().map(|_| Err(sqlx::Error::Protocol(text.clone()))).collect()
                 }
             },

@@ -21,8 +21,9 @@
 //!
 //! Knobs: the URL (`store.url`) and [`StoreOptions`] (pool size, acquire timeout). SQLite files
 //! are opened with `mode=rwc` (created if missing, parent directory too), WAL journal and sqlx's
-//! 5 s `busy_timeout`; their writes go through one connection of the store's own (`writer.rs`:
-//! no collisions on SQLite's single write lock, no disk flush for lease writes).
+//! 5 s `busy_timeout`; their writes go through connections of the store's own under one lock
+//! (`writer.rs`: no collisions on SQLite's single write lock, no disk flush for lease writes,
+//! and writes arriving together share one, `group.rs` and `batch.rs`).
 
 mod batch;
 mod cursors;

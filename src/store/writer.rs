@@ -144,17 +144,19 @@ impl Writer<'_> {
         &mut self,
         queries: Vec<Query<'_, Any, AnyArguments>>,
     ) -> Result<Vec<Result<u64, sqlx::Error>>, sqlx::Error> {
-        let conn: &mut AnyConnection = match self {
-            Self::Pooled(conn) => conn,
+        let (conn, begin): (&mut AnyConnection, _) = match self {
+            Self::Pooled(conn) => (conn, "BEGIN"),
             Self::Sqlite(guard, _) => {
                 let state = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
                 // Until COMMIT returns, a dropped future leaves the transaction open.
                 state.interrupted = true;
-                &mut state.conn
+                // Takes the write lock at once: a deferred transaction that reads first can fail
+                // with SQLITE_BUSY on its first write instead of waiting for the lock.
+                (&mut state.conn, "BEGIN IMMEDIATE")
             }
         };
         let result = async {
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+            sqlx::query(begin).execute(&mut *conn).await?;
             let mut results = Vec::with_capacity(queries.len());
             for query in queries {
                 results.push(query.execute(&mut *conn).await.map(|done| done.rows_affected()));
