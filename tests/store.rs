@@ -96,6 +96,7 @@ on_both_backends!(
     finishing_is_one_commit_for_the_holder_only,
     an_interrupted_finish_leaves_nothing_behind,
     finishes_arriving_together_each_get_their_own_answer,
+    applied_writes_arriving_together_each_get_their_own_answer,
     failures_are_recorded_and_release_the_lease,
     twenty_concurrent_claimers_one_winner,
     proposals_insert_once_and_page_by_keyset,
@@ -480,6 +481,49 @@ async fn finishes_arriving_together_each_get_their_own_answer(db: TestDb) {
     let stats = store.stats(None).await.unwrap();
     let demo = stats.connection("demo").expect("figures for demo");
     let tokens: u64 = (0..45u64).filter(|i| i % 7 != 3).map(|i| 1000 + i).sum();
+    assert_eq!((demo.decided, demo.prompt_tokens), (45 - 6, tokens), "{demo:?}");
+}
+
+async fn applied_writes_arriving_together_each_get_their_own_answer(db: TestDb) {
+    // Applied tickets' decisions, then their `Done`, all at once and more than one batch takes,
+    // some by a worker that does not hold the key: on a SQLite file they are committed in
+    // groups, and each caller still gets exactly its own result.
+    let store = db.store().await;
+    let tickets: Vec<(LedgerKey, &str)> =
+        (0..45).map(|i| (key(&format!("30{i:02}")), if i % 7 == 3 { "w2" } else { "w1" })).collect();
+    for (k, _) in &tickets {
+        claimed(&store, k, &format!("evt-{}", k.ticket_id), "w1").await;
+    }
+    let reports: Vec<serde_json::Value> = (0..45).map(|i| report(2000 + i, 100, None, 500)).collect();
+    let d = decision(llm());
+    let store = &store;
+    let decided = futures::future::join_all(
+        tickets.iter().zip(&reports).map(|((k, worker), r)| store.record_decision(k, worker, &d, r)),
+    )
+    .await;
+    let finished = futures::future::join_all(tickets.iter().map(|(k, worker)| async move {
+        let note = format!("n-{}", k.ticket_id);
+        store.finish(k, worker, Some(&note), &format!("applied; note {note}")).await
+    }))
+    .await;
+    for (((k, worker), decided), finished) in tickets.iter().zip(decided).zip(finished) {
+        let e = store.entry(k).await.unwrap().unwrap();
+        if *worker == "w2" {
+            assert_lease_lost(decided, Some("w1"));
+            assert_lease_lost(finished, Some("w1"));
+            assert_eq!((e.step, e.decision, e.note_id), (Step::Claimed, None, None), "{}", k.ticket_id);
+            continue;
+        }
+        decided.unwrap_or_else(|e| panic!("{}: {e}", k.ticket_id));
+        finished.unwrap_or_else(|e| panic!("{}: {e}", k.ticket_id));
+        assert_eq!((e.step, e.lease_until), (Step::Done, None), "{}", k.ticket_id);
+        assert_eq!(e.note_id, Some(format!("n-{}", k.ticket_id)));
+        assert_eq!(e.outcome, Some(format!("applied; note n-{}", k.ticket_id)));
+        assert_eq!(e.decision, Some(decision(llm())));
+    }
+    let stats = store.stats(None).await.unwrap();
+    let demo = stats.connection("demo").expect("figures for demo");
+    let tokens: u64 = (0..45u64).filter(|i| i % 7 != 3).map(|i| 2000 + i).sum();
     assert_eq!((demo.decided, demo.prompt_tokens), (45 - 6, tokens), "{demo:?}");
 }
 
