@@ -108,21 +108,19 @@ pub fn main() -> ExitCode {
 /// Runs one parsed command with its configuration (loaded by [`main`] for every command but the
 /// sandbox, which needs none).
 pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()> {
-    let (command, c) = match (command, config) {
-        (Command::Sandbox(args), _) => return sandbox::run(args).await,
-        (command, Some(config)) => (command, config),
-        (_, None) => anyhow::bail!("this command needs the configuration, which was not loaded"),
-    };
+    // Taken by the one arm that runs; the sandbox's never looks.
+    let config =
+        config.ok_or_else(|| anyhow::anyhow!("this command needs the configuration, which was not loaded"));
     match command {
-        Command::Sandbox(_) => unreachable!("handled above"),
-        Command::Check => check::run(&c).await,
-        Command::Tickets(cmd) => tickets::run(&c, cmd).await,
-        Command::Triage(args) => triage::run(&c, args).await,
-        Command::Demo(args) => demo::run(&c, args).await,
-        Command::Worker => worker::worker(&c).await,
-        Command::Publish(args) => worker::publish(&c, args).await,
-        Command::Bus(cmd) => worker::bus(&c, cmd).await,
-        Command::Dead(cmd) => worker::dead(&c, cmd).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Check => check::run(&config?).await,
+        Command::Tickets(cmd) => tickets::run(&config?, cmd).await,
+        Command::Triage(args) => triage::run(&config?, args).await,
+        Command::Demo(args) => demo::run(&config?, args).await,
+        Command::Worker => worker::worker(&config?).await,
+        Command::Publish(args) => worker::publish(&config?, args).await,
+        Command::Bus(cmd) => worker::bus(&config?, cmd).await,
+        Command::Dead(cmd) => worker::dead(&config?, cmd).await,
     }
 }
 
