@@ -3,7 +3,11 @@
 use std::fmt;
 
 use serde::Serialize;
-use sqlx::any::AnyRow;
+use sqlx::{
+    Any,
+    any::{AnyArguments, AnyRow},
+    query::Query,
+};
 use time::OffsetDateTime;
 
 use super::{
@@ -30,6 +34,11 @@ impl LedgerKey {
     /// A key.
     pub fn new(connection_id: impl Into<String>, ticket_id: impl Into<String>, kind: EventKind) -> Self {
         Self { connection_id: connection_id.into(), ticket_id: ticket_id.into(), kind }
+    }
+
+    /// `query` with this key bound as its next three parameters: connection, ticket, kind.
+    pub(super) fn bind<'q>(&'q self, query: Query<'q, Any, AnyArguments>) -> Query<'q, Any, AnyArguments> {
+        query.bind(&self.connection_id).bind(&self.ticket_id).bind(self.kind.as_str())
     }
 }
 

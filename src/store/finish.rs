@@ -141,10 +141,8 @@ impl Store {
         outcome: &'q str,
         decided: Option<&'q DecisionColumns>,
     ) -> Query<'q, Any, AnyArguments> {
-        let query = sqlx::query(self.sql(FINISH))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
+        let query = key
+            .bind(sqlx::query(self.sql(FINISH)))
             .bind(worker)
             .bind(note_id.map(|n| clip(n, MAX_DETAIL_CHARS)))
             .bind(clip(outcome, MAX_DETAIL_CHARS));

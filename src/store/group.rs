@@ -175,13 +175,8 @@ impl FinishQueue {
 }
 
 fn bind<'q>(query: Query<'q, Any, AnyArguments>, f: &'q Finish, item: i64) -> Query<'q, Any, AnyArguments> {
-    let query = query
-        .bind(f.key.connection_id.as_str())
-        .bind(f.key.ticket_id.as_str())
-        .bind(f.key.kind.as_str())
-        .bind(f.worker.as_str())
-        .bind(clip(&f.outcome, MAX_DETAIL_CHARS))
-        .bind(PROPOSAL_ID);
+    let query =
+        f.key.bind(query).bind(f.worker.as_str()).bind(clip(&f.outcome, MAX_DETAIL_CHARS)).bind(PROPOSAL_ID);
     DecisionColumns::bind(query, Some(&f.columns))
         .bind(i64::from(f.record_decision))
         .bind(f.event_id.as_str())

@@ -112,13 +112,7 @@ impl Store {
     ) -> Result<ClaimOutcome, StoreError> {
         let lease_ms = lease_ms(lease);
         for _ in 0..CLAIM_ROUNDS {
-            let query = sqlx::query(self.sql(CLAIM))
-                .bind(&key.connection_id)
-                .bind(&key.ticket_id)
-                .bind(key.kind.as_str())
-                .bind(event_id)
-                .bind(worker)
-                .bind(lease_ms);
+            let query = key.bind(sqlx::query(self.sql(CLAIM))).bind(event_id).bind(worker).bind(lease_ms);
             let claimed = self.write_row("claim", Commit::Lease, query).await?;
             if let Some(row) = claimed {
                 return Ok(ClaimOutcome::Claimed(entry_from_row(&row)?));
@@ -151,11 +145,7 @@ impl Store {
         report_json: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let columns = DecisionColumns::new(decision, report_json)?;
-        let query = sqlx::query(self.sql(RECORD_DECISION))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
-            .bind(worker);
+        let query = key.bind(sqlx::query(self.sql(RECORD_DECISION))).bind(worker);
         let changed = self.write("record_decision", DecisionColumns::bind(query, Some(&columns))).await?;
         if changed == 0 {
             self.check_holder(key, worker).await?;
@@ -178,10 +168,8 @@ impl Store {
     ) -> Result<(), StoreError> {
         // Only `Done` must survive a power cut (the event is acked after it).
         let commit = if step == Step::Done { Commit::Flushed } else { Commit::Lease };
-        let query = sqlx::query(self.sql(ADVANCE))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
+        let query = key
+            .bind(sqlx::query(self.sql(ADVANCE)))
             .bind(worker)
             .bind(step.as_str())
             .bind(detail.map(|d| clip(d, MAX_DETAIL_CHARS)))
@@ -202,10 +190,8 @@ impl Store {
         error: &str,
         permanent: bool,
     ) -> Result<(), StoreError> {
-        let query = sqlx::query(self.sql(RECORD_FAILURE))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
+        let query = key
+            .bind(sqlx::query(self.sql(RECORD_FAILURE)))
             .bind(worker)
             .bind(clip(error, MAX_ERROR_CHARS))
             .bind(i64::from(permanent));
@@ -218,11 +204,7 @@ impl Store {
     /// Releases the lease (e.g. at shutdown) so another worker can claim at once. Does nothing
     /// when `worker` does not hold it.
     pub async fn release(&self, key: &LedgerKey, worker: &str) -> Result<(), StoreError> {
-        let query = sqlx::query(self.sql(RELEASE))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
-            .bind(worker);
+        let query = key.bind(sqlx::query(self.sql(RELEASE))).bind(worker);
         self.write_row("release", Commit::Lease, query).await?;
         Ok(())
     }
@@ -236,12 +218,7 @@ impl Store {
         lease: Duration,
     ) -> Result<OffsetDateTime, StoreError> {
         let lease_ms = lease_ms(lease);
-        let query = sqlx::query(self.sql(RENEW))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
-            .bind(worker)
-            .bind(lease_ms);
+        let query = key.bind(sqlx::query(self.sql(RENEW))).bind(worker).bind(lease_ms);
         let row = self.write_row("renew", Commit::Lease, query).await?;
         let until: Option<i64> = row.map(|row| get(&row, "lease_until")).transpose()?;
         match until {
@@ -253,10 +230,7 @@ impl Store {
     /// Clears a permanent failure so the key can be claimed again (after the cause is fixed and
     /// the dead-lettered event replayed). Returns whether the key was failed.
     pub async fn reopen(&self, key: &LedgerKey) -> Result<bool, StoreError> {
-        let query = sqlx::query(self.sql(REOPEN))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str());
+        let query = key.bind(sqlx::query(self.sql(REOPEN)));
         Ok(self.write("reopen", query).await? > 0)
     }
 
@@ -267,10 +241,8 @@ impl Store {
 
     /// The row and the database's current time.
     async fn entry_at(&self, key: &LedgerKey) -> Result<Option<(Entry, OffsetDateTime)>, StoreError> {
-        let row = sqlx::query(self.sql(SELECT))
-            .bind(&key.connection_id)
-            .bind(&key.ticket_id)
-            .bind(key.kind.as_str())
+        let row = key
+            .bind(sqlx::query(self.sql(SELECT)))
             .fetch_optional(&self.pool)
             .await
             .map_err(StoreError::query("entry"))?;
