@@ -443,7 +443,7 @@ async fn finishes_arriving_together_each_get_their_own_answer(db: TestDb) {
     // More at once than one batch takes, some by a worker that does not hold the key: on a
     // SQLite file they are committed in groups, and each still gets exactly its own result.
     let store = db.store().await;
-    let tickets: Vec<String> = (0..45).map(|i| format!("20{i:02}")).collect();
+    let tickets: Vec<String> = (0..TOGETHER).map(|i| format!("20{i:02}")).collect();
     let mut proposals = Vec::new();
     for (i, ticket) in tickets.iter().enumerate() {
         let k = key(ticket);
@@ -451,7 +451,7 @@ async fn finishes_arriving_together_each_get_their_own_answer(db: TestDb) {
         let mut p = proposal("demo", ticket, &format!("evt-{ticket}"));
         p.decision.summary = format!("summary of {ticket}");
         p.report = report(1000 + i as u32, 100, None, 500);
-        proposals.push((k, p, if i % 7 == 3 { "w2" } else { "w1" }));
+        proposals.push((k, p, writer_of(i)));
     }
     let results = futures::future::join_all(proposals.iter().map(|(k, p, worker)| {
         store.finish_with_proposal(k, worker, true, p, |id| format!("shadowed as proposal {id}"))
@@ -478,10 +478,7 @@ async fn finishes_arriving_together_each_get_their_own_answer(db: TestDb) {
     assert_eq!(ids.len(), 45 - 6);
     let listed = store.proposals(&ProposalFilter { limit: 100, ..ProposalFilter::default() }).await.unwrap();
     assert_eq!(listed.len(), 45 - 6, "no proposal for a key whose lease was not held");
-    let stats = store.stats(None).await.unwrap();
-    let demo = stats.connection("demo").expect("figures for demo");
-    let tokens: u64 = (0..45u64).filter(|i| i % 7 != 3).map(|i| 1000 + i).sum();
-    assert_eq!((demo.decided, demo.prompt_tokens), (45 - 6, tokens), "{demo:?}");
+    assert_held_keys_were_decided(&store, 1000).await;
 }
 
 async fn applied_writes_arriving_together_each_get_their_own_answer(db: TestDb) {
@@ -490,11 +487,12 @@ async fn applied_writes_arriving_together_each_get_their_own_answer(db: TestDb) 
     // groups, and each caller still gets exactly its own result.
     let store = db.store().await;
     let tickets: Vec<(LedgerKey, &str)> =
-        (0..45).map(|i| (key(&format!("30{i:02}")), if i % 7 == 3 { "w2" } else { "w1" })).collect();
+        (0..TOGETHER).map(|i| (key(&format!("30{i:02}")), writer_of(i))).collect();
     for (k, _) in &tickets {
         claimed(&store, k, &format!("evt-{}", k.ticket_id), "w1").await;
     }
-    let reports: Vec<serde_json::Value> = (0..45).map(|i| report(2000 + i, 100, None, 500)).collect();
+    let reports: Vec<serde_json::Value> =
+        (0..TOGETHER).map(|i| report(2000 + i as u32, 100, None, 500)).collect();
     let d = decision(llm());
     let store = &store;
     let decided = futures::future::join_all(
@@ -521,10 +519,24 @@ async fn applied_writes_arriving_together_each_get_their_own_answer(db: TestDb) 
         assert_eq!(e.outcome, Some(format!("applied; note n-{}", k.ticket_id)));
         assert_eq!(e.decision, Some(decision(llm())));
     }
+    assert_held_keys_were_decided(store, 2000).await;
+}
+
+/// Keys of the writes-arriving-together tests: 45, and whether the writer holds the lease of
+/// key `i` (all but 6 do).
+const TOGETHER: usize = 45;
+fn writer_of(i: usize) -> &'static str {
+    if i % 7 == 3 { "w2" } else { "w1" }
+}
+
+/// The stats of such a test count exactly the held keys as decided, key `i` with
+/// `first_tokens + i` prompt tokens.
+async fn assert_held_keys_were_decided(store: &Store, first_tokens: u64) {
     let stats = store.stats(None).await.unwrap();
     let demo = stats.connection("demo").expect("figures for demo");
-    let tokens: u64 = (0..45u64).filter(|i| i % 7 != 3).map(|i| 2000 + i).sum();
-    assert_eq!((demo.decided, demo.prompt_tokens), (45 - 6, tokens), "{demo:?}");
+    let held = (0..TOGETHER).filter(|i| writer_of(*i) == "w1");
+    let tokens: u64 = held.clone().map(|i| first_tokens + i as u64).sum();
+    assert_eq!((demo.decided, demo.prompt_tokens), (held.count() as u64, tokens), "{demo:?}");
 }
 
 async fn failures_are_recorded_and_release_the_lease(db: TestDb) {
