@@ -6,10 +6,16 @@
 //! runs every queued finish in one transaction, so one flush makes them all durable, and hands
 //! each its own result. A finisher alone runs alone, as before, with no wait added.
 //!
-//! A batch is one script (one call to the connection): the single finish's two statements once
-//! per item with its parameters renumbered, padded with items that match nothing up to a power
-//! of two so that few distinct scripts are ever prepared. A batch that fails (a statement error)
-//! is rolled back and its items run one by one, so one bad item fails alone.
+//! A batch is ONE statement: a row per item inserted into a TEMP table of the write
+//! connection, whose trigger does each item's work before its row goes in (the proposal, inserted
+//! only while the key's lease is held, then `Done`) and skips the row when the lease is lost.
+//! `RETURNING` gives back the item's number and proposal id of every row that went in. One
+//! statement commits on its own, so nothing can be left half-done between statements, and the
+//! connection's thread answers twice (the rows, then the commit) where a `BEGIN … COMMIT` script
+//! answers once per statement, each answer waking the runtime when it idles. Batches are padded
+//! with items that match nothing up to a power of two so that few distinct statements are ever
+//! prepared. A batch that fails is rolled back whole and its items run one by one, so one bad
+//! item fails alone.
 
 use std::sync::LazyLock;
 
@@ -26,63 +32,77 @@ use super::{
 
 /// Most finishes committed together (a power of two).
 const MAX_BATCH: usize = 32;
-/// Parameters of one finish in a batch script.
+/// Parameters of one finish in a batch statement: the columns of `finishing`, in order.
 const PARAMS_PER_ITEM: usize = 23;
 
 /// Stands for the proposal's id in an outcome text until SQL puts the id in its place.
 pub(super) const PROPOSAL_ID: &str = "\u{1}proposal-id\u{1}";
 
-/// One finish: the proposal is inserted only while the key's lease is held (checked under the
-/// write lock, so the two statements agree), and `Done` returns the item's number and the
-/// proposal's id; no row back means the lease is lost and nothing was written for it.
-/// `$1..$4` key and holder, `$5` outcome with `$6` standing for the id, `$7..$14` the decision's
-/// columns, `$15` whether to record them, `$16..$22` the proposal, `$23` the item's number.
-const ITEM: &str = concat!(
+/// Run once on the write connection that commits finishes (TEMP objects belong to it alone and
+/// live as long as it does). A finish's row carries the key and holder, the outcome with the
+/// stand-in for the id, the decision's columns and whether to record them, and the proposal.
+/// The trigger runs BEFORE the row goes in, so `RETURNING` already sees the proposal; it keeps
+/// the table down to the last row it let in.
+pub(super) const SETUP: &str = concat!(
+    "PRAGMA temp_store = MEMORY; ",
+    "CREATE TEMP TABLE IF NOT EXISTS finishing (\
+     connection_id TEXT, ticket_id TEXT, kind TEXT, worker TEXT, outcome TEXT, marker TEXT, \
+     decision TEXT, report TEXT, origin TEXT, prompt_version TEXT, prompt_tokens INTEGER, \
+     completion_tokens INTEGER, cost_usd REAL, latency_ms INTEGER, record_decision INTEGER, \
+     event_id TEXT, mode TEXT, why_shadowed TEXT, ticket_subject TEXT, ticket_url TEXT, \
+     p_connection_id TEXT, p_ticket_id TEXT, item INTEGER); ",
+    "CREATE TEMP TRIGGER IF NOT EXISTS finishing_commits BEFORE INSERT ON finishing BEGIN ",
+    "SELECT RAISE(IGNORE) WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE connection_id = NEW.connection_id \
+     AND ticket_id = NEW.ticket_id AND kind = NEW.kind AND claimed_by = NEW.worker \
+     AND lease_until IS NOT NULL); ",
     "INSERT INTO proposals (connection_id, ticket_id, event_id, decision, report, mode, why_shadowed, \
      ticket_subject, ticket_url, status, created_at) \
-     SELECT $21, $22, $16, $7, $8, $17, $18, $19, $20, 'pending', ",
+     VALUES (NEW.p_connection_id, NEW.p_ticket_id, NEW.event_id, NEW.decision, NEW.report, NEW.mode, \
+     NEW.why_shadowed, NEW.ticket_subject, NEW.ticket_url, 'pending', ",
     sql!(@sqlite NOW),
-    " WHERE EXISTS (SELECT 1 FROM ledger WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-     AND claimed_by = $4 AND lease_until IS NOT NULL) \
-     ON CONFLICT (connection_id, ticket_id, event_id) DO NOTHING; ",
+    ") ON CONFLICT (connection_id, ticket_id, event_id) DO NOTHING; ",
     "UPDATE ledger SET step = 'done', \
-     outcome = replace($5, $6, CAST((SELECT id FROM proposals WHERE connection_id = $21 \
-     AND ticket_id = $22 AND event_id = $16) AS TEXT)), \
-     decision = CASE WHEN $15 = 1 THEN $7 ELSE decision END, \
-     report = CASE WHEN $15 = 1 THEN $8 ELSE report END, \
-     origin = CASE WHEN $15 = 1 THEN $9 ELSE origin END, \
-     prompt_version = CASE WHEN $15 = 1 THEN $10 ELSE prompt_version END, \
-     prompt_tokens = CASE WHEN $15 = 1 THEN $11 ELSE prompt_tokens END, \
-     completion_tokens = CASE WHEN $15 = 1 THEN $12 ELSE completion_tokens END, \
-     cost_usd = CASE WHEN $15 = 1 THEN $13 ELSE cost_usd END, \
-     latency_ms = CASE WHEN $15 = 1 THEN $14 ELSE latency_ms END, \
-     decided_at = CASE WHEN $15 = 1 THEN ",
+     outcome = replace(NEW.outcome, NEW.marker, CAST((SELECT id FROM proposals \
+     WHERE connection_id = NEW.p_connection_id AND ticket_id = NEW.p_ticket_id \
+     AND event_id = NEW.event_id) AS TEXT)), \
+     decision = CASE WHEN NEW.record_decision = 1 THEN NEW.decision ELSE decision END, \
+     report = CASE WHEN NEW.record_decision = 1 THEN NEW.report ELSE report END, \
+     origin = CASE WHEN NEW.record_decision = 1 THEN NEW.origin ELSE origin END, \
+     prompt_version = CASE WHEN NEW.record_decision = 1 THEN NEW.prompt_version ELSE prompt_version END, \
+     prompt_tokens = CASE WHEN NEW.record_decision = 1 THEN NEW.prompt_tokens ELSE prompt_tokens END, \
+     completion_tokens = CASE WHEN NEW.record_decision = 1 THEN NEW.completion_tokens \
+     ELSE completion_tokens END, \
+     cost_usd = CASE WHEN NEW.record_decision = 1 THEN NEW.cost_usd ELSE cost_usd END, \
+     latency_ms = CASE WHEN NEW.record_decision = 1 THEN NEW.latency_ms ELSE latency_ms END, \
+     decided_at = CASE WHEN NEW.record_decision = 1 THEN ",
     sql!(@sqlite NOW),
     " ELSE decided_at END, finished_at = ",
     sql!(@sqlite NOW),
     ", lease_until = NULL, updated_at = ",
     sql!(@sqlite NOW),
-    " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \
-     AND lease_until IS NOT NULL \
-     RETURNING $23 AS item, (SELECT id FROM proposals WHERE connection_id = $21 AND ticket_id = $22 \
-     AND event_id = $16) AS proposal_id; "
+    " WHERE connection_id = NEW.connection_id AND ticket_id = NEW.ticket_id AND kind = NEW.kind \
+     AND claimed_by = NEW.worker AND lease_until IS NOT NULL; ",
+    "DELETE FROM finishing; ",
+    "END"
 );
 
-/// The batch scripts, by size: `SCRIPTS[k]` commits `2^k` items.
-static SCRIPTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    let placeholder = regex::Regex::new(r"\$(\d+)").expect("a valid pattern");
+/// The batch statements, by size: `STATEMENTS[k]` commits `2^k` items.
+static STATEMENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
     (0..=MAX_BATCH.trailing_zeros())
         .map(|k| {
-            let mut script = String::from("BEGIN IMMEDIATE; ");
-            for i in 0..1usize << k {
-                let item = placeholder.replace_all(ITEM, |c: &regex::Captures<'_>| {
-                    let n: usize = c[1].parse().expect("digits");
-                    format!("${}", n + i * PARAMS_PER_ITEM)
-                });
-                script.push_str(&item);
-            }
-            script.push_str("COMMIT");
-            script
+            let rows: Vec<String> = (0..1usize << k)
+                .map(|i| {
+                    let params: Vec<String> =
+                        (1..=PARAMS_PER_ITEM).map(|n| format!("${}", n + i * PARAMS_PER_ITEM)).collect();
+                    format!("({})", params.join(", "))
+                })
+                .collect();
+            format!(
+                "INSERT INTO finishing VALUES {} RETURNING item, (SELECT id FROM proposals \
+                 WHERE connection_id = finishing.p_connection_id AND ticket_id = finishing.p_ticket_id \
+                 AND event_id = finishing.event_id) AS proposal_id",
+                rows.join(", ")
+            )
         })
         .collect()
 });
@@ -130,8 +150,8 @@ impl FinishQueue {
             return;
         }
         let size = batch.len().next_power_of_two();
-        let script: &'static str = &SCRIPTS[size.trailing_zeros() as usize];
-        let mut query = sqlx::query(script);
+        let statement: &'static str = &STATEMENTS[size.trailing_zeros() as usize];
+        let mut query = sqlx::query(statement);
         for (i, (finish, _)) in batch.iter().enumerate() {
             query = bind(query, finish, i as i64);
         }
@@ -154,10 +174,10 @@ impl FinishQueue {
                     let _ = reply.send(Ok(id));
                 }
             }
-            // `script` rolled the batch back: each runs alone and gets its own answer.
+            // The statement was rolled back whole: each runs alone and gets its own answer.
             Err(_) if batch.len() > 1 => {
                 for (finish, reply) in batch {
-                    let query = bind(sqlx::query(SCRIPTS[0].as_str()), &finish, 0);
+                    let query = bind(sqlx::query(STATEMENTS[0].as_str()), &finish, 0);
                     let result = writer
                         .script(query)
                         .await
@@ -202,14 +222,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batch_scripts_number_every_item_s_parameters_apart() {
-        assert_eq!(SCRIPTS.len(), 6, "1, 2, 4, 8, 16 and 32 items");
-        let one = &SCRIPTS[0];
-        assert!(one.starts_with("BEGIN IMMEDIATE; ") && one.ends_with("COMMIT"));
-        assert!(one.contains("$23 AS item") && !one.contains("$24"));
-        let four = &SCRIPTS[2];
-        assert_eq!(four.matches("INSERT INTO proposals").count(), 4);
-        assert!(four.contains(&format!("${} AS item", 4 * PARAMS_PER_ITEM)));
-        assert!(!four.contains(&format!("${}", 4 * PARAMS_PER_ITEM + 1)));
+    fn batch_statements_number_every_item_s_parameters_apart() {
+        assert_eq!(STATEMENTS.len(), 6, "1, 2, 4, 8, 16 and 32 items");
+        let one = &STATEMENTS[0];
+        assert!(one.contains("VALUES ($1, $2,") && one.contains(", $23) RETURNING") && !one.contains("$24"));
+        let four = &STATEMENTS[2];
+        assert_eq!(four.matches("), (").count(), 3, "four rows");
+        let last = 4 * PARAMS_PER_ITEM;
+        assert!(four.contains(&format!("(${}, ", 3 * PARAMS_PER_ITEM + 1)) && four.contains(&format!(", ${last})")));
+        assert!(!four.contains(&format!("${}", last + 1)));
+    }
+
+    #[tokio::test]
+    async fn the_temp_table_has_a_column_per_parameter() {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect("sqlite::memory:").await.unwrap();
+        super::super::migrate::migrator(super::super::Backend::Sqlite).run(&mut conn).await.unwrap();
+        sqlx::raw_sql(SETUP).execute(&mut conn).await.unwrap();
+        let columns: i64 = sqlx::query_scalar("SELECT count(*) FROM pragma_table_info('finishing', 'temp')")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(columns, PARAMS_PER_ITEM as i64);
     }
 }

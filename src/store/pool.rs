@@ -7,7 +7,7 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
-use super::{Backend, StoreError, migrate, writer::SqliteWriter};
+use super::{Backend, StoreError, group, migrate, writer::SqliteWriter};
 
 /// Pool settings (the URL says where; these say how much).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,7 +144,9 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
     if target.backend == Backend::Postgres {
         return Ok(Opened { pool, writer: None });
     }
-    let writer = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
+    let mut writer = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
+    // The statement shadow finishes commit through (`group.rs`), on the connection that runs it.
+    sqlx::raw_sql(group::SETUP).execute(&mut writer).await.map_err(connect_err)?;
     let mut lease = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
     sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut lease).await.map_err(connect_err)?;
     Ok(Opened { pool, writer: Some(SqliteWriter::new(writer, lease, options.acquire_timeout)) })
