@@ -229,7 +229,10 @@ mod tests {
         let four = &STATEMENTS[2];
         assert_eq!(four.matches("), (").count(), 3, "four rows");
         let last = 4 * PARAMS_PER_ITEM;
-        assert!(four.contains(&format!("(${}, ", 3 * PARAMS_PER_ITEM + 1)) && four.contains(&format!(", ${last})")));
+        assert!(
+            four.contains(&format!("(${}, ", 3 * PARAMS_PER_ITEM + 1))
+                && four.contains(&format!(", ${last})"))
+        );
         assert!(!four.contains(&format!("${}", last + 1)));
     }
 

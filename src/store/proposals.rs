@@ -247,6 +247,8 @@ pub(super) async fn insert_on(
     p: &NewProposal,
     (decision, report): (&str, &str),
 ) -> Result<i64, StoreError> {
+    // Every row read: in autocommit the insert commits after its `RETURNING` row, and a commit
+    // error is lost when reading stops at the first row (`Writer::row`).
     let inserted: Option<i64> = sqlx::query_scalar(store.sql(INSERT))
         .bind(&p.connection_id)
         .bind(&p.ticket_id)
@@ -257,9 +259,11 @@ pub(super) async fn insert_on(
         .bind(&p.why_shadowed)
         .bind(p.ticket_subject.as_deref())
         .bind(p.ticket_url.as_deref())
-        .fetch_optional(&mut *conn)
+        .fetch_all(&mut *conn)
         .await
-        .map_err(StoreError::query("insert_proposal"))?;
+        .map_err(StoreError::query("insert_proposal"))?
+        .into_iter()
+        .next();
     if let Some(id) = inserted {
         return Ok(id);
     }

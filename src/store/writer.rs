@@ -176,13 +176,15 @@ impl Writer<'_> {
         result
     }
 
-    /// Runs ONE statement and returns its first row, if any: the connection's thread answers
-    /// once (a script, or reading every row, is an answer per statement and per row).
+    /// Runs ONE statement and returns its first row, if any, once the statement has committed.
+    /// Every row is read: a statement with `RETURNING` commits after its last row, and sqlx
+    /// drops the error of a statement it stops reading early (`fetch_optional`), so a commit
+    /// that failed (a full disk) would pass for a lease taken.
     pub(crate) async fn row(
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        query.fetch_optional(&mut **self).await
+        Ok(query.fetch_all(&mut **self).await?.into_iter().next())
     }
 }
 
@@ -355,5 +357,32 @@ mod tests {
         assert!(reopened.entry(&third).await.unwrap().is_some(), "committed, not left in a transaction");
         assert!(reopened.entry(&key).await.unwrap().is_some_and(|e| e.step == crate::store::Step::Done));
         reopened.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_row_returned_by_a_write_whose_commit_fails_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        let mut writer = store.writer_for("test", Commit::Lease).await.unwrap();
+        // A deferred foreign key is checked at commit: the statement returns its row first.
+        sqlx::raw_sql(
+            "PRAGMA foreign_keys = ON; CREATE TABLE parent (id INTEGER PRIMARY KEY); \
+             CREATE TABLE child (id INTEGER PRIMARY KEY, \
+             parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)",
+        )
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+        let orphan = sqlx::query("INSERT INTO child (parent) VALUES (7) RETURNING id");
+        let Err(err) = writer.row(orphan).await else { panic!("the commit failed: expected an error") };
+        assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM child").fetch_one(&mut *writer).await.unwrap();
+        assert_eq!(count, 0);
+        let kept = writer.row(sqlx::query("INSERT INTO parent (id) VALUES (7) RETURNING id")).await.unwrap();
+        assert!(kept.is_some());
+        drop(writer);
+        store.close().await;
     }
 }
