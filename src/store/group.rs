@@ -158,7 +158,7 @@ impl FinishQueue {
         for _ in batch.len()..size {
             query = bind_nothing(query);
         }
-        match writer.script(query).await {
+        match writer.rows(query).await {
             Ok(rows) => {
                 // A finish with no row back lost its lease; its caller reads who holds it now.
                 let mut ids = vec![None; batch.len()];
@@ -179,7 +179,7 @@ impl FinishQueue {
                 for (finish, reply) in batch {
                     let query = bind(sqlx::query(STATEMENTS[0].as_str()), &finish, 0);
                     let result = writer
-                        .script(query)
+                        .rows(query)
                         .await
                         .map(|rows| rows.first().and_then(|r| get(r, "proposal_id").ok()));
                     let _ = reply.send(result);

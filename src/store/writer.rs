@@ -20,9 +20,10 @@
 //! with `RETURNING`, one answer back ([`Writer::row`]). Switching `synchronous` on one connection
 //! instead cost two statements more per lease write, each an answer the runtime was woken for.
 //!
-//! A shadowed ticket's last step is a script of several statements sent in one call
-//! ([`Writer::script`]). One that did not run to its end (an error, or its future dropped at
-//! shutdown) may leave a transaction open, so the next write first rolls it back.
+//! A shadowed ticket's last step is one statement too (`group.rs`). Writes committed together
+//! otherwise (`batch.rs`) are a transaction of several calls ([`Writer::together`]); one that did
+//! not run to its end (an error, or its future dropped at shutdown) may leave it open, so the
+//! next write first rolls it back.
 //!
 //! PostgreSQL and an in-memory SQLite store write through the pool (both kinds of commit).
 
@@ -62,13 +63,13 @@ pub(crate) struct SqliteWriter {
     pub(crate) writes: WriteQueue,
 }
 
-/// The connections and what the last script left behind.
+/// The connections and what the last batch left behind.
 pub(crate) struct WriterState {
     /// `synchronous = FULL`.
     conn: AnyConnection,
     /// `synchronous = NORMAL`, for [`Commit::Lease`] writes.
     lease: AnyConnection,
-    /// A script did not run to its end: roll back before the next write.
+    /// A batch did not run to its end: roll back before the next write.
     interrupted: bool,
 }
 
@@ -117,24 +118,13 @@ pub(crate) enum Writer<'a> {
 }
 
 impl Writer<'_> {
-    /// Runs every statement of `query` (a script, or one statement) in one call to the
-    /// connection and returns the rows they return.
-    pub(crate) async fn script(
+    /// Runs ONE statement and returns every row it returns, once it has committed. A statement
+    /// commits on its own, so one cut short (its future dropped) leaves no transaction open.
+    pub(crate) async fn rows(
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let state = match self {
-            Self::Pooled(conn) => return query.fetch_all(&mut **conn).await,
-            Self::Sqlite(guard, _) => guard.as_mut().ok_or(sqlx::Error::PoolClosed)?,
-        };
-        state.interrupted = true;
-        let result = query.fetch_all(&mut state.conn).await;
-        if result.is_err() {
-            // sqlx stops a script at its first failing statement, maybe inside its transaction.
-            recover(&mut state.conn).await;
-        }
-        state.interrupted = false;
-        result
+        query.fetch_all(&mut **self).await
     }
 
     /// Runs `queries` (one statement each) in one transaction and returns each one's count of
@@ -184,7 +174,7 @@ impl Writer<'_> {
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        Ok(query.fetch_all(&mut **self).await?.into_iter().next())
+        Ok(self.rows(query).await?.into_iter().next())
     }
 }
 
@@ -194,11 +184,11 @@ pub(crate) fn interrupted() -> sqlx::Error {
     sqlx::Error::Protocol("the batch this write was committed in was interrupted".into())
 }
 
-/// Ends a transaction a script may have left open ("no transaction is active" is the usual
+/// Ends a transaction a batch may have left open ("no transaction is active" is the usual
 /// answer).
 async fn recover(conn: &mut AnyConnection) {
     if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-        tracing::debug!(error = %e, "rollback after an interrupted script");
+        tracing::debug!(error = %e, "rollback after an interrupted batch");
     }
 }
 
@@ -341,7 +331,7 @@ mod tests {
             let mut cut = pin!(store.claim(&other, "e2", "w1", Duration::from_secs(30)));
             let _ = futures::poll!(cut.as_mut());
         }
-        // What a script cut short leaves: a transaction open on the flushed connection.
+        // What a batch cut short leaves: a transaction open on the flushed connection.
         {
             let mut writer = store.writer("test").await.unwrap();
             let Writer::Sqlite(guard, _) = &mut writer else { panic!("a SQLite file has its own writer") };
