@@ -63,7 +63,7 @@ const ADVANCE: sql::Sql = sql!(
      finished_at = CASE WHEN $5 = 'done' THEN " NOW " ELSE finished_at END, \
      lease_until = CASE WHEN $5 = 'done' THEN NULL ELSE " NOW " + lease_ms END, \
      updated_at = " NOW " WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 \
-     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7 RETURNING step"
+     AND claimed_by = $4 AND lease_until IS NOT NULL AND " RANK " <= $7"
 );
 const RECORD_FAILURE: sql::Sql = sql!(
     "UPDATE ledger SET attempts = attempts + 1, last_error = $5, failed = $6, lease_until = NULL, \
@@ -166,15 +166,18 @@ impl Store {
         step: Step,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
-        // Only `Done` must survive a power cut (the event is acked after it).
-        let commit = if step == Step::Done { Commit::Flushed } else { Commit::Lease };
         let query = key
             .bind(sqlx::query(self.sql(ADVANCE)))
             .bind(worker)
             .bind(step.as_str())
             .bind(detail.map(|d| clip(d, MAX_DETAIL_CHARS)))
             .bind(step.rank());
-        if self.write_row("advance", commit, query).await?.is_none() {
+        // Only `Done` must survive a power cut (the event is acked after it).
+        let changed = match step {
+            Step::Done => self.write("advance", query).await?,
+            _ => self.write_on("advance", Commit::Lease, query).await?,
+        };
+        if changed == 0 {
             self.check_holder(key, worker).await?;
         }
         Ok(())
@@ -205,7 +208,7 @@ impl Store {
     /// when `worker` does not hold it.
     pub async fn release(&self, key: &LedgerKey, worker: &str) -> Result<(), StoreError> {
         let query = key.bind(sqlx::query(self.sql(RELEASE))).bind(worker);
-        self.write_row("release", Commit::Lease, query).await?;
+        self.write_on("release", Commit::Lease, query).await?;
         Ok(())
     }
 

@@ -239,7 +239,18 @@ impl Store {
                 Err(_) => Err(StoreError::query(op)(interrupted())),
             };
         }
-        let mut writer = self.writer(op).await?;
+        self.write_on(op, Commit::Flushed, query).await
+    }
+
+    /// Runs one write statement, committed as `commit` says, on its own (not queued) and returns
+    /// how many rows it changed: one answer from the connection, after the commit.
+    pub(crate) async fn write_on(
+        &self,
+        op: &'static str,
+        commit: Commit,
+        query: Query<'_, Any, AnyArguments>,
+    ) -> Result<u64, StoreError> {
+        let mut writer = self.writer_for(op, commit).await?;
         let done = query.execute(&mut *writer).await.map_err(StoreError::query(op))?;
         Ok(done.rows_affected())
     }
