@@ -60,7 +60,7 @@ impl WriteQueue {
     /// Runs up to [`MAX_BATCH`] queued writes (whose callers still wait) on `writer`, in one
     /// transaction when there are several, and answers each.
     pub(super) async fn run(&self, writer: &mut Writer<'_>) {
-        let (queries, replies): (Vec<_>, Vec<_>) = self
+        let (mut queries, replies): (Vec<_>, Vec<_>) = self
             .0
             .take(MAX_BATCH)
             .into_iter()
@@ -68,7 +68,7 @@ impl WriteQueue {
             .unzip();
         let results = match queries.len() {
             0 => return,
-            1 => vec![run_alone(writer, queries).await],
+            1 => vec![writer.changed(queries.pop().expect("one query")).await],
             _ => match writer.together(queries).await {
                 Ok(results) => results,
                 Err(e) => {
@@ -81,11 +81,6 @@ impl WriteQueue {
             let _ = reply.send(result);
         }
     }
-}
-
-async fn run_alone(writer: &mut Writer<'_>, queries: Vec<Query<'_, Any, AnyArguments>>) -> Written {
-    let query = queries.into_iter().next().expect("one query");
-    query.execute(&mut **writer).await.map(|done| done.rows_affected())
 }
 
 #[cfg(test)]

@@ -113,7 +113,7 @@ impl Store {
         let lease_ms = lease_ms(lease);
         for _ in 0..CLAIM_ROUNDS {
             let query = key.bind(sqlx::query(self.sql(CLAIM))).bind(event_id).bind(worker).bind(lease_ms);
-            let claimed = self.write_row("claim", Commit::Lease, query).await?;
+            let claimed = self.write_lease_row("claim", query).await?;
             if let Some(row) = claimed {
                 return Ok(ClaimOutcome::Claimed(entry_from_row(&row)?));
             }
@@ -222,7 +222,7 @@ impl Store {
     ) -> Result<OffsetDateTime, StoreError> {
         let lease_ms = lease_ms(lease);
         let query = key.bind(sqlx::query(self.sql(RENEW))).bind(worker).bind(lease_ms);
-        let row = self.write_row("renew", Commit::Lease, query).await?;
+        let row = self.write_lease_row("renew", query).await?;
         let until: Option<i64> = row.map(|row| get(&row, "lease_until")).transpose()?;
         match until {
             Some(ms) => from_ms("ledger.lease_until", ms),

@@ -118,6 +118,11 @@ pub(crate) enum Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Runs ONE statement and returns how many rows it changed: one answer, after the commit.
+    pub(crate) async fn changed(&mut self, query: Query<'_, Any, AnyArguments>) -> Result<u64, sqlx::Error> {
+        changed(self, query).await
+    }
+
     /// Runs ONE statement and returns every row it returns, once it has committed. A statement
     /// commits on its own, so one cut short (its future dropped) leaves no transaction open.
     pub(crate) async fn rows(
@@ -149,7 +154,7 @@ impl Writer<'_> {
             sqlx::query(begin).execute(&mut *conn).await?;
             let mut results = Vec::with_capacity(queries.len());
             for query in queries {
-                results.push(query.execute(&mut *conn).await.map(|done| done.rows_affected()));
+                results.push(changed(conn, query).await);
             }
             sqlx::query("COMMIT").execute(&mut *conn).await?;
             Ok(results)
@@ -176,6 +181,11 @@ impl Writer<'_> {
     ) -> Result<Option<AnyRow>, sqlx::Error> {
         Ok(self.rows(query).await?.into_iter().next())
     }
+}
+
+/// Runs one statement on `conn` and returns how many rows it changed.
+async fn changed(conn: &mut AnyConnection, query: Query<'_, Any, AnyArguments>) -> Result<u64, sqlx::Error> {
+    query.execute(conn).await.map(|done| done.rows_affected())
 }
 
 /// The error of a write whose batch was cut short: it may have committed or not, which the next
@@ -250,9 +260,7 @@ impl Store {
         commit: Commit,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<u64, StoreError> {
-        let mut writer = self.writer_for(op, commit).await?;
-        let done = query.execute(&mut *writer).await.map_err(StoreError::query(op))?;
-        Ok(done.rows_affected())
+        self.writer_for(op, commit).await?.changed(query).await.map_err(StoreError::query(op))
     }
 
     /// Waits for the answer to something queued on a SQLite file's writer (`group.rs`,
@@ -273,15 +281,14 @@ impl Store {
         }
     }
 
-    /// Runs one write statement, committed as `commit` says, and returns its first row (for
-    /// statements with `RETURNING`; `None`: no row changed).
-    pub(crate) async fn write_row(
+    /// Runs one lease write ([`Commit::Lease`]) with `RETURNING` and returns its first row
+    /// (`None`: no row changed).
+    pub(crate) async fn write_lease_row(
         &self,
         op: &'static str,
-        commit: Commit,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, StoreError> {
-        let mut writer = self.writer_for(op, commit).await?;
+        let mut writer = self.writer_for(op, Commit::Lease).await?;
         writer.row(query).await.map_err(StoreError::query(op))
     }
 
