@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::resource::Resource;
+use super::{resource::Resource, table::Table};
 use crate::ticketing::{Category, Customer, Note, Ticket};
 
 /// The bundled sample helpdesks: (connection id, file contents), embedded so the binary works
@@ -31,16 +31,16 @@ pub type Connections = BTreeMap<String, Helpdesk>;
 pub struct Helpdesk {
     /// Categories by id.
     #[serde(serialize_with = "values")]
-    pub categories: BTreeMap<String, Category>,
+    pub categories: Table<Category>,
     /// Customers by id.
     #[serde(serialize_with = "values")]
-    pub customers: BTreeMap<String, Customer>,
+    pub customers: Table<Customer>,
     /// Tickets by id.
     #[serde(serialize_with = "values")]
-    pub tickets: BTreeMap<String, Ticket>,
+    pub tickets: Table<Ticket>,
     /// Notes by id.
     #[serde(serialize_with = "values")]
-    pub notes: BTreeMap<String, Note>,
+    pub notes: Table<Note>,
     /// Highest sequence number handed out per object kind, so a deleted id is never reused.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) sequences: BTreeMap<String, u64>,
@@ -73,7 +73,7 @@ struct StateFile {
     connections: BTreeMap<String, HelpdeskFile>,
 }
 
-fn values<S: Serializer, T: Serialize>(map: &BTreeMap<String, T>, s: S) -> Result<S::Ok, S::Error> {
+fn values<S: Serializer, T: Serialize>(map: &Table<T>, s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(map.values())
 }
 
@@ -121,8 +121,8 @@ impl Helpdesk {
 }
 
 /// Keys a table by id; every item needs a unique, non-empty id.
-fn index<R: Resource>(name: &str, items: Vec<R>) -> anyhow::Result<BTreeMap<String, R>> {
-    let mut table = BTreeMap::new();
+fn index<R: Resource>(name: &str, items: Vec<R>) -> anyhow::Result<Table<R>> {
+    let mut table = Table::default();
     for (i, item) in items.into_iter().enumerate() {
         let Some(id) = item.id().filter(|id| !id.is_empty()).map(str::to_owned) else {
             bail!("sandbox data file {name}: {} #{} has no `id`", R::KIND, i + 1);

@@ -44,8 +44,10 @@ mod query;
 mod resource;
 mod routes;
 mod server;
+mod table;
 mod webhook;
 
 pub use data::Helpdesk;
 pub use server::{RunningSandbox, SandboxOptions, serve, spawn};
+pub use table::Table;
 pub use webhook::sign_delivery;

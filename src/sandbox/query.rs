@@ -9,7 +9,7 @@ use std::{cmp::Ordering, collections::BTreeMap};
 use serde_json::Value;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{data::cmp_ids, error::ApiError, resource::Resource};
+use super::{data::cmp_ids, error::ApiError, resource::Resource, table::Table};
 use crate::ticketing::{SortField, SortOrder};
 
 /// Page size when `limit` is absent or 0, and the most one page returns.
@@ -152,8 +152,15 @@ impl ListParams {
     }
 
     /// One page of `table`, filtered, ordered and rendered.
-    pub(crate) fn apply<R: Resource>(&self, table: &BTreeMap<String, R>) -> Result<Vec<Value>, ApiError> {
-        let mut items: Vec<&R> = table.values().filter(|item| self.matches(*item)).collect();
+    pub(crate) fn apply<R: Resource>(&self, table: &Table<R>) -> Result<Vec<Value>, ApiError> {
+        // A filter the kind supports narrows the candidates through the index; `matches` still
+        // checks every condition, so which filter picked them does not matter.
+        let indexed = self.filters.iter().find(|(k, _)| R::FILTERS.contains(&k.as_str()));
+        let candidates: Box<dyn Iterator<Item = &R>> = match indexed {
+            Some((k, v)) => Box::new(table.with(k, v)),
+            None => Box::new(table.values()),
+        };
+        let mut items: Vec<&R> = candidates.filter(|item| self.matches(*item)).collect();
         items.sort_by(|a, b| {
             let by_field = match self.sort {
                 None => Ordering::Equal,
@@ -260,7 +267,7 @@ mod tests {
 
     #[test]
     fn list_filters_sorts_and_pages() {
-        let table: BTreeMap<String, Ticket> = (1..=12)
+        let table: Table<Ticket> = (1..=12)
             .map(|i| {
                 let t = ticket(json!({"id": i.to_string(), "subject": format!("Subject {}", 13 - i),
                     "customer_id": if i % 2 == 0 { "even" } else { "odd" }}));
@@ -273,6 +280,11 @@ mod tests {
         };
         assert_eq!(ids("limit=3&offset=9"), ["10", "11", "12"]);
         assert_eq!(ids("customer_id=even&order=desc&limit=2"), ["12", "10"]);
+        assert!(ids("customer_id=nobody").is_empty());
+        assert!(
+            ids("customer_id=odd&user_id=x").is_empty(),
+            "every filter applies, not only the indexed one"
+        );
         // Text order, case-insensitive: "subject 1" (id 12) < "subject 10" (id 3) < ...
         assert_eq!(ids("sort=name&limit=2"), ["12", "3"]);
         assert_eq!(ids("query=SUBJECT%2012&parent_id=x&bogus=1"), ["1"]);

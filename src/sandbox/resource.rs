@@ -1,11 +1,9 @@
 //! The four Unified objects as one generic resource, plus the rules specific to tickets and notes.
 
-use std::collections::BTreeMap;
-
 use serde::{Serialize, de::DeserializeOwned};
 use time::OffsetDateTime;
 
-use super::{data::Helpdesk, error::ApiError};
+use super::{data::Helpdesk, error::ApiError, table::Table};
 use crate::ticketing::{Category, Customer, Note, Ticket, TicketStatus, model::Timestamp};
 
 /// A ticket event for the webhook simulator.
@@ -49,9 +47,9 @@ pub(crate) trait Resource:
     const FILTERS: &'static [&'static str];
 
     /// This object's table in a helpdesk.
-    fn table(desk: &Helpdesk) -> &BTreeMap<String, Self>;
+    fn table(desk: &Helpdesk) -> &Table<Self>;
     /// This object's table in a helpdesk, for writing.
-    fn table_mut(desk: &mut Helpdesk) -> &mut BTreeMap<String, Self>;
+    fn table_mut(desk: &mut Helpdesk) -> &mut Table<Self>;
     /// The id.
     fn id(&self) -> Option<&str>;
     /// Sets the server-assigned id and timestamps.
@@ -103,10 +101,10 @@ pub(crate) fn bump(previous: Timestamp, now: OffsetDateTime) -> OffsetDateTime {
 
 macro_rules! common {
     ($table:ident) => {
-        fn table(desk: &Helpdesk) -> &BTreeMap<String, Self> {
+        fn table(desk: &Helpdesk) -> &Table<Self> {
             &desk.$table
         }
-        fn table_mut(desk: &mut Helpdesk) -> &mut BTreeMap<String, Self> {
+        fn table_mut(desk: &mut Helpdesk) -> &mut Table<Self> {
             &mut desk.$table
         }
         fn id(&self) -> Option<&str> {
@@ -200,7 +198,7 @@ impl Resource for Ticket {
 
     /// A ticket's conversation goes with it.
     fn after_delete(id: &str, desk: &mut Helpdesk) {
-        desk.notes.retain(|_, n| n.ticket_id.as_deref() != Some(id));
+        desk.notes.retain(|n| n.ticket_id.as_deref() != Some(id));
     }
 }
 
@@ -273,9 +271,11 @@ impl Resource for Note {
         if !created {
             return None;
         }
-        let ticket = desk.tickets.get_mut(self.ticket_id.as_deref()?)?;
-        ticket.updated_at = Some(bump(ticket.updated_at, now));
-        Some(TicketChange { event: TicketEvent::Updated, ticket: ticket.clone() })
+        let ticket = desk.tickets.modify(self.ticket_id.as_deref()?, |ticket| {
+            ticket.updated_at = Some(bump(ticket.updated_at, now));
+            ticket.clone()
+        })?;
+        Some(TicketChange { event: TicketEvent::Updated, ticket })
     }
 }
 
