@@ -100,13 +100,10 @@ impl Helpdesk {
     /// `<kind>-1`. Tickets get plain numbers when the table has no sequential ids, as helpdesks
     /// number tickets.
     pub(crate) fn next_id<R: Resource>(&mut self) -> String {
-        let highest = R::table(self)
-            .keys()
-            .filter_map(|id| split_id(id).map(|(prefix, n)| (prefix, n, id.len() - prefix.len())))
-            .max_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
         let default_prefix = if R::KIND == "ticket" { String::new() } else { format!("{}-", R::KIND) };
-        let (prefix, seen, width) =
-            highest.map_or((default_prefix, 0, 1), |(p, n, width)| (p.to_owned(), n, width));
+        let (prefix, seen, width) = R::table(self)
+            .highest()
+            .map_or((default_prefix, 0, 1), |h| (h.prefix.clone(), h.number, h.digits));
         let mut n = seen.max(self.sequences.get(R::KIND).copied().unwrap_or(0));
         let id = loop {
             n += 1;
@@ -135,7 +132,7 @@ fn index<R: Resource>(name: &str, items: Vec<R>) -> anyhow::Result<Table<R>> {
 }
 
 /// Splits a sequential id into its digit-free prefix and trailing number (`n-41` → `("n-", 41)`).
-fn split_id(id: &str) -> Option<(&str, u64)> {
+pub(super) fn split_id(id: &str) -> Option<(&str, u64)> {
     let digits = id.len() - id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     let (prefix, number) = id.split_at(id.len() - digits);
     if number.is_empty() || prefix.contains(|c: char| c.is_ascii_digit()) {

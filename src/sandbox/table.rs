@@ -10,7 +10,7 @@ use std::{
     ops::Deref,
 };
 
-use super::resource::Resource;
+use super::{data::split_id, resource::Resource};
 
 /// The objects of one kind by id, and for each of the kind's filters the ids per value.
 ///
@@ -21,11 +21,21 @@ pub struct Table<R> {
     items: BTreeMap<String, R>,
     /// (filter, value) → the ids of the objects whose filter field has that value.
     by_filter: HashMap<(&'static str, String), BTreeSet<String>>,
+    /// The highest `<prefix><number>` id ever stored, so a new id needs no scan of the table.
+    highest: Option<Sequential>,
+}
+
+/// A sequential id taken apart: `n-0041` is prefix `n-`, number 41, 4 digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sequential {
+    pub(crate) prefix: String,
+    pub(crate) number: u64,
+    pub(crate) digits: usize,
 }
 
 impl<R> Default for Table<R> {
     fn default() -> Self {
-        Self { items: BTreeMap::new(), by_filter: HashMap::new() }
+        Self { items: BTreeMap::new(), by_filter: HashMap::new(), highest: None }
     }
 }
 
@@ -74,8 +84,21 @@ impl<R: Resource> Table<R> {
                 self.by_filter.entry((key, value.to_owned())).or_default().insert(id.clone());
             }
         }
+        if let Some((prefix, number)) = split_id(&id) {
+            let higher =
+                self.highest.as_ref().is_none_or(|h| (number, prefix) > (h.number, h.prefix.as_str()));
+            if higher {
+                self.highest =
+                    Some(Sequential { prefix: prefix.to_owned(), number, digits: id.len() - prefix.len() });
+            }
+        }
         self.items.insert(id, item);
         before
+    }
+
+    /// The highest sequential id stored so far, also when it has since been removed.
+    pub(crate) fn highest(&self) -> Option<&Sequential> {
+        self.highest.as_ref()
     }
 
     /// Removes the object `id`, returning it.
@@ -162,6 +185,12 @@ mod tests {
         assert_eq!(notes.remove("n-1").and_then(|n| n.id), Some("n-1".to_owned()));
         assert!(notes.is_empty());
         assert!(notes.by_filter.is_empty(), "emptied slots are dropped: {:?}", notes.by_filter);
+        let highest = notes.highest().unwrap();
+        assert_eq!(
+            (highest.prefix.as_str(), highest.number, highest.digits),
+            ("n-", 3, 1),
+            "removing keeps it"
+        );
     }
 
     #[test]
