@@ -116,18 +116,22 @@ fn sqlx_retryable(err: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // SQLite primary result codes (extended codes keep them in the low byte):
-                // 5 SQLITE_BUSY, 6 SQLITE_LOCKED.
+                // 5 SQLITE_BUSY, 6 SQLITE_LOCKED, 10 SQLITE_IOERR, 13 SQLITE_FULL. A full or
+                // failing disk is worth another attempt (an operator may make room); after the
+                // last one the event is dead-lettered with the reason, not lost.
                 return db
                     .code()
                     .and_then(|c| c.parse::<i32>().ok())
-                    .is_some_and(|n| matches!(n & 0xff, 5 | 6));
+                    .is_some_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13));
             }
             // PostgreSQL SQLSTATEs: class 08 connection exception, 40001 serialization_failure,
             // 40P01 deadlock_detected, 55P03 lock_not_available, 57P01..57P03 shutdown /
-            // cannot connect now, 53300 too_many_connections.
+            // cannot connect now, class 53 insufficient resources (53100 disk_full, 53200
+            // out_of_memory, 53300 too_many_connections).
             db.code().is_some_and(|code| {
                 code.starts_with("08")
-                    || matches!(&*code, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03" | "53300")
+                    || code.starts_with("53")
+                    || matches!(&*code, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
             })
         }
         _ => false,
