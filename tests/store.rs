@@ -61,7 +61,9 @@ impl TestDb {
     }
 
     async fn store(&self) -> Store {
-        Store::connect(&self.url).await.unwrap_or_else(|e| panic!("connect {}: {}", self.url, chain(&e)))
+        Store::connect(&self.url)
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {}", self.url, common::error_chain(&e)))
     }
 }
 
@@ -105,17 +107,6 @@ on_both_backends!(
     migrations_are_idempotent,
     poll_cursors_are_kept,
 );
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 fn key(ticket: &str) -> LedgerKey {
     LedgerKey::new("demo", ticket, EventKind::TicketCreated)
@@ -595,7 +586,7 @@ async fn twenty_concurrent_claimers_one_winner(db: TestDb) {
         let mut busy = Vec::new();
         for task in tasks {
             let (worker, outcome) = task.await.unwrap();
-            match outcome.unwrap_or_else(|e| panic!("{worker}: {}", chain(&e))) {
+            match outcome.unwrap_or_else(|e| panic!("{worker}: {}", common::error_chain(&e))) {
                 ClaimOutcome::Claimed(_) => winners.push(worker),
                 ClaimOutcome::Busy { holder, .. } => busy.push(holder),
                 ClaimOutcome::Done(e) => panic!("nothing is done yet: {e:?}"),
@@ -872,7 +863,8 @@ async fn sqlite_creates_parent_directories_and_uses_wal() {
     let up = "../".repeat(cwd.components().count().saturating_sub(1));
     let base = format!("{up}{}", dir.path().display().to_string().trim_start_matches('/'));
     for url in [format!("sqlite://{base}/one/rel.db"), format!("sqlite:{base}/two/rel.db")] {
-        let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {}", chain(&e)));
+        let store =
+            Store::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {}", common::error_chain(&e)));
         claimed(&store, &key("4002"), "e", "w").await;
         store.close().await;
     }
@@ -894,7 +886,7 @@ async fn sqlite_memory_store_keeps_its_data() {
 #[tokio::test]
 async fn bad_urls_say_what_is_wrong() {
     let err = Store::connect("mysql://root:hunter2@db/app").await.unwrap_err();
-    let text = chain(&err);
+    let text = common::error_chain(&err);
     assert!(text.starts_with("store.url `mysql://root:***@db/app`: unsupported scheme"), "{text}");
 
     let err = Store::connect("sqlite://").await.unwrap_err();
@@ -903,7 +895,7 @@ async fn bad_urls_say_what_is_wrong() {
     // Refused at once (no waiting for the pool's acquire timeout), password hidden, retryable.
     let started = Instant::now();
     let err = Store::connect("postgres://deskpilot:hunter2@127.0.0.1:1/deskpilot").await.unwrap_err();
-    let text = chain(&err);
+    let text = common::error_chain(&err);
     assert!(
         text.starts_with("store.url `postgres://deskpilot:***@127.0.0.1:1/deskpilot`: cannot connect"),
         "{text}"
@@ -917,6 +909,6 @@ async fn bad_urls_say_what_is_wrong() {
     let file = dir.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
     let err = Store::connect(&format!("sqlite://{}/sub/store.db", file.display())).await.unwrap_err();
-    let text = chain(&err);
+    let text = common::error_chain(&err);
     assert!(text.contains("cannot connect") && text.contains("plain-file"), "{text}");
 }

@@ -19,6 +19,10 @@ use deskpilot::{
     triage::decision::{Decision, Origin, Sentiment},
 };
 
+mod common;
+
+use common::error_chain;
+
 const LEASE: Duration = Duration::from_secs(30);
 
 /// A tmpfs of `size` mounted on a fresh temp dir; unmounted on drop.
@@ -124,29 +128,18 @@ fn sort_out(
     match result {
         Ok(id) => stored.push((ticket, id)),
         Err(e) => {
-            assert!(e.is_retryable(), "{ticket}: a full disk must be retryable: {}", chain(&e));
-            assert!(chain(&e).contains("full"), "{ticket}: the error says why: {}", chain(&e));
+            assert!(e.is_retryable(), "{ticket}: a full disk must be retryable: {}", error_chain(&e));
+            assert!(error_chain(&e).contains("full"), "{ticket}: the error says why: {}", error_chain(&e));
             refused.push(ticket);
         }
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_writes_retryably_and_the_store_recovers() {
     let Some(disk) = SmallDisk::mount("2m") else { return };
     let url = format!("sqlite://{}", disk.path().join("store.db").display());
-    let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("connect: {}", chain(&e)));
+    let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("connect: {}", error_chain(&e)));
     // Room for some writes, not for all of them.
     let filler = disk.fill(256 * 1024);
 
@@ -185,7 +178,7 @@ async fn a_full_disk_fails_writes_retryably_and_the_store_recovers() {
                 format!("shadowed as proposal {id}")
             })
             .await
-            .unwrap_or_else(|e| panic!("{ticket} after room was made: {}", chain(&e)));
+            .unwrap_or_else(|e| panic!("{ticket} after room was made: {}", error_chain(&e)));
         stored.push((ticket.clone(), id));
     }
     store.close().await;
