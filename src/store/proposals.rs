@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::{
     Store, StoreError,
     sql::{self, clip, from_ms, from_opt_ms, get, json, sql},
+    writer::first_row,
 };
 use crate::triage::decision::Decision;
 
@@ -247,9 +248,7 @@ pub(super) async fn insert_on(
     p: &NewProposal,
     (decision, report): (&str, &str),
 ) -> Result<i64, StoreError> {
-    // Every row read: in autocommit the insert commits after its `RETURNING` row, and a commit
-    // error is lost when reading stops at the first row (`Writer::row`).
-    let inserted: Option<i64> = sqlx::query_scalar(store.sql(INSERT))
+    let query = sqlx::query(store.sql(INSERT))
         .bind(&p.connection_id)
         .bind(&p.ticket_id)
         .bind(&p.event_id)
@@ -258,12 +257,9 @@ pub(super) async fn insert_on(
         .bind(&p.mode)
         .bind(&p.why_shadowed)
         .bind(p.ticket_subject.as_deref())
-        .bind(p.ticket_url.as_deref())
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(StoreError::query("insert_proposal"))?
-        .into_iter()
-        .next();
+        .bind(p.ticket_url.as_deref());
+    let row = first_row(conn, query).await.map_err(StoreError::query("insert_proposal"))?;
+    let inserted: Option<i64> = row.map(|row| get(&row, "id")).transpose()?;
     if let Some(id) = inserted {
         return Ok(id);
     }

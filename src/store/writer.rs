@@ -179,8 +179,17 @@ impl Writer<'_> {
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        Ok(self.rows(query).await?.into_iter().next())
+        first_row(self, query).await
     }
+}
+
+/// Runs one write on `conn` and returns its first row, reading every row so that an error of
+/// the commit that follows the last one is not lost (see [`Writer::row`]).
+pub(crate) async fn first_row(
+    conn: &mut AnyConnection,
+    query: Query<'_, Any, AnyArguments>,
+) -> Result<Option<AnyRow>, sqlx::Error> {
+    Ok(query.fetch_all(conn).await?.into_iter().next())
 }
 
 /// Runs one statement on `conn` and returns how many rows it changed.
