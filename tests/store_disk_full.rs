@@ -5,12 +5,7 @@
 //! The disk is a small tmpfs, so this needs root to mount it (CI runs as root). Elsewhere it is
 //! skipped with a message, and under `CI=true` a failed mount fails the test.
 
-use std::{
-    io::Write,
-    path::{Path, PathBuf},
-    process::Command,
-    time::Duration,
-};
+use std::time::Duration;
 
 use deskpilot::{
     events::EventKind,
@@ -21,59 +16,9 @@ use deskpilot::{
 
 mod common;
 
-use common::error_chain;
+use common::{SmallDisk, error_chain};
 
 const LEASE: Duration = Duration::from_secs(30);
-
-/// A tmpfs of `size` mounted on a fresh temp dir; unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-        let dir = tempfile::tempdir().expect("temp dir");
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(SmallDisk { dir }),
-            other if ci => {
-                panic!("mounting a {size} tmpfs for the full-disk test failed ({other:?}); CI runs as root")
-            }
-            other => {
-                eprintln!("skipped: cannot mount a tmpfs here ({other:?}); run as root to include this test");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Writes a file until the disk refuses another byte, then gives `room` bytes back; returns
-    /// its path.
-    fn fill(&self, room: u64) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = std::fs::File::create(&path).expect("filler file");
-        for chunk in [64 * 1024, 4096, 512, 1] {
-            let block = vec![0u8; chunk];
-            while file.write_all(&block).and_then(|()| file.sync_data()).is_ok() {}
-        }
-        let len = file.metadata().expect("filler size").len();
-        file.set_len(len.saturating_sub(room)).expect("give room back");
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
 
 fn key(ticket: &str) -> LedgerKey {
     LedgerKey::new("demo", ticket, EventKind::TicketCreated)

@@ -332,8 +332,12 @@ impl Drop for Pipeline {
 
 impl Pipeline {
     async fn new(bus: BusKind, store: TestStoreKind) -> Pipeline {
+        Pipeline::with_store(bus, TestStoreUrl::new(store).await).await
+    }
+
+    /// A pipeline whose store is at `db`.
+    async fn with_store(bus: BusKind, db: TestStoreUrl) -> Pipeline {
         init_logs();
-        let db = TestStoreUrl::new(store).await;
         let store = db.connect().await;
         let (bus, publisher) = TestBus::new(bus).await;
         let sandbox = start_sandbox().await;
@@ -1249,6 +1253,43 @@ async fn a_shadow_resumed_by_another_event_stores_one_proposal(mut p: Pipeline) 
     let outcome = format!("shadowed as proposal {first}: connection is in shadow mode");
     assert_eq!(entries[0].outcome.as_deref(), Some(outcome.as_str()));
     assert!(p.answers.asked().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store's disk fills up while events arrive.
+
+/// With the SQLite store's disk full, no event is acked (nothing could be recorded) and none is
+/// dead-lettered: each one waits in the retry tiers. Once there is room again every ticket is
+/// applied with exactly one note and the bus drains. (The store alone on a full disk is covered
+/// by `tests/store_disk_full.rs`.) Needs root to mount the small disk, as that test does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_holds_events_in_the_retry_tiers_until_there_is_room() {
+    let Some(disk) = SmallDisk::mount("8m") else { return };
+    let mut p = Pipeline::with_store(BusKind::Amqp, TestStoreUrl::sqlite_in(disk.path())).await;
+    let tickets = p.untriaged(8);
+    let filler = disk.fill(0);
+    p.spawn_worker(apply(true), settings(Duration::from_secs(30))).await;
+    p.publish(&tickets).await;
+
+    wait_until("the full disk sends events to the retry tiers", WAIT, || async {
+        p.bus.counts().await.delayed > 0
+    })
+    .await;
+    // A few more rounds through the tiers on the full disk (the worker gives up after 12).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = p.done_count(&tickets).await;
+    assert!(held < tickets.len(), "every event went through despite the full disk");
+    assert!(p.bus.dead_letters().await.is_empty(), "a full disk dead-letters nothing");
+
+    tokio::fs::remove_file(&filler).await.expect("make room");
+    let entries = p.wait_done(&tickets, WAIT).await;
+    p.stop_workers().await;
+    p.assert_bus_drained().await;
+    assert!(p.bus.dead_letters().await.is_empty(), "nothing was dead-lettered");
+    let after = p.snapshot().await;
+    assert_one_note_each(&after, &entries);
+    assert_others_untouched(&p.before, &after, &tickets);
+    println!("disk full: {held} of {} tickets done before room was made", tickets.len());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,6 +3,9 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
+    io::Write,
+    path::{Path, PathBuf},
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -336,11 +339,67 @@ impl TestStoreUrl {
         }
     }
 
+    /// A SQLite file in `dir`, which the caller keeps (e.g. a [`SmallDisk`]).
+    pub fn sqlite_in(dir: &Path) -> TestStoreUrl {
+        let url = format!("sqlite://{}", dir.join("store.db").display());
+        TestStoreUrl { kind: TestStoreKind::Sqlite, url, _dir: None, _pg: None }
+    }
+
     /// Opens (and migrates) the store.
     pub async fn connect(&self) -> deskpilot::store::Store {
         deskpilot::store::Store::connect(&self.url)
             .await
             .unwrap_or_else(|e| panic!("Store::connect({}): {}", self.url, error_chain(&e)))
+    }
+}
+
+/// A tmpfs of `size` mounted on a fresh temp dir; unmounted on drop.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(SmallDisk { dir }),
+            other if ci => {
+                panic!("mounting a {size} tmpfs for the full-disk test failed ({other:?}); CI runs as root")
+            }
+            other => {
+                eprintln!("skipped: cannot mount a tmpfs here ({other:?}); run as root to include this test");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file until the disk refuses another byte, then gives `room` bytes back; returns
+    /// its path.
+    pub fn fill(&self, room: u64) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler file");
+        for chunk in [64 * 1024, 4096, 512, 1] {
+            let block = vec![0u8; chunk];
+            while file.write_all(&block).and_then(|()| file.sync_data()).is_ok() {}
+        }
+        let len = file.metadata().expect("filler size").len();
+        file.set_len(len.saturating_sub(room)).expect("give room back");
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
     }
 }
 
