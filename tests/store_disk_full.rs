@@ -16,7 +16,7 @@ use deskpilot::{
 
 mod common;
 
-use common::{SmallDisk, error_chain};
+use common::{SmallDisk, TestStoreUrl, error_chain};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -83,7 +83,7 @@ fn sort_out(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_writes_retryably_and_the_store_recovers() {
     let Some(disk) = SmallDisk::mount("2m") else { return };
-    let url = format!("sqlite://{}", disk.path().join("store.db").display());
+    let url = TestStoreUrl::sqlite_in(disk.path()).url;
     let store = Store::connect(&url).await.unwrap_or_else(|e| panic!("connect: {}", error_chain(&e)));
     // Room for some writes, not for all of them.
     let filler = disk.fill(256 * 1024);

@@ -329,8 +329,8 @@ impl TestStoreUrl {
         match kind {
             TestStoreKind::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}", dir.path().join("store.db").display());
-                TestStoreUrl { kind, url, _dir: Some(dir), _pg: None }
+                let in_dir = TestStoreUrl::sqlite_in(dir.path());
+                TestStoreUrl { _dir: Some(dir), ..in_dir }
             }
             TestStoreKind::Postgres => {
                 let pg = PgTestDatabase::create("test_worker").await;
