@@ -13,7 +13,10 @@ use std::{
 use anyhow::{Context, anyhow, bail};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::{resource::Resource, table::Table};
+use super::{
+    resource::Resource,
+    table::{Table, split_id},
+};
 use crate::ticketing::{Category, Customer, Note, Ticket};
 
 /// The bundled sample helpdesks: (connection id, file contents), embedded so the binary works
@@ -129,16 +132,6 @@ fn index<R: Resource>(name: &str, items: Vec<R>) -> anyhow::Result<Table<R>> {
         }
     }
     Ok(table)
-}
-
-/// Splits a sequential id into its digit-free prefix and trailing number (`n-41` → `("n-", 41)`).
-pub(super) fn split_id(id: &str) -> Option<(&str, u64)> {
-    let digits = id.len() - id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let (prefix, number) = id.split_at(id.len() - digits);
-    if number.is_empty() || prefix.contains(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    number.parse().ok().map(|n| (prefix, n))
 }
 
 /// The default list order: ids with the same prefix by number (`2` before `10`), others as text.

@@ -10,7 +10,7 @@ use std::{
     ops::Deref,
 };
 
-use super::{data::split_id, resource::Resource};
+use super::resource::Resource;
 
 /// The objects of one kind by id, and for each of the kind's filters the ids per value.
 ///
@@ -145,6 +145,16 @@ impl<R: Resource> Table<R> {
             .and_then(|key| self.by_filter.get(&(*key, value.to_owned())));
         ids.into_iter().flatten().filter_map(|id| self.items.get(id))
     }
+}
+
+/// Splits a sequential id into its digit-free prefix and trailing number (`n-41` → `("n-", 41)`).
+pub(super) fn split_id(id: &str) -> Option<(&str, u64)> {
+    let digits = id.len() - id.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (prefix, number) = id.split_at(id.len() - digits);
+    if number.is_empty() || prefix.contains(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    number.parse().ok().map(|n| (prefix, n))
 }
 
 #[cfg(test)]
