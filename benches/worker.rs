@@ -4,8 +4,11 @@
 //! per ticket and the worker's peak RSS, and checks them against the targets.
 //!
 //! Run: `cargo bench --bench worker` (release). Options after `--`:
-//! `--latency-ms 500` (or `WORKER_BENCH_LATENCY_MS`), `--concurrency 16,64,256`, `--waves 10`,
-//! `--paced-waves 8`, `--load 0.9`, `--no-apply`, `--no-logs`, `--store-dir DIR` (where the SQLite
+//! `--latency-ms 500` (or `WORKER_BENCH_LATENCY_MS`), `--concurrency 16,64,256` (shadow mode; `''`
+//! for none, e.g. to run apply alone), `--waves 10`,
+//! `--paced-waves 8`, `--load 0.9`, `--no-apply`, `--no-logs`, `--repeat N` (every configuration N
+//! times, in rounds, judged on the medians: CPU time on a shared machine moves by a third from run
+//! to run), `--store-dir DIR` (where the SQLite
 //! file goes; default the temp dir, on disk), `--postgres URL` (store on PostgreSQL instead: URL of
 //! a role that may create databases, e.g. `postgres://postgres@127.0.0.1:5432/test`; a fresh
 //! database per configuration), `--store-pool N` (store connections; default that of
@@ -94,6 +97,8 @@ struct Options {
     load: f64,
     apply: bool,
     logs: bool,
+    /// Rounds of every configuration; the targets are judged on the medians.
+    repeat: usize,
     amqp_url: String,
     /// Where the SQLite store is created (default: the system temp dir, i.e. the disk).
     store_dir: Option<PathBuf>,
@@ -116,6 +121,7 @@ impl Options {
             load: 0.9,
             apply: true,
             logs: true,
+            repeat: 1,
             amqp_url: std::env::var("WORKER_BENCH_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into()),
             store_dir: None,
             store_pool: None,
@@ -128,13 +134,18 @@ impl Options {
             match arg.as_str() {
                 "--latency-ms" => o.latency = Duration::from_millis(value()?.parse()?),
                 "--concurrency" => {
-                    o.concurrency = value()?.split(',').map(|c| c.trim().parse()).collect::<Result<_, _>>()?
+                    o.concurrency = value()?
+                        .split(',')
+                        .filter(|c| !c.trim().is_empty())
+                        .map(|c| c.trim().parse())
+                        .collect::<Result<_, _>>()?
                 }
                 "--waves" => o.waves = value()?.parse()?,
                 "--paced-waves" => o.paced_waves = value()?.parse()?,
                 "--load" => o.load = value()?.parse()?,
                 "--no-apply" => o.apply = false,
                 "--no-logs" => o.logs = false,
+                "--repeat" => o.repeat = value()?.parse()?,
                 "--store-dir" => o.store_dir = Some(PathBuf::from(value()?)),
                 "--store-pool" => o.store_pool = Some(value()?.parse()?),
                 "--postgres" => o.postgres = Some(value()?.clone()),
@@ -146,6 +157,7 @@ impl Options {
         anyhow::ensure!(o.waves >= 3, "--waves must be at least 3 (the first and last wave are excluded)");
         anyhow::ensure!(!o.latency.is_zero(), "--latency-ms must be positive");
         anyhow::ensure!(o.load > 0.0, "--load must be positive");
+        anyhow::ensure!(o.repeat >= 1, "--repeat must be at least 1");
         Ok(o)
     }
 }
@@ -281,15 +293,21 @@ mod driver {
             runs.push(Run { concurrency: 64, mode: Mode::Apply });
         }
         let mut all = Vec::new();
-        for run in runs {
-            let label = format!("{} c={}", run.mode.as_str(), run.concurrency);
-            println!("\n== {label}");
-            match one(&opts, &bin, &run, &label).await {
-                Ok(f) => {
-                    print_figures(&f, &opts);
-                    all.push((f, run.mode));
+        // In rounds, so that a machine that slows down for a while weighs on every configuration.
+        for round in 1..=opts.repeat {
+            for run in &runs {
+                let label = format!("{} c={}", run.mode.as_str(), run.concurrency);
+                match opts.repeat {
+                    1 => println!("\n== {label}"),
+                    n => println!("\n== {label} (round {round} of {n})"),
                 }
-                Err(e) => println!("   FAILED: {e:#}"),
+                match one(&opts, &bin, run, &label).await {
+                    Ok(f) => {
+                        print_figures(&f, &opts);
+                        all.push((f, run.mode));
+                    }
+                    Err(e) => println!("   FAILED: {e:#}"),
+                }
             }
         }
         summary(&opts, &all);
@@ -596,10 +614,82 @@ mod driver {
         );
     }
 
+    /// Every run of one configuration, in the order they ran.
+    struct Runs<'a> {
+        label: &'a str,
+        mode: Mode,
+        concurrency: usize,
+        figures: Vec<&'a Figures>,
+    }
+
+    impl<'a> Runs<'a> {
+        /// The runs grouped by configuration, in the order the configurations first ran.
+        fn group(all: &'a [(Figures, Mode)]) -> Vec<Runs<'a>> {
+            let mut groups: Vec<Runs<'a>> = Vec::new();
+            for (f, mode) in all {
+                match groups.iter_mut().find(|g| g.label == f.label) {
+                    Some(g) => g.figures.push(f),
+                    None => groups.push(Runs {
+                        label: &f.label,
+                        mode: *mode,
+                        concurrency: f.concurrency,
+                        figures: vec![f],
+                    }),
+                }
+            }
+            groups
+        }
+
+        fn spread(&self, value: impl Fn(&Figures) -> f64) -> Spread {
+            Spread::of(self.figures.iter().map(|f| value(f)).collect())
+        }
+
+        fn pct_of_ideal(&self) -> Spread {
+            self.spread(|f| 100.0 * f.sat.steady / f.ideal)
+        }
+
+        fn cpu(&self) -> Spread {
+            self.spread(|f| f.worker_cpu_ms_per_ticket)
+        }
+    }
+
+    /// The median of a figure over repeated runs, with its range.
+    struct Spread {
+        median: f64,
+        min: f64,
+        max: f64,
+    }
+
+    impl Spread {
+        fn of(mut values: Vec<f64>) -> Self {
+            values.sort_by(f64::total_cmp);
+            let n = values.len();
+            let median = match n {
+                0 => f64::NAN,
+                _ if n % 2 == 1 => values[n / 2],
+                _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+            };
+            Self {
+                median,
+                min: values.first().copied().unwrap_or(f64::NAN),
+                max: values.last().copied().unwrap_or(f64::NAN),
+            }
+        }
+
+        /// `median` alone for one run, `median (min–max)` for several.
+        fn show(&self, decimals: usize) -> String {
+            if self.min == self.max {
+                format!("{:.*}", decimals, self.median)
+            } else {
+                format!("{:.*} ({:.*}–{:.*})", decimals, self.median, decimals, self.min, decimals, self.max)
+            }
+        }
+    }
+
     fn summary(opts: &Options, all: &[(Figures, Mode)]) {
         println!("\n== summary (LLM double {} ms)", opts.latency.as_millis());
         println!(
-            "{:<12} {:>7} {:>8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8}",
+            "{:<12} {:>7} {:>8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
             "config",
             "events",
             "wall s",
@@ -611,12 +701,14 @@ mod driver {
             "e2e p50",
             "e2e p99",
             "cpu ms/t",
+            "sat",
+            "paced",
             "peak MB"
         );
         for (f, _) in all {
             let p = f.paced.as_ref();
             println!(
-                "{:<12} {:>7} {:>8.2} {:>10.1} {:>10.1} {:>7.1} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8.3} {:>8.1}",
+                "{:<12} {:>7} {:>8.2} {:>10.1} {:>10.1} {:>7.1} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>8.1}",
                 f.label,
                 f.sat.done + p.map_or(0, |p| p.done),
                 f.sat.wall,
@@ -628,43 +720,72 @@ mod driver {
                 p.map_or(f64::NAN, |p| p.latency.0),
                 p.map_or(f64::NAN, |p| p.latency.1),
                 f.worker_cpu_ms_per_ticket,
+                f.sat.cpu_ms_per_ticket,
+                p.map_or(f64::NAN, |p| p.cpu_ms_per_ticket),
                 f.peak_rss_mb
             );
         }
         println!(
             "(steady = saturated phase, completions #c..#(N-c); svc = claim -> Done in the saturated phase; e2e = \
              publish -> Done in the paced phase at {:.0} % of ideal; latencies in ms; cpu = worker process CPU per \
-             ticket over both phases; peak = worker VmHWM)",
+             ticket over both phases, sat and paced = over each phase alone; peak = worker VmHWM)",
             opts.load * 100.0
         );
-        let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
-        println!("targets:");
-        for (f, mode) in all {
-            let pct = 100.0 * f.sat.steady / f.ideal;
-            let complete = f.sat.done == f.sat.events;
-            if *mode == Mode::Shadow {
+        let groups = Runs::group(all);
+        if opts.repeat > 1 {
+            println!("\nmedians over the rounds (min–max):");
+            for g in &groups {
+                let paced = g.spread(|f| f.paced.as_ref().map_or(f64::NAN, |p| p.cpu_ms_per_ticket));
                 println!(
-                    "  {} throughput ≥ {TARGET_PCT_OF_IDEAL:.0} % of ideal at {}: {pct:.1} %{}",
-                    verdict(complete && pct >= TARGET_PCT_OF_IDEAL),
-                    f.label,
-                    if complete { "" } else { " (incomplete run)" }
+                    "  {:<12} {} runs: {} % of ideal; worker CPU {} ms/ticket (saturated {}, paced {}); peak {} MB",
+                    g.label,
+                    g.figures.len(),
+                    g.pct_of_ideal().show(1),
+                    g.cpu().show(3),
+                    g.spread(|f| f.sat.cpu_ms_per_ticket).show(3),
+                    paced.show(3),
+                    g.spread(|f| f.peak_rss_mb).show(1)
                 );
             }
         }
-        for (f, _) in all {
+        let verdict = |ok: bool| if ok { "PASS" } else { "MISS" };
+        let of_runs = |g: &Runs| match g.figures.len() {
+            1 => String::new(),
+            n => format!(" (median of {n} runs)"),
+        };
+        println!("targets:");
+        for g in groups.iter().filter(|g| g.mode == Mode::Shadow) {
+            let pct = g.pct_of_ideal();
+            let complete = g.figures.iter().all(|f| f.sat.done == f.sat.events);
             println!(
-                "  {} worker CPU ≤ {TARGET_CPU_MS_PER_TICKET} ms/ticket at {}: {:.3} ms",
-                verdict(f.worker_cpu_ms_per_ticket <= TARGET_CPU_MS_PER_TICKET),
-                f.label,
-                f.worker_cpu_ms_per_ticket
+                "  {} throughput ≥ {TARGET_PCT_OF_IDEAL:.0} % of ideal at {}: {} %{}{}",
+                verdict(complete && pct.median >= TARGET_PCT_OF_IDEAL),
+                g.label,
+                pct.show(1),
+                of_runs(g),
+                if complete { "" } else { " (incomplete run)" }
             );
         }
-        match all.iter().find(|(f, m)| f.concurrency == 256 && *m == Mode::Shadow) {
-            Some((f, _)) => println!(
-                "  {} peak RSS ≤ {TARGET_PEAK_RSS_MB_AT_256} MB at 256 in flight: {:.1} MB",
-                verdict(f.peak_rss_mb <= TARGET_PEAK_RSS_MB_AT_256),
-                f.peak_rss_mb
-            ),
+        for g in &groups {
+            let cpu = g.cpu();
+            println!(
+                "  {} worker CPU ≤ {TARGET_CPU_MS_PER_TICKET} ms/ticket at {}: {} ms{}",
+                verdict(cpu.median <= TARGET_CPU_MS_PER_TICKET),
+                g.label,
+                cpu.show(3),
+                of_runs(g)
+            );
+        }
+        match groups.iter().find(|g| g.concurrency == 256 && g.mode == Mode::Shadow) {
+            Some(g) => {
+                let peak = g.spread(|f| f.peak_rss_mb);
+                println!(
+                    "  {} peak RSS ≤ {TARGET_PEAK_RSS_MB_AT_256} MB at 256 in flight: {} MB{}",
+                    verdict(peak.median <= TARGET_PEAK_RSS_MB_AT_256),
+                    peak.show(1),
+                    of_runs(g)
+                )
+            }
             None => println!("  (peak RSS target is for 256 in flight, which was not run)"),
         }
     }
