@@ -56,12 +56,20 @@ fn filter_from_env() -> (EnvFilter, Option<(&'static str, String)>) {
 /// Histogram buckets (seconds) for event, stage and LLM latencies.
 const LATENCY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0];
 
+/// Histogram buckets (seconds) for store commits: most take well under a millisecond, and one
+/// disk flush that stalls for a tenth of a second holds back every other write.
+pub const COMMIT_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
 /// Installs the Prometheus recorder behind the `metrics` facade and keeps it tidy in the
 /// background (histograms would grow without the upkeep). Returns the handle that renders the
 /// text exposition, or `None` when a recorder is already installed (tests, a second call).
 pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    use metrics_exporter_prometheus::Matcher;
     let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full("deskpilot_store_commit_seconds".into()), COMMIT_BUCKETS)
         .ok()?
         .install_recorder()
         .ok()?;

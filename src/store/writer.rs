@@ -29,7 +29,7 @@
 
 use std::{
     ops::{Deref, DerefMut},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sqlx::{
@@ -49,6 +49,38 @@ pub(crate) enum Commit {
     Flushed,
     /// Survives a crash of the process; on disk with the next flushed commit (lease writes).
     Lease,
+}
+
+impl Commit {
+    /// The metric label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Flushed => "flushed",
+            Self::Lease => "lease",
+        }
+    }
+}
+
+/// A write that held the writer longer than this is logged: every other write waited for it
+/// (on a SQLite file, a disk flush that stalls holds back every claim and finish).
+const SLOW_COMMIT: Duration = Duration::from_secs(1);
+
+/// Records how long one write (a statement or a batch, its commit and flush included) took on its
+/// connection: `deskpilot_store_commit_seconds{commit}`, and a warning when it was slow.
+fn record_commit(commit: Commit, statements: usize, started: Instant) {
+    let took = started.elapsed();
+    metrics::histogram!("deskpilot_store_commit_seconds", "commit" => commit.as_str())
+        .record(took.as_secs_f64());
+    if took >= SLOW_COMMIT {
+        tracing::warn!(
+            commit = commit.as_str(),
+            statements,
+            took_ms = took.as_millis() as u64,
+            "a store write took over {}s and held back every other write; is the disk (or the \
+             database server) slow or saturated?",
+            SLOW_COMMIT.as_secs()
+        );
+    }
 }
 
 /// A SQLite file's write connections.
@@ -110,8 +142,8 @@ impl std::fmt::Debug for SqliteWriter {
 
 /// A connection to write on, held until dropped.
 pub(crate) enum Writer<'a> {
-    /// From the pool (PostgreSQL, in-memory SQLite).
-    Pooled(PoolConnection<Any>),
+    /// From the pool (PostgreSQL, in-memory SQLite), for commits of the given kind.
+    Pooled(PoolConnection<Any>, Commit),
     /// One of a SQLite file's write connections, under the writer lock (`Some`: checked when
     /// taken).
     Sqlite(MutexGuard<'a, Option<WriterState>>, Commit),
@@ -120,7 +152,10 @@ pub(crate) enum Writer<'a> {
 impl Writer<'_> {
     /// Runs ONE statement and returns how many rows it changed: one answer, after the commit.
     pub(crate) async fn changed(&mut self, query: Query<'_, Any, AnyArguments>) -> Result<u64, sqlx::Error> {
-        changed(self, query).await
+        let started = Instant::now();
+        let changed = changed(self, query).await;
+        record_commit(self.commit(), 1, started);
+        changed
     }
 
     /// Runs ONE statement and returns every row it returns, once it has committed. A statement
@@ -129,7 +164,10 @@ impl Writer<'_> {
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        query.fetch_all(&mut **self).await
+        let started = Instant::now();
+        let rows = query.fetch_all(&mut **self).await;
+        record_commit(self.commit(), 1, started);
+        rows
     }
 
     /// Runs `queries` (one statement each) in one transaction and returns each one's count of
@@ -139,8 +177,10 @@ impl Writer<'_> {
         &mut self,
         queries: Vec<Query<'_, Any, AnyArguments>>,
     ) -> Result<Vec<Result<u64, sqlx::Error>>, sqlx::Error> {
+        let started = Instant::now();
+        let (statements, commit) = (queries.len(), self.commit());
         let (conn, begin): (&mut AnyConnection, _) = match self {
-            Self::Pooled(conn) => (conn, "BEGIN"),
+            Self::Pooled(conn, _) => (conn, "BEGIN"),
             Self::Sqlite(guard, _) => {
                 let state = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
                 // Until COMMIT returns, a dropped future leaves the transaction open.
@@ -168,6 +208,7 @@ impl Writer<'_> {
         {
             state.interrupted = false;
         }
+        record_commit(commit, statements, started);
         result
     }
 
@@ -179,7 +220,17 @@ impl Writer<'_> {
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        first_row(self, query).await
+        let started = Instant::now();
+        let row = first_row(self, query).await;
+        record_commit(self.commit(), 1, started);
+        row
+    }
+
+    /// How this writer's commits are made.
+    fn commit(&self) -> Commit {
+        match self {
+            Self::Pooled(_, commit) | Self::Sqlite(_, commit) => *commit,
+        }
     }
 }
 
@@ -216,7 +267,7 @@ impl Deref for Writer<'_> {
 
     fn deref(&self) -> &AnyConnection {
         match self {
-            Self::Pooled(c) => c,
+            Self::Pooled(c, _) => c,
             Self::Sqlite(guard, commit) => {
                 let state = guard.as_ref().expect("checked when the writer was taken");
                 match commit {
@@ -231,7 +282,7 @@ impl Deref for Writer<'_> {
 impl DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
-            Self::Pooled(c) => c,
+            Self::Pooled(c, _) => c,
             Self::Sqlite(guard, commit) => {
                 let state = guard.as_mut().expect("checked when the writer was taken");
                 match commit {
@@ -310,7 +361,8 @@ impl Store {
     /// A connection to write on, whose commits are as `commit` says.
     async fn writer_for(&self, op: &'static str, commit: Commit) -> Result<Writer<'_>, StoreError> {
         let Some(writer) = &self.writer else {
-            return self.pool.acquire().await.map(Writer::Pooled).map_err(StoreError::query(op));
+            let conn = self.pool.acquire().await.map_err(StoreError::query(op))?;
+            return Ok(Writer::Pooled(conn, commit));
         };
         let mut guard = tokio::time::timeout(writer.wait, writer.state.lock())
             .await

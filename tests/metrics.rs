@@ -1,0 +1,46 @@
+//! The Prometheus exposition the worker serves: store commit times per kind of commit, on both
+//! store backends. One recorder per process, so these checks live in a test binary of their own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestStoreKind, TestStoreUrl};
+use deskpilot::{
+    events::EventKind,
+    store::{ClaimOutcome, LedgerKey},
+};
+
+/// The `_count` of `deskpilot_store_commit_seconds{commit}` in the exposition (0 when absent).
+fn commits(exposition: &str, commit: &str) -> u64 {
+    let prefix = format!("deskpilot_store_commit_seconds_count{{commit=\"{commit}\"}} ");
+    exposition.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
+#[tokio::test]
+async fn store_commits_are_timed_per_kind_of_commit_on_both_backends() {
+    let handle = deskpilot::telemetry::install_metrics().expect("the only recorder of this binary");
+    for kind in [TestStoreKind::Sqlite, TestStoreKind::Postgres] {
+        let before = handle.render();
+        let at = TestStoreUrl::new(kind).await;
+        let store = at.connect().await;
+        let key = LedgerKey::new("demo", "1044", EventKind::TicketCreated);
+        let claim = store.claim(&key, "e1", "w1", Duration::from_secs(30)).await.unwrap();
+        assert!(matches!(claim, ClaimOutcome::Claimed(_)), "{claim:?}");
+        store.finish(&key, "w1", None, "done").await.unwrap();
+        store.close().await;
+
+        let after = handle.render();
+        for commit in ["lease", "flushed"] {
+            assert!(
+                commits(&after, commit) > commits(&before, commit),
+                "{kind:?}: a {commit} commit was timed:\n{after}"
+            );
+        }
+        // Buckets fine enough to tell a sub-millisecond commit from a stalled flush.
+        for le in ["0.0005", "0.1", "5", "+Inf"] {
+            let bucket = format!("deskpilot_store_commit_seconds_bucket{{commit=\"flushed\",le=\"{le}\"}}");
+            assert!(after.contains(&bucket), "{kind:?}: no bucket le={le}:\n{after}");
+        }
+    }
+}
