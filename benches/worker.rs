@@ -214,8 +214,9 @@ mod driver {
         future_bytes: Value,
         /// The allocator's bytes allocated and resident after start-up and after the saturated phase.
         heap_mb: [(f64, f64); 2],
-        /// Where the machine's CPU went during the saturated phase.
+        /// Where the machine's CPU went during the saturated phase, and during the paced one.
         sat_cpu: CpuSplit,
+        paced_cpu: CpuSplit,
         /// The store's commits in each phase (saturated, paced), from the worker's metrics.
         commits: [Commits; 2],
     }
@@ -266,6 +267,9 @@ mod driver {
         broker: Option<f64>,
         driver: f64,
         machine_busy: f64,
+        /// CPU time the hypervisor gave to other guests while ours wanted to run: a machine that
+        /// is slow for a while shows here, and every CPU figure of the phase is inflated with it.
+        machine_steal: f64,
         machine_total: f64,
     }
 
@@ -274,7 +278,7 @@ mod driver {
         sandbox: f64,
         broker: Option<f64>,
         driver: f64,
-        machine: (f64, f64),
+        machine: MachineCpu,
     }
 
     impl CpuMark {
@@ -293,8 +297,9 @@ mod driver {
                 sandbox: end.sandbox - self.sandbox,
                 broker: self.broker.zip(end.broker).map(|(a, b)| b - a),
                 driver: end.driver - self.driver,
-                machine_busy: end.machine.0 - self.machine.0,
-                machine_total: end.machine.1 - self.machine.1,
+                machine_busy: end.machine.busy - self.machine.busy,
+                machine_steal: end.machine.steal - self.machine.steal,
+                machine_total: end.machine.total - self.machine.total,
             }
         }
     }
@@ -411,7 +416,8 @@ mod driver {
         let deadline = Instant::now() + PHASE_CAP;
         let sat_done = ledger.wait_done(n_sat, deadline, &mut worker).await?;
         let snap = worker.command("SNAP").await?;
-        let sat_cpu = mark.until(&CpuMark::now(sandbox.child.id(), broker)?, cpu(&snap) - cpu(&ready));
+        let sat_end = CpuMark::now(sandbox.child.id(), broker)?;
+        let sat_cpu = mark.until(&sat_end, cpu(&snap) - cpu(&ready));
         if sat_done < n_sat {
             println!("   saturated phase INCOMPLETE: {sat_done}/{n_sat} done within {PHASE_CAP:?}");
         }
@@ -430,6 +436,8 @@ mod driver {
         }
         // Idle: what the worker burns per second with nothing to do (timers, heartbeats, upkeep).
         let idle_from = worker.command("SNAP").await?;
+        let paced_cpu =
+            sat_end.until(&CpuMark::now(sandbox.child.id(), broker)?, cpu(&idle_from) - cpu(&snap));
         tokio::time::sleep(IDLE).await;
         let idle_to = worker.command("SNAP").await?;
         let idle_cpu_ms_per_s = (cpu(&idle_to) - cpu(&idle_from)) * 1e3
@@ -477,6 +485,7 @@ mod driver {
             retried_or_failed: rows.iter().map(|r| r.attempts + r.failed).sum(),
             dead_letters,
             sat_cpu,
+            paced_cpu,
             commits: [phase_commits(&ready, &snap), phase_commits(&snap, &idle_from)],
             request_bytes: (
                 end["llm_request_mean_bytes"]["system"].as_u64().unwrap_or(0),
@@ -598,11 +607,13 @@ mod driver {
         let broker = c.broker.unwrap_or(f64::NAN);
         let others = c.machine_busy - c.worker - c.sandbox - c.driver - c.broker.unwrap_or(0.0);
         println!(
-            "   saturated: machine CPU busy {:.1} of {:.1} CPU-s ({:.0} %): worker {:.2} s, sandbox {:.2} s \
-             ({:.3} ms/ticket), RabbitMQ {:.2} s ({:.3} ms/ticket), driver {:.2} s, other processes {:.2} s",
+            "   saturated: machine CPU busy {:.1} of {:.1} CPU-s ({:.0} %), stolen by the hypervisor {:.2} s: worker \
+             {:.2} s, sandbox {:.2} s ({:.3} ms/ticket), RabbitMQ {:.2} s ({:.3} ms/ticket), driver {:.2} s, other \
+             processes {:.2} s",
             c.machine_busy,
             c.machine_total,
             100.0 * c.machine_busy / c.machine_total.max(1e-9),
+            c.machine_steal,
             c.worker,
             c.sandbox,
             per_ticket(c.sandbox),
@@ -617,7 +628,7 @@ mod driver {
             println!(
                 "   paced:     {}/{} events offered at {:.1}/s, done at {:.1}/s over {:.2}s; publish → Done p50 {:.0} ms, \
                  p99 {:.0} ms, max {:.0} ms (publish → claim p50 {:.0} ms, p99 {:.0} ms); worker CPU {:.3} ms/ticket, \
-                 {:.0} context switches/ticket",
+                 {:.0} context switches/ticket; stolen by the hypervisor {:.2} of {:.1} CPU-s",
                 p.done,
                 p.events,
                 opts.load * f.ideal,
@@ -629,7 +640,9 @@ mod driver {
                 w50,
                 w99,
                 p.cpu_ms_per_ticket,
-                p.csw_per_ticket
+                p.csw_per_ticket,
+                f.paced_cpu.machine_steal,
+                f.paced_cpu.machine_total
             );
         }
         if let Some(p) = &f.paced {
@@ -669,6 +682,14 @@ mod driver {
             f.future_bytes["triage"],
             f.future_bytes["gather"]
         );
+    }
+
+    impl Figures {
+        /// Share of the machine's CPU time the hypervisor gave to other guests over both phases.
+        fn steal_pct(&self) -> f64 {
+            let (a, b) = (&self.sat_cpu, &self.paced_cpu);
+            100.0 * (a.machine_steal + b.machine_steal) / (a.machine_total + b.machine_total).max(1e-9)
+        }
     }
 
     /// One line on the store's commits of a phase: a disk flush that stalls holds back every claim
@@ -763,7 +784,7 @@ mod driver {
     fn summary(opts: &Options, all: &[(Figures, Mode)]) {
         println!("\n== summary (LLM double {} ms)", opts.latency.as_millis());
         println!(
-            "{:<12} {:>7} {:>8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8}",
+            "{:<12} {:>7} {:>8} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7}",
             "config",
             "events",
             "wall s",
@@ -777,12 +798,13 @@ mod driver {
             "cpu ms/t",
             "sat",
             "paced",
-            "peak MB"
+            "peak MB",
+            "steal %"
         );
         for (f, _) in all {
             let p = f.paced.as_ref();
             println!(
-                "{:<12} {:>7} {:>8.2} {:>10.1} {:>10.1} {:>7.1} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>8.1}",
+                "{:<12} {:>7} {:>8.2} {:>10.1} {:>10.1} {:>7.1} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>8.3} {:>8.3} {:>8.3} {:>8.1} {:>7.1}",
                 f.label,
                 f.sat.done + p.map_or(0, |p| p.done),
                 f.sat.wall,
@@ -796,13 +818,16 @@ mod driver {
                 f.worker_cpu_ms_per_ticket,
                 f.sat.cpu_ms_per_ticket,
                 p.map_or(f64::NAN, |p| p.cpu_ms_per_ticket),
-                f.peak_rss_mb
+                f.peak_rss_mb,
+                f.steal_pct()
             );
         }
         println!(
             "(steady = saturated phase, completions #c..#(N-c); svc = claim -> Done in the saturated phase; e2e = \
              publish -> Done in the paced phase at {:.0} % of ideal; latencies in ms; cpu = worker process CPU per \
-             ticket over both phases, sat and paced = over each phase alone; peak = worker VmHWM)",
+             ticket over both phases, sat and paced = over each phase alone; peak = worker VmHWM; steal = the \
+             machine's CPU time the hypervisor gave to other guests over both phases: a run with much of it ran \
+             on a slowed machine)",
             opts.load * 100.0
         );
         let groups = Runs::group(all);
@@ -811,14 +836,16 @@ mod driver {
             for g in &groups {
                 let paced = g.spread(|f| f.paced.as_ref().map_or(f64::NAN, |p| p.cpu_ms_per_ticket));
                 println!(
-                    "  {:<12} {} runs: {} % of ideal; worker CPU {} ms/ticket (saturated {}, paced {}); peak {} MB",
+                    "  {:<12} {} runs: {} % of ideal; worker CPU {} ms/ticket (saturated {}, paced {}); peak {} MB; \
+                     steal {} %",
                     g.label,
                     g.figures.len(),
                     g.pct_of_ideal().show(1),
                     g.cpu().show(3),
                     g.spread(|f| f.sat.cpu_ms_per_ticket).show(3),
                     paced.show(3),
-                    g.spread(|f| f.peak_rss_mb).show(1)
+                    g.spread(|f| f.peak_rss_mb).show(1),
+                    g.spread(Figures::steal_pct).show(1)
                 );
             }
         }
@@ -1363,14 +1390,22 @@ mod driver {
     }
 
     /// (busy, total) CPU seconds of the whole machine since boot, from /proc/stat.
-    fn machine_cpu() -> anyhow::Result<(f64, f64)> {
+    fn machine_cpu() -> anyhow::Result<MachineCpu> {
         let stat = std::fs::read_to_string("/proc/stat")?;
         let line = stat.lines().next().context("empty /proc/stat")?;
+        // user nice system idle iowait irq softirq steal
         let v: Vec<f64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().unwrap_or(0.0)).collect();
+        let at = |i: usize| v.get(i).copied().unwrap_or(0.0);
         let total: f64 = v.iter().sum();
-        let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
         let hz = clock_ticks();
-        Ok(((total - idle) / hz, total / hz))
+        Ok(MachineCpu { busy: (total - at(3) - at(4) - at(7)) / hz, steal: at(7) / hz, total: total / hz })
+    }
+
+    /// The whole machine's CPU seconds since boot: busy (steal excluded), stolen, and in all.
+    struct MachineCpu {
+        busy: f64,
+        steal: f64,
+        total: f64,
     }
 
     /// The local RabbitMQ node (`beam.smp`), to report its CPU for information.
