@@ -217,6 +217,9 @@ mod driver {
         /// Where the machine's CPU went during the saturated phase, and during the paced one.
         sat_cpu: CpuSplit,
         paced_cpu: CpuSplit,
+        /// The worker's CPU per ticket over the saturated phase's steady window (completions
+        /// #c..#(N−c), as the throughput): the first wave's start-up excluded.
+        steady_cpu_ms_per_ticket: f64,
         /// The store's commits in each phase (saturated, paced), from the worker's metrics.
         commits: [Commits; 2],
     }
@@ -414,8 +417,18 @@ mod driver {
         // Saturated.
         let mark = CpuMark::now(sandbox.child.id(), broker)?;
         let deadline = Instant::now() + PHASE_CAP;
+        // Also snapshots at the ends of the steady window the throughput is taken over (the first
+        // and last concurrency-worth of completions excluded), for the CPU of a warm worker.
+        let mut window = Vec::new();
+        for n in [c, n_sat - c] {
+            ledger.wait_done(n, deadline, &mut worker).await?;
+            let at = worker.command("SNAP").await?;
+            window.push((cpu(&at), ledger.done().await?));
+        }
         let sat_done = ledger.wait_done(n_sat, deadline, &mut worker).await?;
         let snap = worker.command("SNAP").await?;
+        let steady_cpu_ms_per_ticket =
+            (window[1].0 - window[0].0) * 1e3 / window[1].1.saturating_sub(window[0].1).max(1) as f64;
         let sat_end = CpuMark::now(sandbox.child.id(), broker)?;
         let sat_cpu = mark.until(&sat_end, cpu(&snap) - cpu(&ready));
         if sat_done < n_sat {
@@ -486,6 +499,7 @@ mod driver {
             dead_letters,
             sat_cpu,
             paced_cpu,
+            steady_cpu_ms_per_ticket,
             commits: [phase_commits(&ready, &snap), phase_commits(&snap, &idle_from)],
             request_bytes: (
                 end["llm_request_mean_bytes"]["system"].as_u64().unwrap_or(0),
@@ -589,8 +603,8 @@ mod driver {
         );
         println!(
             "   saturated: claim → Done p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (LLM {} ms) = claim → decided \
-             p50 {:.0} / p99 {:.0} ms + decided → Done p50 {:.0} / p99 {:.0} ms; worker CPU {:.3} ms/ticket, \
-             {:.0} context switches/ticket",
+             p50 {:.0} / p99 {:.0} ms + decided → Done p50 {:.0} / p99 {:.0} ms; worker CPU {:.3} ms/ticket \
+             ({:.3} over the steady window), {:.0} context switches/ticket",
             s.latency.0,
             s.latency.1,
             s.latency.2,
@@ -600,6 +614,7 @@ mod driver {
             s.stages[1].0,
             s.stages[1].1,
             s.cpu_ms_per_ticket,
+            f.steady_cpu_ms_per_ticket,
             s.csw_per_ticket
         );
         let c = &f.sat_cpu;
@@ -1342,6 +1357,15 @@ mod driver {
 
         /// Polls until `n` keys are done (or failed for good), the deadline passes or the worker
         /// process dies; returns how many are done.
+        /// Keys done (or failed for good) so far.
+        async fn done(&mut self) -> anyhow::Result<usize> {
+            let (done,): (i64,) =
+                sqlx::query_as("SELECT count(*) FROM ledger WHERE step = 'done' OR failed = 1")
+                    .fetch_one(&mut self.0)
+                    .await?;
+            Ok(usize::try_from(done).unwrap_or(0))
+        }
+
         async fn wait_done(
             &mut self,
             n: usize,
@@ -1349,11 +1373,7 @@ mod driver {
             worker: &mut WorkerProcess,
         ) -> anyhow::Result<usize> {
             loop {
-                let (done,): (i64,) =
-                    sqlx::query_as("SELECT count(*) FROM ledger WHERE step = 'done' OR failed = 1")
-                        .fetch_one(&mut self.0)
-                        .await?;
-                let done = usize::try_from(done).unwrap_or(0);
+                let done = self.done().await?;
                 if done >= n || Instant::now() >= deadline {
                     return Ok(done);
                 }
