@@ -58,8 +58,7 @@ const LATENCY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 
 /// Histogram buckets (seconds) for store commits: most take well under a millisecond, and one
 /// disk flush that stalls for a tenth of a second holds back every other write.
-pub const COMMIT_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const COMMIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 /// Installs the Prometheus recorder behind the `metrics` facade and keeps it tidy in the
 /// background (histograms would grow without the upkeep). Returns the handle that renders the

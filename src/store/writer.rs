@@ -61,8 +61,8 @@ impl Commit {
     }
 }
 
-/// A write that held the writer longer than this is logged: every other write waited for it
-/// (on a SQLite file, a disk flush that stalls holds back every claim and finish).
+/// A write that took longer than this is logged: on a SQLite file every other write waited for
+/// it (a disk flush that stalls holds back every claim and finish).
 const SLOW_COMMIT: Duration = Duration::from_secs(1);
 
 /// Records how long one write (a statement or a batch, its commit and flush included) took on its
@@ -76,8 +76,8 @@ fn record_commit(commit: Commit, statements: usize, started: Instant) {
             commit = commit.as_str(),
             statements,
             took_ms = took.as_millis() as u64,
-            "a store write took over {}s and held back every other write; is the disk (or the \
-             database server) slow or saturated?",
+            "a store write took over {}s, its commit included (on a SQLite file every other write \
+             waited behind it); is the disk, or the database server, slow or saturated?",
             SLOW_COMMIT.as_secs()
         );
     }
