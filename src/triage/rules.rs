@@ -306,6 +306,34 @@ mod tests {
     }
 
     #[test]
+    fn a_5xx_number_is_an_outage_only_as_a_status() {
+        let r = Rules::embedded().unwrap();
+        let rule =
+            |subject: &str, description: &str| match r.decide("demo", &ctx(subject, description)).origin {
+                Origin::Rules { rule } => rule,
+                other => panic!("{other:?}"),
+            };
+        for status in [
+            "the page shows an error page with a 503",
+            "HTTP 503 since this morning",
+            "502 errors on every request",
+            "Dashboard lädt nicht – 503 Fehler",
+            "APIが503エラーを返しています",
+            "lots of 5xx from the API",
+        ] {
+            assert_eq!(rule("Help", status), "outage", "{status}");
+        }
+        for number in [
+            "Notre numéro de TVA est FR 12 834 567 890.",
+            "Call me back on +1 415 555 0134.",
+            "Invoice NW-INV-500 shows the wrong address.",
+            "We have 500 seats on the plan.",
+        ] {
+            assert_ne!(rule("Question", number), "outage", "{number}");
+        }
+    }
+
+    #[test]
     fn unlisted_categories_are_not_proposed() {
         let r = Rules::embedded().unwrap();
         let d = r.decide("demo", &ctx("Package arrived damaged", "The courier dropped it"));
