@@ -315,6 +315,7 @@ mod tests {
             };
         for status in [
             "the page shows an error page with a 503",
+            "is northwind down?? whole team getting 503 on the app",
             "HTTP 503 since this morning",
             "502 errors on every request",
             "Dashboard lädt nicht – 503 Fehler",
