@@ -65,9 +65,11 @@ impl Commit {
 /// it (a disk flush that stalls holds back every claim and finish).
 const SLOW_COMMIT: Duration = Duration::from_secs(1);
 
-/// Records how long one write (a statement or a batch, its commit and flush included) took on its
-/// connection: `deskpilot_store_commit_seconds{commit}`, and a warning when it was slow.
-fn record_commit(commit: Commit, statements: usize, started: Instant) {
+/// Runs one write (a statement or a batch) and records how long it took on its connection, its
+/// commit and flush included: `deskpilot_store_commit_seconds{commit}`, and a warning when slow.
+async fn timed<T>(commit: Commit, statements: usize, write: impl Future<Output = T>) -> T {
+    let started = Instant::now();
+    let written = write.await;
     let took = started.elapsed();
     metrics::histogram!("deskpilot_store_commit_seconds", "commit" => commit.as_str())
         .record(took.as_secs_f64());
@@ -81,6 +83,7 @@ fn record_commit(commit: Commit, statements: usize, started: Instant) {
             SLOW_COMMIT.as_secs()
         );
     }
+    written
 }
 
 /// A SQLite file's write connections.
@@ -152,10 +155,7 @@ pub(crate) enum Writer<'a> {
 impl Writer<'_> {
     /// Runs ONE statement and returns how many rows it changed: one answer, after the commit.
     pub(crate) async fn changed(&mut self, query: Query<'_, Any, AnyArguments>) -> Result<u64, sqlx::Error> {
-        let started = Instant::now();
-        let changed = changed(self, query).await;
-        record_commit(self.commit(), 1, started);
-        changed
+        timed(self.commit(), 1, changed(self, query)).await
     }
 
     /// Runs ONE statement and returns every row it returns, once it has committed. A statement
@@ -164,10 +164,7 @@ impl Writer<'_> {
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, sqlx::Error> {
-        let started = Instant::now();
-        let rows = query.fetch_all(&mut **self).await;
-        record_commit(self.commit(), 1, started);
-        rows
+        timed(self.commit(), 1, query.fetch_all(&mut **self)).await
     }
 
     /// Runs `queries` (one statement each) in one transaction and returns each one's count of
@@ -177,7 +174,6 @@ impl Writer<'_> {
         &mut self,
         queries: Vec<Query<'_, Any, AnyArguments>>,
     ) -> Result<Vec<Result<u64, sqlx::Error>>, sqlx::Error> {
-        let started = Instant::now();
         let (statements, commit) = (queries.len(), self.commit());
         let (conn, begin): (&mut AnyConnection, _) = match self {
             Self::Pooled(conn, _) => (conn, "BEGIN"),
@@ -190,7 +186,7 @@ impl Writer<'_> {
                 (&mut state.conn, "BEGIN IMMEDIATE")
             }
         };
-        let result = async {
+        let result = timed(commit, statements, async {
             sqlx::query(begin).execute(&mut *conn).await?;
             let mut results = Vec::with_capacity(queries.len());
             for query in queries {
@@ -198,7 +194,7 @@ impl Writer<'_> {
             }
             sqlx::query("COMMIT").execute(&mut *conn).await?;
             Ok(results)
-        }
+        })
         .await;
         if result.is_err() {
             recover(conn).await;
@@ -208,7 +204,6 @@ impl Writer<'_> {
         {
             state.interrupted = false;
         }
-        record_commit(commit, statements, started);
         result
     }
 
@@ -220,10 +215,7 @@ impl Writer<'_> {
         &mut self,
         query: Query<'_, Any, AnyArguments>,
     ) -> Result<Option<AnyRow>, sqlx::Error> {
-        let started = Instant::now();
-        let row = first_row(self, query).await;
-        record_commit(self.commit(), 1, started);
-        row
+        timed(self.commit(), 1, first_row(self, query)).await
     }
 
     /// How this writer's commits are made.
