@@ -5,17 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestStoreKind, TestStoreUrl};
+use common::{TestStoreKind, TestStoreUrl, store_commits};
 use deskpilot::{
     events::EventKind,
     store::{ClaimOutcome, LedgerKey},
 };
-
-/// The `_count` of `deskpilot_store_commit_seconds{commit}` in the exposition (0 when absent).
-fn commits(exposition: &str, commit: &str) -> u64 {
-    let prefix = format!("deskpilot_store_commit_seconds_count{{commit=\"{commit}\"}} ");
-    exposition.lines().find_map(|l| l.strip_prefix(&prefix)).map_or(0, |v| v.trim().parse().expect("a count"))
-}
 
 #[tokio::test]
 async fn store_commits_are_timed_per_kind_of_commit_on_both_backends() {
@@ -33,7 +27,7 @@ async fn store_commits_are_timed_per_kind_of_commit_on_both_backends() {
         let after = handle.render();
         for commit in ["lease", "flushed"] {
             assert!(
-                commits(&after, commit) > commits(&before, commit),
+                store_commits(&after, commit).0 > store_commits(&before, commit).0,
                 "{kind:?}: a {commit} commit was timed:\n{after}"
             );
         }

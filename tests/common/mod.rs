@@ -523,3 +523,18 @@ pub async fn publish_raw(conn: &lapin::Connection, exchange: &str, routing_key: 
     assert_eq!(confirm, Confirmation::Ack(None));
     let _ = channel.close(200, "OK".into()).await;
 }
+
+/// `deskpilot_store_commit_seconds{commit}` as the Prometheus exposition shows it: the count and
+/// the cumulative buckets (`(bound in seconds, count)`, `+Inf` last); zero and none when absent.
+pub fn store_commits(exposition: &str, commit: &str) -> (f64, Vec<(f64, f64)>) {
+    let label = format!("commit=\"{commit}\"");
+    let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
+    let label = label.as_str();
+    let ours =
+        |prefix: &'static str| exposition.lines().filter(move |l| l.starts_with(prefix) && l.contains(label));
+    let count = ours("deskpilot_store_commit_seconds_count").find_map(value).unwrap_or(0.0);
+    let buckets = ours("deskpilot_store_commit_seconds_bucket")
+        .filter_map(|l| Some((l.split("le=\"").nth(1)?.split('"').next()?.parse().ok()?, value(l)?)))
+        .collect();
+    (count, buckets)
+}
