@@ -910,7 +910,9 @@ mod driver {
             }
             None => println!("  (peak RSS target is for 256 in flight, which was not run)"),
         }
-        println!("also measured, not judged (see the header: events trickling in, apply mode):");
+        println!(
+            "also measured, not judged (events trickling in, apply mode; the README's \"What it judges\" says why):"
+        );
         for g in &groups {
             let sat = match g.mode {
                 Mode::Shadow => String::new(),
