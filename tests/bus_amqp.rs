@@ -543,6 +543,36 @@ async fn the_consumer_outlasts_an_unreachable_broker() {
 }
 
 #[tokio::test]
+async fn the_consumer_reconnects_after_the_clients_own_recovery_gives_up() {
+    init_logs();
+    let broker = TestBroker::new(|_| {}).await;
+    let proxy = Proxy::start(&broker.url).await;
+    let (_publisher, mut consumer) =
+        bus::connect(&proxy.url, &broker.settings).await.expect("connect via proxy");
+
+    // Down for longer than lapin's own recovery tries (about 5 s): its connection then still
+    // reads as reconnecting, but can no longer open a channel.
+    proxy.set_up(false);
+    let waiting = tokio::spawn(async move {
+        loop {
+            match consumer.next().await {
+                Some(Ok(d)) => return d,
+                Some(Err(e)) => assert!(e.is_retryable(), "{e:?}"),
+                None => panic!("the consumer ended"),
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let event = created("12");
+    broker.publish_raw("ticket.created", &event.to_json()).await;
+    proxy.set_up(true);
+
+    let d = tokio::time::timeout(Duration::from_secs(20), waiting).await.expect("delivered").unwrap();
+    assert_eq!(d.event.as_ref().unwrap(), &event);
+    d.ack().await.unwrap();
+}
+
+#[tokio::test]
 async fn prefetch_bounds_the_unacked_deliveries() {
     let broker = TestBroker::new(|s| s.prefetch = 2).await;
     let (publisher, mut consumer) = broker.connect().await;

@@ -310,8 +310,7 @@ impl Link {
     /// connection is gone.
     pub(crate) async fn channel(&self) -> Result<(Channel, u64), BusError> {
         let mut state = self.state.lock().await;
-        let conn = self.live(&mut state).await?;
-        let channel = conn.create_channel().await.map_err(|e| connection_error("open a channel", e))?;
+        let channel = self.new_channel(&mut state).await?;
         Ok((channel, state.generation))
     }
 
@@ -323,8 +322,7 @@ impl Link {
         {
             return Ok((channel.clone(), state.generation));
         }
-        let conn = self.live(&mut state).await?;
-        let channel = conn.create_channel().await.map_err(|e| connection_error("open a channel", e))?;
+        let channel = self.new_channel(&mut state).await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -361,6 +359,21 @@ impl Link {
 
     pub(crate) async fn publishing_closed(&self) -> bool {
         self.state.lock().await.closed
+    }
+
+    /// A new channel on the live connection. A connection that cannot open one is dropped, so the
+    /// next call opens a new one: once lapin's own recovery has given up, its connection can still
+    /// read as reconnecting, and every later attempt would fail on it for good.
+    async fn new_channel(&self, state: &mut LinkState) -> Result<Channel, BusError> {
+        let conn = self.live(state).await?;
+        match conn.create_channel().await {
+            Ok(channel) => Ok(channel),
+            Err(e) => {
+                tracing::warn!(generation = state.generation, error = %e, "RabbitMQ connection cannot open a channel; a new one will be opened");
+                discard(state);
+                Err(connection_error("open a channel", e))
+            }
+        }
     }
 
     async fn live<'a>(&self, state: &'a mut LinkState) -> Result<&'a Connection, BusError> {
