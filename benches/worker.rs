@@ -1521,7 +1521,7 @@ mod child {
                 .with_writer(sink)
                 .try_init()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            if let Some(handle) = deskpilot::telemetry::install_metrics() {
+            if let Some(handle) = deskpilot::telemetry::metrics() {
                 let _ = METRICS.set(handle);
             }
         }

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
 use sha1::{Digest, Sha1};
 
 use crate::{
@@ -20,29 +19,7 @@ use crate::{
     triage::decision::Decision,
 };
 
-/// What to do with decisions on a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Write nothing to the helpdesk; store the proposal for review.
-    #[default]
-    Shadow,
-    /// Update the ticket and post the draft as an internal note.
-    Apply,
-    /// Apply when confidence ≥ `confidence_threshold` and the category is automated, shadow otherwise.
-    ApplyIfConfident,
-}
-
-impl Mode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Shadow => "shadow",
-            Self::Apply => "apply",
-            Self::ApplyIfConfident => "apply_if_confident",
-        }
-    }
-}
+pub use crate::config::Mode;
 
 /// How one connection acts.
 #[derive(Debug, Clone, Default)]

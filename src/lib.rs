@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod act;
+pub mod app;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -14,6 +15,8 @@ pub mod telemetry;
 pub mod ticketing;
 pub mod triage;
 pub mod worker;
+
+pub use app::{App, run};
 
 /// The allocator of every binary built on this crate (the service, its tests and benchmarks).
 /// Each event allocates and frees thousands of small short-lived objects (JSON, prompts, HTTP)

@@ -60,38 +60,21 @@ const LATENCY_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 /// disk flush that stalls for a tenth of a second holds back every other write.
 const COMMIT_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
-/// Installs the Prometheus recorder behind the `metrics` facade and keeps it tidy in the
-/// background (histograms would grow without the upkeep). Returns the handle that renders the
-/// text exposition, or `None` when a recorder is already installed (tests, a second call).
-pub fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+/// The Prometheus recorder behind the `metrics` facade, installed on first use and shared by
+/// everything in the process. `None` when another recorder was installed first.
+pub fn metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(install_metrics).clone()
+}
+
+fn install_metrics() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
     use metrics_exporter_prometheus::Matcher;
-    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+    metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)
         .ok()?
         .set_buckets_for_metric(Matcher::Full("deskpilot_store_commit_seconds".into()), COMMIT_BUCKETS)
         .ok()?
         .install_recorder()
-        .ok()?;
-    let upkeep = handle.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            upkeep.run_upkeep();
-        }
-    });
-    Some(handle)
-}
-
-/// Serves `GET /metrics` (Prometheus text) and `GET /health` on `listener` until `shutdown`.
-pub async fn serve_metrics(
-    listener: tokio::net::TcpListener,
-    handle: metrics_exporter_prometheus::PrometheusHandle,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    use axum::{Router, routing::get};
-    let app = Router::new()
-        .route("/metrics", get(move || std::future::ready(handle.render())))
-        .route("/health", get(|| std::future::ready("ok")));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
+        .ok()
 }

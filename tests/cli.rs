@@ -139,17 +139,34 @@ async fn check_summarises_the_config_and_tries_every_connection() {
     }
     assert!(!out.contains(KEY), "the key must never be printed:\n{out}");
 
+    // A second connection the sandbox does not serve: its probe fails, and so does the check.
+    let s = setup("").await;
+    let gone = format!(
+        "\n[[connections]]\nid = \"gone\"\nbackend = \"unified\"\nbase_url = \"{}\"\napi_key_env = \"SANDBOX_KEY\"\n",
+        s.sandbox.base_url
+    );
+    let config = config_file(&format!("{}{gone}", std::fs::read_to_string(s.config.path()).unwrap()));
+    let o = run(Some(config.path()), &["check"]).await;
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "a failed connection fails the check:\n{out}");
+    assert!(out.contains("    OK: 2 categories"), "{out}");
+    assert!(
+        out.contains(&format!("  gone: unified at {}, mode shadow\n    FAILED: ", s.sandbox.base_url)),
+        "{out}"
+    );
+    assert!(stderr(&o).contains("error: 1 of 2 connections failed: gone"), "{}", stderr(&o));
+
+    // A backend this build lacks is refused before anything is tried.
     let zendesk = "\n[[connections]]\nid = \"zd\"\nbackend = \"zendesk\"\nsubdomain = \"acme\"\n\
                    email = \"agent@acme.com\"\napi_token_env = \"ZENDESK_TOKEN\"\n";
     let s = setup(zendesk).await;
     let o = run(Some(s.config.path()), &["check"]).await;
-    let out = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "a failed connection fails the check:\n{out}");
-    assert!(out.contains("    OK: 2 categories"), "{out}");
-    let zd = "  zd: zendesk at acme.zendesk.com, mode shadow\n    \
-              FAILED: backend `zendesk` is not implemented yet in this build\n";
-    assert!(out.contains(zd), "{out}");
-    assert!(stderr(&o).contains("error: 1 of 2 connections failed: zd"), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(1), "stdout: {}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("backend `zendesk` is not available in this build of deskpilot (it has: unified)"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,10 @@
 
 use std::{io::Write, path::Path, time::Duration};
 
-use deskpilot::config::{BackendConfig, Config, Mode};
+use deskpilot::{
+    app::parts::{helpdesk_for, http_settings},
+    config::{BUILT_BACKENDS, BackendConfig, Config, Mode},
+};
 use secrecy::ExposeSecret;
 use tempfile::NamedTempFile;
 
@@ -27,7 +30,7 @@ fn load(toml: &str, vars: &[(&str, &str)]) -> anyhow::Result<Config> {
 /// The whole error chain on one line, with the file path of `f` replaced by `FILE`.
 /// The error of building a connection's client.
 fn client_error(c: &Config, id: &str) -> String {
-    match c.ticketing_for(id) {
+    match helpdesk_for(c, id) {
         Ok(_) => panic!("connection `{id}` should not build"),
         Err(e) => format!("{e:#}"),
     }
@@ -68,19 +71,20 @@ fn defaults_parse_and_validate() {
     assert_eq!(u.api_key.as_ref().map(|k| k.expose_secret()), Some("sandbox"));
     assert_eq!(u.category_cache(), Duration::from_secs(300));
 
-    let client = c.ticketing_for("demo").expect("the demo client builds without the network");
+    let client = helpdesk_for(&c, "demo").expect("the demo client builds without the network");
     assert_eq!(client.backend(), "unified");
 }
 
 #[test]
-fn example_documents_every_backend_and_parses() {
+fn example_documents_every_backend_of_this_build_and_parses() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/example.toml");
     let c = Config::load_from(Some(&path), Env::new()).unwrap();
     let backends: Vec<_> = c.connections.iter().map(|c| c.backend.name()).collect();
-    for backend in ["unified", "zendesk", "freshdesk", "intercom", "servicenow"] {
-        assert!(backends.contains(&backend), "example.toml has no {backend} connection: {backends:?}");
+    for backend in BUILT_BACKENDS {
+        assert!(backends.contains(backend), "example.toml has no {backend} connection: {backends:?}");
     }
-    assert_eq!(c.http.settings().retry.max_retry_after, Duration::from_secs(30));
+    assert_eq!(http_settings(&c).retry.max_retry_after, Duration::from_secs(30));
+    assert_eq!(c.server.addr(), Some("127.0.0.1:8080"));
 }
 
 #[test]
@@ -218,7 +222,7 @@ fn a_missing_credential_variable_fails_when_the_client_is_built() {
     );
 
     let c = load(&toml, &[("UNIFIED_API_KEY", "k")]).unwrap();
-    assert!(c.ticketing_for("demo").is_ok());
+    assert!(helpdesk_for(&c, "demo").is_ok());
 }
 
 #[test]
@@ -228,13 +232,26 @@ fn unknown_connections_list_the_configured_ids() {
 }
 
 #[test]
-fn unimplemented_backends_say_so() {
+fn backends_this_build_lacks_are_refused_when_the_config_loads() {
     let toml = "[[connections]]\nid = \"zd\"\nbackend = \"zendesk\"\nsubdomain = \"acme\"\n\
                 email = \"a@acme.com\"\napi_token = \"t\"\n";
-    let c = load(toml, &[]).unwrap();
-    assert_eq!(
-        client_error(&c, "zd"),
-        "connection `zd`: backend `zendesk` is not implemented yet in this build"
+    let e = error_of(toml, &[]);
+    assert!(
+        e.contains(
+            r#"connections[0] (id = "zd"): backend `zendesk` is not available in this build of deskpilot (it has: unified)"#
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_server_address_is_checked_and_may_be_empty() {
+    let c = Config::load_from(None, env(&[("DESKPILOT__SERVER__ADDR", "\"\"")])).unwrap();
+    assert_eq!(c.server.addr(), None, "empty = no HTTP server");
+    let e = error_of("[server]\naddr = \"localhost:eighty\"\n", &[]);
+    assert!(
+        e.contains(r#"server.addr = "localhost:eighty" must be empty (no HTTP server) or an address"#),
+        "{e}"
     );
 }
 
@@ -325,7 +342,7 @@ fn secrets_stay_out_of_debug_output() {
 fn http_section_builds_the_client_settings() {
     let c =
         load("[http]\nconnect_timeout_secs = 2\nrequest_timeout_secs = 9\nmax_retries = 0\n", &[]).unwrap();
-    let s = c.http.settings();
+    let s = http_settings(&c);
     assert_eq!((s.connect_timeout, s.request_timeout), (Duration::from_secs(2), Duration::from_secs(9)));
     assert_eq!(s.retry.max_retries, 0);
 }

@@ -13,7 +13,7 @@ use deskpilot::{
 
 #[tokio::test]
 async fn store_commits_are_timed_per_kind_of_commit_on_both_backends() {
-    let handle = deskpilot::telemetry::install_metrics().expect("the only recorder of this binary");
+    let handle = deskpilot::telemetry::metrics().expect("the recorder of this binary");
     for kind in [TestStoreKind::Sqlite, TestStoreKind::Postgres] {
         let before = handle.render();
         let at = TestStoreUrl::new(kind).await;

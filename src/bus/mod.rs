@@ -103,6 +103,54 @@ impl Default for BusSettings {
     }
 }
 
+/// Where events travel: a RabbitMQ broker or the in-process bus, with the same names and tunables.
+#[derive(Clone)]
+pub enum Bus {
+    /// RabbitMQ at `url` (which may carry a password: never print it, see [`Bus::describe`]).
+    Amqp {
+        /// `amqp://` or `amqps://` URL.
+        url: String,
+        /// Names and tunables.
+        settings: BusSettings,
+    },
+    /// The in-process bus: one process publishes and consumes.
+    Memory(memory::MemoryBus),
+}
+
+impl Bus {
+    /// Names and tunables.
+    pub fn settings(&self) -> &BusSettings {
+        match self {
+            Self::Amqp { settings, .. } => settings,
+            Self::Memory(bus) => bus.settings(),
+        }
+    }
+
+    /// A publisher and a consumer; on RabbitMQ one connection of their own, with the topology
+    /// declared.
+    pub async fn connect(&self) -> Result<(Publisher, Consumer), BusError> {
+        match self {
+            Self::Amqp { url, settings } => connect(url, settings).await,
+            Self::Memory(bus) => Ok((bus.publisher(), bus.consumer())),
+        }
+    }
+
+    /// `in-process` or `RabbitMQ` with the exchange and queue, for logs and summaries.
+    pub fn describe(&self) -> String {
+        let s = self.settings();
+        match self {
+            Self::Amqp { .. } => format!("RabbitMQ (exchange {}, queue {})", s.exchange, s.queue),
+            Self::Memory(_) => "in-process".to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
 type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// What went wrong on the bus, classified by what the caller does next ([`BusError::is_retryable`]).

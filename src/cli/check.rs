@@ -112,7 +112,7 @@ fn hint(conn: &ConnectionConfig, e: &anyhow::Error) -> Option<&'static str> {
 
 /// Builds the client and reads the categories.
 async fn probe(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<String> {
-    let client = config.ticketing(conn)?;
+    let client = crate::app::parts::helpdesk(config, conn)?;
     let categories = client.list_categories().await?;
     let mut names: Vec<&str> =
         categories.iter().map(|c| c.name.as_deref().or(c.id.as_deref()).unwrap_or("?")).collect();

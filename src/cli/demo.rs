@@ -1,25 +1,27 @@
 //! `deskpilot demo`: the whole pipeline in one process on the embedded defaults — the sandbox
 //! helpdesk, the in-process bus, a SQLite store — over the demo helpdesk's untriaged tickets.
 
-use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
 use tokio::time::Instant;
 
 use crate::{
-    act::Mode,
-    bus::{self, BusSettings},
-    config::Config,
+    app::App,
+    bus::Bus,
+    config::{BackendConfig, Config, ConnectionConfig, Dsn, Mode, UnifiedConfig},
     events::{EventKind, EventSource, TicketEvent},
     sandbox::{self, SandboxOptions},
-    store::{ProposalFilter, Store},
-    ticketing::{ListQuery, TicketStatus, Ticketing, all_tickets, collect_all, unified::UnifiedClient},
-    worker::{Connection, Worker},
+    store::ProposalFilter,
+    ticketing::{ListQuery, TicketStatus, Ticketing, all_tickets, collect_all},
 };
 
 /// The sandbox connection the demo runs on.
 const DEMO_CONNECTION: &str = "demo";
+
+/// The key of the demo's own sandbox.
+const SANDBOX_KEY: &str = "demo";
 
 /// Options of `demo`.
 #[derive(Debug, Args)]
@@ -47,39 +49,20 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 
 pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_signals();
-    let sb = sandbox::spawn(SandboxOptions { api_key: "demo".into(), ..SandboxOptions::default() })
+    let sb = sandbox::spawn(SandboxOptions { api_key: SANDBOX_KEY.into(), ..SandboxOptions::default() })
         .await
         .context("could not start the sandbox helpdesk")?;
-    let helpdesk = Arc::new(
-        UnifiedClient::new(&sb.base_url, DEMO_CONNECTION, "demo".into(), &config.http.settings())
-            .context("sandbox client")?,
-    );
-
     // A fresh ledger each run: the sandbox starts from its bundled data every time.
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.store.display()));
     }
-    let store_url = format!("sqlite://{}", args.store.display());
-    let store = Store::connect(&store_url).await.context("demo store")?;
-    let engine = Arc::new(config.triage_engine()?);
-
-    let base = config.connections.iter().find(|c| c.id == DEMO_CONNECTION);
-    let mut act = base.map(|c| c.act_policy()).unwrap_or_default();
-    act.mode = args.mode;
-    // The sandbox's notes are agent-only by construction, so drafts may be posted in apply mode.
-    act.notes_internal_verified = true;
-    let triage =
-        base.map(|c| c.triage_policy()).unwrap_or_else(|| crate::triage::Policy::new(DEMO_CONNECTION));
-    let connections =
-        HashMap::from([(DEMO_CONNECTION.to_owned(), Connection { helpdesk: helpdesk.clone(), triage, act })]);
-
-    let settings = BusSettings {
-        retry_delays: vec![Duration::from_secs(1), Duration::from_secs(5)],
-        ..config.bus_settings()
-    };
-    let memory = bus::memory::MemoryBus::new(settings);
-    let publisher = memory.publisher();
-    let consumer = memory.consumer();
+    let config = demo_config(config, &sb.base_url, &args);
+    let app = App::build(&config).await?;
+    let Bus::Memory(memory) = app.bus().clone() else { unreachable!("the demo config empties bus.url") };
+    let helpdesk = app.helpdesk(DEMO_CONNECTION).expect("the demo connection is configured").clone();
+    let publisher = app.publisher().await?;
+    let store = app.store().clone();
+    let engine = app.engine().clone();
 
     let untriaged: Vec<_> =
         collect_all(all_tickets(helpdesk.as_ref() as &dyn Ticketing, ListQuery::default()))
@@ -104,9 +87,8 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
         publisher.publish(&event).await?;
     }
 
-    let worker = Arc::new(Worker::new(engine, store.clone(), connections, config.worker_settings()));
     let stop = shutdown.child_token();
-    let running = tokio::spawn(worker.run_until_stopped(consumer, stop.clone()));
+    let running = tokio::spawn(app.worker().run_until_stopped(memory.consumer(), stop.clone()));
     let started = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -168,4 +150,34 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     store.close().await;
     drop(sb);
     Ok(())
+}
+
+/// The demo's configuration: the user's, with the `demo` connection pointed at this run's sandbox
+/// in the chosen mode, the in-process bus with short retry tiers, a fresh SQLite store and no HTTP
+/// server (the demo ends by itself).
+fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
+    let mut config = config.clone();
+    config.bus.url = Dsn::default();
+    config.worker.retry_delays_secs = vec![1, 5];
+    config.store.url = Dsn::from(format!("sqlite://{}", args.store.display()));
+    config.server.addr = String::new();
+    let backend = BackendConfig::Unified(UnifiedConfig {
+        base_url: Some(sandbox_url.to_owned()),
+        region: None,
+        api_key: Some(SANDBOX_KEY.into()),
+        api_key_env: None,
+        category_cache_secs: 300,
+    });
+    let mut demo = config
+        .connections
+        .iter()
+        .find(|c| c.id == DEMO_CONNECTION)
+        .cloned()
+        .unwrap_or_else(|| ConnectionConfig::new(DEMO_CONNECTION, backend.clone()));
+    demo.backend = backend;
+    demo.mode = args.mode;
+    // The sandbox's notes are agent-only by construction, so drafts may be posted in apply mode.
+    demo.notes_internal_verified = true;
+    config.connections = vec![demo];
+    config
 }

@@ -136,7 +136,7 @@ pub(super) fn connection_client(config: &Config, id: Option<&str>) -> anyhow::Re
             config.connection_ids()
         ),
     };
-    let client = config.ticketing_for(&id)?;
+    let client = crate::app::parts::helpdesk_for(config, &id)?;
     Ok((id, client))
 }
 

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{print_json, tickets::connection_client};
 use crate::{
+    app::parts,
     config::Config,
     triage::{TokenCounting, Triage, decision::Origin},
 };
@@ -30,11 +31,11 @@ pub struct TriageArgs {
 
 pub(super) async fn run(config: &Config, args: TriageArgs) -> anyhow::Result<()> {
     let (id, helpdesk) = connection_client(config, args.connection.as_deref())?;
-    let policy = config.connection(&id)?.triage_policy();
+    let policy = parts::triage_policy(config.connection(&id)?);
     // This command is where a person reads each part's token figures: count every prompt.
     let mut config = config.clone();
     config.triage.count_tokens = TokenCounting::Always;
-    let engine = config.triage_engine()?;
+    let engine = parts::engine(&config)?;
     let started = Instant::now();
     let triage = engine
         .triage(helpdesk.as_ref(), &args.ticket, &policy)

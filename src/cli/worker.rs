@@ -1,18 +1,15 @@
 //! `deskpilot worker | publish | bus setup | dead list|replay`: the RabbitMQ pipeline.
 
-use std::sync::Arc;
-
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::print_json;
 use crate::{
+    app::parts::bus_settings,
     bus,
     config::Config,
     events::{EventKind, EventSource, TicketEvent},
-    store::Store,
-    worker::Worker,
 };
 
 /// Options of `publish`.
@@ -71,51 +68,10 @@ fn amqp_url(config: &Config) -> anyhow::Result<&str> {
     }
 }
 
-/// `deskpilot worker`: consume, triage and act until SIGTERM/Ctrl-C.
+/// `deskpilot worker`: consume, triage and act until SIGTERM/Ctrl-C, serving metrics and health.
 pub(super) async fn worker(config: &Config) -> anyhow::Result<()> {
-    let url = amqp_url(config)?;
-    let shutdown = crate::shutdown::on_signals();
-    let store = Store::connect(config.store.url.expose()).await.context("store")?;
-    let engine = Arc::new(config.triage_engine()?);
-    let connections = config.worker_connections()?;
-    let (_publisher, consumer) =
-        bus::connect(url, &config.bus_settings()).await.context("could not connect to the broker")?;
-    let metrics = serve_metrics(config, &shutdown).await?;
-    let worker = Arc::new(Worker::new(engine, store.clone(), connections, config.worker_settings()));
-    tracing::info!(
-        connections = %config.connection_ids(),
-        store = store.backend(),
-        model = ?config.llm.is_configured().then_some(config.llm.model.as_str()),
-        "worker ready"
-    );
-    worker.run_until_stopped(consumer, shutdown.clone()).await;
-    shutdown.cancel();
-    if let Some(task) = metrics {
-        let _ = task.await;
-    }
-    store.close().await;
-    Ok(())
-}
-
-async fn serve_metrics(
-    config: &Config,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
-    let addr = config.worker.metrics_addr.trim();
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    let Some(handle) = crate::telemetry::install_metrics() else { return Ok(None) };
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("worker.metrics_addr {addr} cannot be bound (in use?); set another or empty it")
-    })?;
-    tracing::info!(addr, "metrics on http://{addr}/metrics");
-    let token = shutdown.child_token();
-    Ok(Some(tokio::spawn(async move {
-        if let Err(e) = crate::telemetry::serve_metrics(listener, handle, token).await {
-            tracing::warn!(error = %e, "metrics server stopped");
-        }
-    })))
+    amqp_url(config)?;
+    crate::app::run(config, crate::shutdown::on_signals()).await
 }
 
 /// `deskpilot publish`: one manual event, confirmed by the broker.
@@ -123,7 +79,7 @@ pub(super) async fn publish(config: &Config, args: PublishArgs) -> anyhow::Resul
     config.connection(&args.connection)?;
     let url = amqp_url(config)?;
     let event = TicketEvent::new(args.kind, &args.connection, &args.ticket, EventSource::Manual);
-    let (publisher, mut consumer) = bus::connect(url, &config.bus_settings()).await.context("broker")?;
+    let (publisher, mut consumer) = bus::connect(url, &bus_settings(config)).await.context("broker")?;
     consumer.close().await;
     publisher.publish(&event).await.context("publish")?;
     publisher.close().await;
@@ -134,7 +90,7 @@ pub(super) async fn publish(config: &Config, args: PublishArgs) -> anyhow::Resul
 pub(super) async fn bus(config: &Config, cmd: BusCommand) -> anyhow::Result<()> {
     match cmd {
         BusCommand::Setup => {
-            let settings = config.bus_settings();
+            let settings = bus_settings(config);
             bus::setup(amqp_url(config)?, &settings).await.context("bus setup")?;
             println!(
                 "declared exchange {}, queue {} (bound to ticket.created), retry tiers {}, dead-letter queue {}",
@@ -156,7 +112,7 @@ pub(super) async fn bus(config: &Config, cmd: BusCommand) -> anyhow::Result<()> 
 /// `deskpilot dead list|replay`.
 pub(super) async fn dead(config: &Config, cmd: DeadCommand) -> anyhow::Result<()> {
     let url = amqp_url(config)?;
-    let settings = config.bus_settings();
+    let settings = bus_settings(config);
     match cmd {
         DeadCommand::List { limit, json } => {
             let letters = bus::dead_letters(url, &settings, limit).await.context("list dead letters")?;

@@ -6,7 +6,7 @@
 //! selection too, but it buffers the table first and its errors then lose the failing key's name; so
 //! [`ConnectionConfig`] splits the table itself and lets serde read each part in place.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use figment::{
     error::Kind,
@@ -16,23 +16,40 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::{
-    is_http_url,
     secrets::{EnvVars, resolve_secret},
+    validate::is_http_url,
 };
-use crate::act::ActPolicy;
-use crate::ticketing::PriorityLevel;
 use crate::ticketing::{
-    DynTicketing,
-    http::HttpSettings,
-    unified::{DEFAULT_CATEGORY_TTL, Region, UnifiedClient},
+    PriorityLevel,
+    unified::{DEFAULT_CATEGORY_TTL, Region},
 };
-use crate::triage::{Policy, decision::TagPolicy};
 
-/// What deskpilot does with a triage decision on this connection.
-pub use crate::act::Mode;
+/// What deskpilot does with triage decisions on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Write nothing to the helpdesk; store the proposal for review.
+    #[default]
+    Shadow,
+    /// Update the ticket and post the draft as an internal note.
+    Apply,
+    /// Apply when confidence ≥ `confidence_threshold` and the category is automated, shadow otherwise.
+    ApplyIfConfident,
+}
 
-impl std::fmt::Display for Mode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Mode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Shadow => "shadow",
+            Self::Apply => "apply",
+            Self::ApplyIfConfident => "apply_if_confident",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
@@ -130,6 +147,10 @@ pub enum BackendConfig {
 
 /// The `backend` values, for messages.
 pub const BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "servicenow"];
+
+/// The backends this build has a client for; a connection on another one is rejected when the
+/// configuration is loaded, before anything tries to reach it.
+pub const BUILT_BACKENDS: &[&str] = &["unified"];
 
 /// `backend = "unified"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -272,44 +293,28 @@ impl BackendConfig {
 }
 
 impl ConnectionConfig {
-    /// The triage policy of this connection: its tag policy and whether the rules may stand in
-    /// for a failing LLM.
-    pub fn triage_policy(&self) -> Policy {
-        let tags = if self.allowed_tags.is_empty() {
-            TagPolicy::Free
-        } else {
-            TagPolicy::allow_list(self.allowed_tags.iter().map(String::as_str))
-        };
-        Policy { connection: self.id.clone(), tags, rules_fallback: self.rules_fallback }
-    }
-
-    /// How decisions are acted on for this connection.
-    pub fn act_policy(&self) -> ActPolicy {
-        ActPolicy {
-            mode: self.mode,
-            confidence_threshold: self.confidence_threshold,
-            automated_categories: self.automated_categories.iter().cloned().collect(),
-            notes_internal_verified: self.notes_internal_verified,
-            routing: self.routing.clone(),
-            priority_values: self.priority_values.clone(),
-            note_user_id: self.note_user_id.clone(),
+    /// A connection with this id and backend, and the defaults for everything else (shadow mode).
+    pub fn new(id: impl Into<String>, backend: BackendConfig) -> Self {
+        Self {
+            id: id.into(),
+            mode: Mode::default(),
+            confidence_threshold: DEFAULT_CONFIDENCE_THRESHOLD,
+            notes_internal_verified: false,
+            allowed_tags: Vec::new(),
+            automated_categories: Vec::new(),
+            routing: BTreeMap::new(),
+            priority_values: BTreeMap::new(),
+            note_user_id: None,
+            rules_fallback: false,
+            backend,
         }
     }
 
-    /// Builds the client. Adding a backend is one arm here.
-    pub(super) fn connect(&self, http: &HttpSettings, env: &EnvVars) -> anyhow::Result<DynTicketing> {
-        let secret = || {
-            let cred = self.backend.credential();
-            resolve_secret(cred.key, cred.value, cred.env, env)
-        };
-        match &self.backend {
-            BackendConfig::Unified(u) => {
-                let client = UnifiedClient::new(u.base_url(), &self.id, secret()?, http)?
-                    .with_category_ttl(u.category_cache());
-                Ok(Arc::new(client))
-            }
-            other => anyhow::bail!("backend `{}` is not implemented yet in this build", other.name()),
-        }
+    /// The credential (key, token or password), given by value or by environment variable.
+    pub(super) fn credential(&self, env: &EnvVars) -> anyhow::Result<SecretString> {
+        let cred = self.backend.credential();
+        resolve_secret(cred.key, cred.value, cred.env, env)
+            .map_err(|e| e.context(format!("connection `{}`", self.id)))
     }
 
     /// What is wrong with this connection beyond types (empty names, both or neither credential).
@@ -321,6 +326,14 @@ impl ConnectionConfig {
             }
         };
         need(!self.id.trim().is_empty(), "`id` must not be empty".into());
+        let name = self.backend.name();
+        need(
+            BUILT_BACKENDS.contains(&name),
+            format!(
+                "backend `{name}` is not available in this build of deskpilot (it has: {})",
+                BUILT_BACKENDS.join(", ")
+            ),
+        );
         need(!self.id.contains(char::is_whitespace), "`id` must not contain spaces".into());
         need(
             (0.0..=1.0).contains(&self.confidence_threshold),
@@ -331,10 +344,9 @@ impl ConnectionConfig {
         let (by_value, by_env) =
             (given(cred.value.map(secrecy::ExposeSecret::expose_secret)), given(cred.env));
         let key = cred.key;
-        need(by_value || by_env, format!("backend `{}` needs `{key}` or `{key}_env`", self.backend.name()));
+        need(by_value || by_env, format!("backend `{name}` needs `{key}` or `{key}_env`"));
         need(!(by_value && by_env), format!("set only one of `{key}` and `{key}_env`"));
 
-        let name = self.backend.name();
         let mut non_empty = |value: &str, key: &str, example: &str| {
             if value.trim().is_empty() {
                 out.push(format!("backend `{name}` needs `{key}` (e.g. {key} = {example:?})"));

@@ -9,9 +9,15 @@ use serde::Deserialize;
 use url::Url;
 
 /// A connection string that may carry a password: `Debug` and [`Dsn::redacted`] hide it.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Dsn(String);
+
+impl From<String> for Dsn {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
 
 impl Dsn {
     /// The full string, password included. Pass it to the client; never log it.

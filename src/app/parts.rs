@@ -1,0 +1,171 @@
+//! Each part of the service as the configuration describes it: helpdesk clients, the triage
+//! engine, the bus, the worker's settings and every connection's policies.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use anyhow::Context;
+
+use crate::{
+    act::ActPolicy,
+    bus::{Bus, BusSettings, memory::MemoryBus},
+    config::{BackendConfig, Config, ConnectionConfig, LlmConfig},
+    ticketing::{
+        DynTicketing,
+        http::{HttpSettings, RetryPolicy},
+        unified::UnifiedClient,
+    },
+    triage::{
+        Budget, Engine, EngineSettings, Policy,
+        decision::TagPolicy,
+        llm::{ChatModel, LlmSettings, OpenAiCompatible},
+        prompt::Prompts,
+        rules::Rules,
+    },
+    worker::{Connection, WorkerSettings},
+};
+
+/// The settings every helpdesk client is built with (`[http]`).
+pub fn http_settings(config: &Config) -> HttpSettings {
+    let http = &config.http;
+    HttpSettings {
+        connect_timeout: Duration::from_secs(http.connect_timeout_secs),
+        request_timeout: Duration::from_secs(http.request_timeout_secs),
+        retry: RetryPolicy {
+            max_retries: http.max_retries,
+            max_retry_after: Duration::from_secs(http.max_retry_after_secs),
+            ..RetryPolicy::default()
+        },
+        max_concurrent_requests: http.max_concurrent_requests,
+    }
+}
+
+/// The client of one connection's helpdesk. Adding a backend is one arm here.
+pub fn helpdesk(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<DynTicketing> {
+    let http = http_settings(config);
+    let credential = config.credential(conn)?;
+    let client: DynTicketing = match &conn.backend {
+        BackendConfig::Unified(u) => Arc::new(
+            UnifiedClient::new(u.base_url(), &conn.id, credential, &http)
+                .with_context(|| format!("connection `{}`", conn.id))?
+                .with_category_ttl(u.category_cache()),
+        ),
+        // Refused when the configuration is loaded (`config::BUILT_BACKENDS`).
+        other => anyhow::bail!("connection `{}`: backend `{}` is not in this build", conn.id, other.name()),
+    };
+    Ok(client)
+}
+
+/// The helpdesk client of the connection with this id.
+pub fn helpdesk_for(config: &Config, id: &str) -> anyhow::Result<DynTicketing> {
+    helpdesk(config, config.connection(id)?)
+}
+
+/// The LLM client settings of `[llm]`.
+pub fn llm_settings(llm: &LlmConfig) -> LlmSettings {
+    LlmSettings {
+        api_key: llm.api_key().cloned(),
+        output_mode: llm.output_mode,
+        connect_timeout: llm.connect_timeout(),
+        request_timeout: llm.request_timeout(),
+        max_retries: llm.max_retries as usize,
+        total_timeout: Duration::from_secs(llm.total_timeout_secs),
+        max_retry_after: Duration::from_secs(llm.max_retry_after_secs),
+        temperature: llm.temperature,
+        ..LlmSettings::new(&llm.base_url, &llm.model)
+    }
+}
+
+/// The triage engine: the LLM when one is configured (otherwise the rules alone), the prompt
+/// templates and the fallback rules, all checked now.
+pub fn engine(config: &Config) -> anyhow::Result<Engine> {
+    let llm: Option<Arc<dyn ChatModel>> = if config.llm.is_configured() {
+        Some(Arc::new(OpenAiCompatible::new(llm_settings(&config.llm)).context("llm")?))
+    } else {
+        None
+    };
+    let t = &config.triage;
+    let prompts = match &t.prompts_dir {
+        Some(dir) => Prompts::from_dir(dir).context("triage.prompts_dir")?,
+        None => Prompts::embedded().context("embedded prompts")?,
+    };
+    let rules = match &t.rules_file {
+        Some(file) => Rules::from_file(file).context("triage.rules_file")?,
+        None => Rules::embedded().context("embedded rules")?,
+    };
+    let settings = EngineSettings {
+        budget: Budget { prompt_tokens: t.prompt_budget_tokens, answer_tokens: t.answer_reserve_tokens },
+        clean: t.clean,
+        limits: t.limits.clone(),
+        output_mode: config.llm.output_mode,
+        price: config.llm.price(),
+        counting: t.count_tokens,
+    };
+    Ok(Engine::new(llm, prompts, rules, &config.llm.model, settings))
+}
+
+/// Bus names and tunables: `[bus]` names, `[worker]` retry tiers, delivery limit and prefetch.
+pub fn bus_settings(config: &Config) -> BusSettings {
+    BusSettings {
+        retry_delays: config.worker.retry_delays_secs.iter().map(|s| Duration::from_secs(*s)).collect(),
+        delivery_limit: config.worker.delivery_limit,
+        prefetch: u16::try_from(config.worker.concurrency).unwrap_or(u16::MAX),
+        ..BusSettings::new(&config.bus.exchange, &config.bus.queue)
+    }
+}
+
+/// The bus `[bus]` describes: RabbitMQ when `url` is set, a new in-process bus otherwise.
+pub fn bus(config: &Config) -> Bus {
+    let settings = bus_settings(config);
+    match config.bus.amqp_url() {
+        Some(url) => Bus::Amqp { url: url.to_owned(), settings },
+        None => Bus::Memory(MemoryBus::new(settings)),
+    }
+}
+
+/// Worker settings from `[worker]`.
+pub fn worker_settings(config: &Config) -> WorkerSettings {
+    WorkerSettings {
+        max_in_flight: config.worker.concurrency as usize,
+        lease: Duration::from_secs(config.worker.lease_secs),
+        drain_deadline: Duration::from_secs(config.worker.drain_deadline_secs),
+        max_attempts: config.worker.max_attempts.max(1),
+        ..WorkerSettings::default()
+    }
+}
+
+/// What triage may propose on this connection: its tags, and whether the rules may stand in for
+/// a failing LLM.
+pub fn triage_policy(conn: &ConnectionConfig) -> Policy {
+    let tags = if conn.allowed_tags.is_empty() {
+        TagPolicy::Free
+    } else {
+        TagPolicy::allow_list(conn.allowed_tags.iter().map(String::as_str))
+    };
+    Policy { connection: conn.id.clone(), tags, rules_fallback: conn.rules_fallback }
+}
+
+/// How decisions are acted on for this connection.
+pub fn act_policy(conn: &ConnectionConfig) -> ActPolicy {
+    ActPolicy {
+        mode: conn.mode,
+        confidence_threshold: conn.confidence_threshold,
+        automated_categories: conn.automated_categories.iter().cloned().collect(),
+        notes_internal_verified: conn.notes_internal_verified,
+        routing: conn.routing.clone(),
+        priority_values: conn.priority_values.clone(),
+        note_user_id: conn.note_user_id.clone(),
+    }
+}
+
+/// Every connection as the worker sees it: client, triage policy, act policy.
+pub fn connections(config: &Config) -> anyhow::Result<HashMap<String, Connection>> {
+    config
+        .connections
+        .iter()
+        .map(|c| {
+            let conn =
+                Connection { helpdesk: helpdesk(config, c)?, triage: triage_policy(c), act: act_policy(c) };
+            Ok((c.id.clone(), conn))
+        })
+        .collect()
+}

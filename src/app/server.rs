@@ -1,0 +1,92 @@
+//! The service's HTTP router and its server task.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+
+/// How long `/readyz` waits for the store to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+struct Health {
+    store: Store,
+    consuming: Arc<AtomicBool>,
+}
+
+/// `/metrics` (Prometheus text), `/healthz` (the process is up), `/readyz` (it takes work).
+pub(super) fn router(store: Store, consuming: Arc<AtomicBool>) -> Router {
+    let metrics = crate::telemetry::metrics();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = match &metrics {
+                    Some(handle) => (StatusCode::OK, handle.render()),
+                    None => {
+                        (StatusCode::NOT_FOUND, "metrics are recorded elsewhere in this process\n".into())
+                    }
+                };
+                std::future::ready(body)
+            }),
+        )
+        .route("/healthz", get(|| std::future::ready("ok\n")))
+        .route("/readyz", get(ready))
+        .with_state(Health { store, consuming })
+}
+
+/// 200 when the worker is taking events and the store answers; 503 with the reason otherwise (a
+/// load balancer or orchestrator then routes around this replica).
+async fn ready(State(health): State<Health>) -> (StatusCode, String) {
+    if !health.consuming.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the worker is not taking events\n".into());
+    }
+    match tokio::time::timeout(READY_TIMEOUT, health.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the store fails: {e}\n")),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the store did not answer within {}s\n", READY_TIMEOUT.as_secs()),
+        ),
+    }
+}
+
+/// Serves `router` on `listener` until `stop`, and keeps the metrics recorder tidy meanwhile.
+pub(super) fn spawn(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "serving http://{addr}/metrics, /healthz and /readyz");
+    Ok(tokio::spawn(async move {
+        let upkeep = crate::telemetry::metrics().map(|handle| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                // Histograms keep their samples until upkeep folds them into buckets.
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => handle.run_upkeep(),
+                    }
+                }
+            })
+        });
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await {
+            tracing::warn!(error = %e, "the HTTP server stopped");
+        }
+        if let Some(upkeep) = upkeep {
+            let _ = upkeep.await;
+        }
+    }))
+}
