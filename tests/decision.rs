@@ -10,6 +10,7 @@ use deskpilot::{
         Decision, DecisionError, Limits, Origin, Sentiment, TagPolicy, Validated, normalize_tag,
         response_schema, schema_name, validate,
     },
+    triage::prompt::Prompts,
 };
 use serde_json::{Value, json};
 
@@ -645,6 +646,12 @@ fn hostile_answers() {
     ]);
 }
 
+/// The repair message the engine sends for `err`: the `prompts/` template, one line per problem.
+fn repair_prompt(err: &DecisionError) -> String {
+    let problems: Vec<String> = err.problems().iter().map(ToString::to_string).collect();
+    Prompts::embedded().unwrap().repair(&problems).unwrap()
+}
+
 /// `good()` as compact JSON without its closing brace, to append raw members.
 fn compact_without_end() -> String {
     let mut s = good().to_string();
@@ -672,32 +679,19 @@ fn all_problems_are_reported_in_one_pass() {
     let fields: Vec<String> = err.problems().into_iter().map(|p| p.field).collect();
     assert_eq!(fields, ["category_id", "priority", "draft_reply", "confidence", "assignee"]);
     assert!(err.is_permanent());
-    assert_eq!(
-        err.repair_instructions(),
-        format!(
-            "Your previous answer could not be used.\n\
-             Problems:\n\
-             - category_id `cat-ceo` is not one of the listed ids: {LISTED}; use null if none fits\n\
-             - priority `P1` is not one of NONE, LOW, NORMAL, HIGH, URGENT\n\
-             - draft_reply is empty\n\
-             - confidence 1.7 is outside 0..=1\n\
-             - unknown field `assignee`; remove it\n\
-             Answer again with the whole decision as one JSON object and nothing else. Rules:\n\
-             - exactly these fields, each once: category_id, priority, tags, language, sentiment, summary, \
-             draft_reply, confidence, needs_human, reason; no other fields\n\
-             - category_id: one of the listed category ids, or null if none fits\n\
-             - priority: one of NONE, LOW, NORMAL, HIGH, URGENT\n\
-             - sentiment: one of positive, neutral, negative, angry\n\
-             - tags: an array of short lowercase tags (a-z, 0-9, - and _)\n\
-             - language: a lowercase language code such as en, de or pt-br, or und if unknown\n\
-             - summary, draft_reply and reason: non-empty text within the stated length limits\n\
-             - confidence: a number from 0 to 1; needs_human: true or false\n"
-        )
+    let listed = format!(
+        "- category_id `cat-ceo` is not one of the listed ids: {LISTED}; use null if none fits\n\
+         - priority `P1` is not one of NONE, LOW, NORMAL, HIGH, URGENT\n\
+         - draft_reply is empty\n\
+         - confidence 1.7 is outside 0..=1\n\
+         - unknown field `assignee`; remove it\n"
     );
+    let repair = repair_prompt(&err);
+    assert!(repair.contains(&listed), "{repair}");
 }
 
 #[test]
-fn truncated_answer_repair_asks_for_a_shorter_draft() {
+fn truncated_answer_is_not_json_and_the_repair_names_where_it_ends() {
     let raw = &good().to_string()[..100];
     let err = validate(
         raw,
@@ -711,14 +705,11 @@ fn truncated_answer_repair_asks_for_a_shorter_draft() {
         err.to_string(),
         "the answer is not valid JSON: EOF while parsing a string at line 1 column 100"
     );
-    let text = err.repair_instructions();
+    let repair = repair_prompt(&err);
     assert!(
-        text.starts_with(
-            "Your previous answer could not be used.\nProblems:\n\
-             - the answer is not valid JSON: EOF while parsing a string at line 1 column 100\n\
-             - the answer looks cut off: keep draft_reply shorter so the whole object fits\n"
-        ),
-        "{text}"
+        repair
+            .contains("\n- the answer is not valid JSON: EOF while parsing a string at line 1 column 100\n"),
+        "{repair}"
     );
 }
 

@@ -20,7 +20,7 @@
 //! - tags normalised and filtered by [`normalize_tags`] (never a problem, only notes).
 //!
 //! Everything else is a [`Problem`], and all problems are collected in one pass so that one
-//! repair round trip ([`DecisionError::repair_instructions`]) can fix them all.
+//! repair round trip (the `prompts/triage/repair.j2` message, one line per problem) can fix them all.
 //!
 //! **Schema vs validation.** [`response_schema`] uses only keywords OpenAI documents for strict
 //! mode: `type`, `properties`, `required`, `additionalProperties`, `items`, `enum`, `anyOf`,
@@ -300,36 +300,6 @@ impl DecisionError {
             }
             Self::Schema { problems } => problems.clone(),
         }
-    }
-
-    /// The user message for the one repair round trip: every problem, then the rules in brief.
-    pub fn repair_instructions(&self) -> String {
-        let mut out = String::from("Your previous answer could not be used.\nProblems:\n");
-        for p in self.problems() {
-            out.push_str("- ");
-            out.push_str(&p.message);
-            out.push('\n');
-        }
-        if let Self::NotJson { detail } = self
-            && detail.starts_with("EOF while parsing")
-        {
-            out.push_str("- the answer looks cut off: keep draft_reply shorter so the whole object fits\n");
-        }
-        let priorities = PriorityLevel::ALL.map(PriorityLevel::as_str).join(", ");
-        let sentiments = Sentiment::ALL.map(Sentiment::as_str).join(", ");
-        out.push_str(&format!(
-            "Answer again with the whole decision as one JSON object and nothing else. Rules:\n\
-             - exactly these fields, each once: {fields}; no other fields\n\
-             - category_id: one of the listed category ids, or null if none fits\n\
-             - priority: one of {priorities}\n\
-             - sentiment: one of {sentiments}\n\
-             - tags: an array of short lowercase tags (a-z, 0-9, - and _)\n\
-             - language: a lowercase language code such as en, de or pt-br, or und if unknown\n\
-             - summary, draft_reply and reason: non-empty text within the stated length limits\n\
-             - confidence: a number from 0 to 1; needs_human: true or false\n",
-            fields = FIELDS.join(", "),
-        ));
-        out
     }
 }
 
