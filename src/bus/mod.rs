@@ -15,6 +15,7 @@
 
 mod amqp;
 pub mod memory;
+mod settings;
 
 use std::{fmt, time::Duration};
 
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventDecodeError, EventKind, TicketEvent};
 
 pub use amqp::{connect, dead_letters, replay_dead_letters, setup};
+pub use settings::BusSettings;
 
 /// The event kinds bound to the work queue (routing keys of the `queue` binding).
 pub const CONSUMED_KINDS: &[EventKind] = &[EventKind::TicketCreated];
@@ -38,70 +40,6 @@ pub const HEADER_REASON: &str = "x-deskpilot-reason";
 pub const HEADER_FAILED_AT: &str = "x-deskpilot-failed-at";
 /// Header: the routing key the message was first published with (kept across retries).
 pub const HEADER_ORIGINAL_ROUTING_KEY: &str = "x-deskpilot-original-routing-key";
-
-/// Names and tunables of the bus. Every queue and exchange name derives from `exchange`/`queue`
-/// (and `dead_queue`), so tests and tenants can use their own prefix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BusSettings {
-    /// Topic exchange the events are published to (default `deskpilot.events`).
-    pub exchange: String,
-    /// Quorum work queue, bound to `ticket.created` (default `deskpilot.triage`).
-    pub queue: String,
-    /// Dead-letter queue; also the name of the fanout exchange the broker dead-letters into
-    /// (default: `queue` with its last dot-segment replaced by `dead`, so `deskpilot.dead`).
-    pub dead_queue: String,
-    /// Retry tiers, shortest first: one TTL queue `<queue>.retry.<delay>` per entry
-    /// (default 5 s, 30 s, 2 min, 10 min). Must not be empty.
-    pub retry_delays: Vec<Duration>,
-    /// `x-delivery-limit` of the work queue: deliveries without an ack (crash loops, requeues)
-    /// before the broker itself dead-letters the message (default 10).
-    pub delivery_limit: u32,
-    /// Un-acked deliveries handed to this consumer at once (`basic.qos`, per consumer; default 10).
-    pub prefetch: u16,
-}
-
-impl BusSettings {
-    /// Settings for `exchange` and `queue` with the defaults for everything else.
-    pub fn new(exchange: impl Into<String>, queue: impl Into<String>) -> Self {
-        let queue = queue.into();
-        let dead_queue = match queue.rsplit_once('.') {
-            Some((prefix, _)) => format!("{prefix}.dead"),
-            None => format!("{queue}.dead"),
-        };
-        Self {
-            exchange: exchange.into(),
-            queue,
-            dead_queue,
-            retry_delays: [5, 30, 120, 600].into_iter().map(Duration::from_secs).collect(),
-            delivery_limit: 10,
-            prefetch: 10,
-        }
-    }
-
-    /// The delay before try `attempt + 1` after try `attempt` (1-based) failed.
-    ///
-    /// Tier `attempt - 1`, clamped to the last tier. When `retry_after` (e.g. a 429's
-    /// `Retry-After`) is longer than that, the first tier at least as long (or the last tier).
-    pub fn retry_delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let Some(&last) = self.retry_delays.last() else {
-            return retry_after.unwrap_or_default();
-        };
-        let index = (attempt.max(1) as usize - 1).min(self.retry_delays.len() - 1);
-        let tier = self.retry_delays[index];
-        match retry_after {
-            Some(wanted) if wanted > tier => {
-                self.retry_delays.iter().copied().find(|d| *d >= wanted).unwrap_or(last)
-            }
-            _ => tier,
-        }
-    }
-}
-
-impl Default for BusSettings {
-    fn default() -> Self {
-        Self::new("deskpilot.events", "deskpilot.triage")
-    }
-}
 
 /// Where events travel: a RabbitMQ broker or the in-process bus, with the same names and tunables.
 #[derive(Clone)]
