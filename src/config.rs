@@ -20,6 +20,7 @@
 //! Secrets are [`SecretString`]s and URLs that may carry a password print redacted, so `{:?}` of a
 //! [`Config`] is safe to log.
 
+mod backend;
 mod connection;
 mod load;
 mod report;
@@ -32,10 +33,11 @@ use anyhow::anyhow;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-pub use connection::{
-    BUILT_BACKENDS, BackendConfig, ConnectionConfig, FreshdeskConfig, IntercomConfig, Mode, ServiceNowConfig,
+pub use backend::{
+    BACKENDS, BUILT_BACKENDS, BackendConfig, FreshdeskConfig, IntercomConfig, ServiceNowConfig,
     UnifiedConfig, ZendeskConfig,
 };
+pub use connection::{ConnectionConfig, DEFAULT_CONFIDENCE_THRESHOLD, Mode};
 pub use secrets::{Dsn, redact_url};
 
 use secrets::EnvVars;
