@@ -12,7 +12,10 @@ use std::{
 
 use deskpilot::{
     events::EventKind,
-    store::{ClaimOutcome, LedgerKey, NewProposal, ProposalFilter, ProposalStatus, Step, Store, StoreError},
+    store::{
+        ClaimOutcome, LedgerKey, NewProposal, ProposalFilter, ProposalStatus, Step, Store, StoreError,
+        StoreOptions,
+    },
     ticketing::model::PriorityLevel,
     triage::{
         Report,
@@ -95,6 +98,7 @@ on_both_backends!(
     writes_are_for_the_lease_holder_only,
     steps_never_move_backwards,
     decision_round_trips,
+    a_decision_without_a_cost_then_one_with_a_cost,
     finishing_is_one_commit_for_the_holder_only,
     an_interrupted_finish_leaves_nothing_behind,
     finishes_arriving_together_each_get_their_own_answer,
@@ -320,6 +324,30 @@ async fn decision_round_trips(db: TestDb) {
     d.summary = "Kunde möchte Rückerstattung — \"dringend\" 😠; DROP TABLE ledger; --".into();
     store.record_decision(&k, "w1", &d, &json!({"note": "ünïcödé"})).await.unwrap();
     assert_eq!(store.entry(&k).await.unwrap().unwrap().decision, Some(d));
+}
+
+async fn a_decision_without_a_cost_then_one_with_a_cost(db: TestDb) {
+    // One connection, so the second write of each statement runs where the first one did (a
+    // statement prepared for a NULL cost once refused a cost on PostgreSQL).
+    let one = StoreOptions { max_connections: 1, ..StoreOptions::default() };
+    let store = Store::connect_with(&db.url, &one).await.unwrap();
+    let (unpriced, priced) = (report(10, 5, None, 10), report(10, 5, Some(0.25), 10));
+    for (ticket, r) in [("1040", &unpriced), ("1041", &priced)] {
+        let k = key(ticket);
+        claimed(&store, &k, "evt-1", "w1").await;
+        store.record_decision(&k, "w1", &decision(llm()), r).await.unwrap();
+        assert_eq!(store.entry(&k).await.unwrap().unwrap().report.as_ref(), Some(r));
+    }
+    for (ticket, r) in [("1042", &unpriced), ("1043", &priced)] {
+        let k = key(ticket);
+        claimed(&store, &k, "evt-1", "w1").await;
+        let mut p = proposal("demo", ticket, "evt-1");
+        p.report = r.clone();
+        store.finish_with_proposal(&k, "w1", true, &p, |id| id.to_string()).await.unwrap();
+        assert_eq!(store.entry(&k).await.unwrap().unwrap().report.as_ref(), Some(r));
+    }
+    let cost = store.stats(None).await.unwrap().connection("demo").unwrap().cost_usd;
+    assert!((cost - 0.5).abs() < 1e-9, "{cost}");
 }
 
 async fn finishing_is_one_commit_for_the_holder_only(db: TestDb) {

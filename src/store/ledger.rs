@@ -291,12 +291,17 @@ impl DecisionColumns {
 
     /// Binds the eight decision parameters (decision, report, origin, prompt version, prompt and
     /// completion tokens, cost, latency) in that order; all NULL for `None`.
+    ///
+    /// The statement is not kept prepared: sqlx's Any driver sends a NULL `f64` to PostgreSQL as
+    /// a FLOAT4 parameter, and a statement prepared with that one refuses a cost given later
+    /// ("incorrect binary data format").
     pub(super) fn bind<'q>(
         query: Query<'q, Any, AnyArguments>,
         columns: Option<&'q DecisionColumns>,
     ) -> Query<'q, Any, AnyArguments> {
         let f = columns.map(|c| &c.figures);
         query
+            .persistent(false)
             .bind(columns.map(|c| c.decision.as_str()))
             .bind(columns.map(|c| c.report.as_str()))
             .bind(f.map(|f| f.origin))
