@@ -260,7 +260,7 @@ impl Worker {
                 },
                 _ = hand_back.cancelled() => {
                     // Let the next worker claim it at once instead of waiting out this lease.
-                    if let Err(e) = self.store.release(&ledger_key(&event), &holder).await {
+                    if let Err(e) = self.store.release(&LedgerKey::from(&event), &holder).await {
                         tracing::debug!(error = %e, "could not release the claim of a handed-back event");
                     }
                     if let Err(e) = delivery.requeue().await {
@@ -301,7 +301,7 @@ impl Worker {
                 self.connection_ids()
             )));
         };
-        let key = ledger_key(event);
+        let key = LedgerKey::from(event);
         let mut claim = self.store.claim(&key, &event.event_id, holder, self.settings.lease).await?;
         if let ClaimOutcome::Done(entry) = &claim
             && entry.failed
@@ -457,13 +457,5 @@ fn report_panic(done: Result<Disposition, tokio::task::JoinError>) {
     {
         // The delivery was dropped unacked, so the broker redelivers it; the ledger resumes it.
         tracing::error!(error = %e, "an event task panicked");
-    }
-}
-
-fn ledger_key(event: &TicketEvent) -> LedgerKey {
-    LedgerKey {
-        connection_id: event.connection_id.clone(),
-        ticket_id: event.ticket_id.clone(),
-        kind: event.kind,
     }
 }
