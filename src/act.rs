@@ -11,12 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use sha1::{Digest, Sha1};
 
 use crate::{
-    store::{LedgerKey, NewProposal, Step, Store, StoreError},
+    store::{DecidedBy, DecisionRecord, LedgerKey, NewProposal, Step, Store, StoreError},
     ticketing::{
         ListQuery, NewNote, PriorityLevel, Ticket, TicketPatch, Ticketing, TicketingError, all_notes,
         collect_all,
     },
-    triage::decision::Decision,
+    triage::{
+        Report,
+        decision::{Decision, Origin},
+    },
 };
 
 pub use crate::config::Mode;
@@ -152,13 +155,12 @@ pub struct ActContext<'a> {
     pub worker: &'a str,
     /// The step the ledger had reached when this attempt started.
     pub step: Step,
-    /// The note an earlier attempt posted, if it got that far.
-    pub note_id: Option<&'a str>,
     /// The ticket as this attempt read it for triage, if it did (a resumed attempt did not).
     pub ticket: Option<&'a Ticket>,
 }
 
-/// Carries out a validated decision, resuming after `ctx.step`. The ledger reaches `Done` on success.
+/// Carries out a validated decision (`record` is how the store keeps it), resuming after
+/// `ctx.step`. The ledger reaches `Done` on success.
 ///
 /// A decision the ledger has not recorded yet (`ctx.step` is `Claimed`) is recorded before the
 /// first helpdesk write when applying, and in the key's last commit when shadowing (nothing is
@@ -169,7 +171,7 @@ pub async fn act(
     policy: &ActPolicy,
     ctx: ActContext<'_>,
     decision: &Decision,
-    report: &serde_json::Value,
+    record: &DecisionRecord,
 ) -> Result<Outcome, ActError> {
     let undecided = ctx.step < Step::Decided;
     if let Err(why) = policy.verdict(decision) {
@@ -179,15 +181,16 @@ pub async fn act(
             None => helpdesk.get_ticket(&ctx.key.ticket_id).await.ok(),
         };
         let ticket = ctx.ticket.or(fetched.as_ref());
-        let proposal = proposal(ctx, decision, report, policy, &why, ticket);
+        let proposal = proposal(ctx, record, policy, &why, ticket);
         let describe = |proposal_id: &str| shadowed(proposal_id, &why);
+        let decided = undecided.then_some(record);
         let proposal_id =
-            store.finish_with_proposal(ctx.key, ctx.worker, undecided, &proposal, describe).await?;
+            store.finish_with_proposal(ctx.key, ctx.worker, decided, &proposal, describe).await?;
         return Ok(Outcome::Shadowed { proposal_id, why });
     }
     if undecided {
         // Durable before the helpdesk is touched: a retry acts on this decision, not a new one.
-        store.record_decision(ctx.key, ctx.worker, decision, report).await?;
+        store.record_decision(ctx.key, ctx.worker, record).await?;
     }
 
     let mut kept = Vec::new();
@@ -201,26 +204,24 @@ pub async fn act(
         store.advance(ctx.key, ctx.worker, Step::TicketUpdated, Some(&kept.join("; "))).await?;
     }
 
-    let mut note_id = ctx.note_id.map(str::to_owned);
+    let mut note_id = None;
     let mut kept_back = None;
-    if ctx.step < Step::NotePosted {
-        match (&decision.draft_reply, policy.notes_internal_verified) {
-            // Recorded with `Done` below: a retry in between finds the note by its marker.
-            (Some(draft), true) => note_id = Some(post_note_once(helpdesk, ctx, draft, policy).await?),
-            (Some(_), false) => {
-                let why = "draft kept for review: notes of this connection are not verified internal \
-                           (set notes_internal_verified once checked)";
-                kept_back = Some(proposal(ctx, decision, report, policy, why, None));
-                kept.push(why.to_owned());
-            }
-            (None, _) => {}
+    match (&decision.draft_reply, policy.notes_internal_verified) {
+        // Recorded with `Done` below: a retry in between finds the note by its marker.
+        (Some(draft), true) => note_id = Some(post_note_once(helpdesk, ctx, draft, policy).await?),
+        (Some(_), false) => {
+            let why = "draft kept for review: notes of this connection are not verified internal \
+                       (set notes_internal_verified once checked)";
+            kept_back = Some(proposal(ctx, record, policy, why, None));
+            kept.push(why.to_owned());
         }
+        (None, _) => {}
     }
     let outcome = Outcome::Applied { note_id: note_id.clone(), kept };
     let describe = outcome.describe();
     match &kept_back {
         Some(p) => {
-            store.finish_with_proposal(ctx.key, ctx.worker, false, p, |_| describe).await?;
+            store.finish_with_proposal(ctx.key, ctx.worker, None, p, |_| describe).await?;
         }
         None => store.finish(ctx.key, ctx.worker, note_id.as_deref(), &describe).await?,
     }
@@ -308,8 +309,7 @@ async fn post_note_once(
 /// The proposal stored for review when a decision is not applied (or its draft is kept back).
 fn proposal(
     ctx: ActContext<'_>,
-    d: &Decision,
-    report: &serde_json::Value,
+    record: &DecisionRecord,
     policy: &ActPolicy,
     why: &str,
     ticket: Option<&Ticket>,
@@ -318,8 +318,8 @@ fn proposal(
         connection_id: ctx.key.connection_id.clone(),
         ticket_id: ctx.key.ticket_id.clone(),
         event_id: ctx.event_id.to_owned(),
-        decision: d.clone(),
-        report: report.clone(),
+        decision: record.decision.clone(),
+        report: record.report.clone(),
         mode: policy.mode.as_str().to_owned(),
         why_shadowed: why.to_owned(),
         ticket_subject: ticket.and_then(|t| t.subject.clone()),
@@ -327,13 +327,34 @@ fn proposal(
     }
 }
 
+/// How the store keeps a validated decision and its triage report: both as JSON, and the
+/// figures its stats sum. Tokens are the server-reported usage; when a server reports none
+/// although the LLM was called, prompt tokens fall back to our own count.
+pub fn record_of(decision: &Decision, report: &Report) -> DecisionRecord {
+    let mut prompt_tokens = u64::from(report.usage.prompt_tokens);
+    if prompt_tokens == 0 && report.llm_calls > 0 {
+        prompt_tokens = report.prompt_tokens.map_or(0, |n| n as u64);
+    }
+    DecisionRecord {
+        // Plain data with string keys: serialising them cannot fail.
+        decision: serde_json::to_value(decision).unwrap_or_default(),
+        report: serde_json::to_value(report).unwrap_or_default(),
+        decided_by: match decision.origin {
+            Origin::Llm { .. } => DecidedBy::Llm,
+            Origin::Rules { .. } => DecidedBy::Rules,
+        },
+        prompt_version: Some(report.prompt_version.clone()),
+        prompt_tokens: Some(prompt_tokens),
+        completion_tokens: Some(u64::from(report.usage.completion_tokens)),
+        cost_usd: report.cost_usd,
+        latency_ms: Some(report.llm_latency_ms),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        events::EventKind,
-        triage::decision::{Origin, Sentiment},
-    };
+    use crate::{events::EventKind, triage::decision::Sentiment, triage::llm::Usage};
 
     fn decision() -> Decision {
         Decision {
@@ -392,6 +413,38 @@ mod tests {
         let human = Decision { needs_human: true, ..decision() };
         assert!(policy.verdict(&human).is_err());
         assert!(ActPolicy::default().verdict(&decision()).unwrap_err().contains("shadow"));
+    }
+
+    #[test]
+    fn the_record_keeps_the_report_s_figures() {
+        let report = Report {
+            prompt_version: "v1".into(),
+            prompt_tokens: Some(900),
+            llm_calls: 1,
+            cost_usd: Some(0.5),
+            usage: Usage { prompt_tokens: 1000, completion_tokens: 80, cached_tokens: 0 },
+            llm_latency_ms: 700,
+            ..Report::default()
+        };
+        let r = record_of(&decision(), &report);
+        assert_eq!((r.decided_by, r.prompt_version.as_deref()), (DecidedBy::Llm, Some("v1")));
+        assert_eq!((r.prompt_tokens, r.completion_tokens, r.latency_ms), (Some(1000), Some(80), Some(700)));
+        assert_eq!(r.cost_usd, Some(0.5));
+        assert_eq!(r.decision, serde_json::to_value(decision()).unwrap());
+        assert_eq!(r.report["usage"]["prompt_tokens"], 1000);
+
+        // The server reported no usage: our own count stands in for the prompt.
+        let unreported = Report { usage: Usage::default(), ..report.clone() };
+        assert_eq!(record_of(&decision(), &unreported).prompt_tokens, Some(900));
+
+        // Rules that never called the LLM: no tokens; our count of a prompt never sent does not
+        // stand in.
+        let rules = Decision { origin: Origin::Rules { rule: "r".into() }, ..decision() };
+        let r = record_of(&rules, &Report { prompt_tokens: Some(900), ..Report::default() });
+        assert_eq!(
+            (r.decided_by, r.prompt_tokens, r.cost_usd, r.latency_ms),
+            (DecidedBy::Rules, Some(0), None, Some(0))
+        );
     }
 
     #[test]

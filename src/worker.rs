@@ -17,6 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use serde::Deserialize;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -25,9 +26,9 @@ use crate::{
     act::{self, ActContext, ActPolicy, Outcome},
     bus::{Consumer, Delivery},
     events::{EventKind, TicketEvent},
-    store::{ClaimOutcome, Entry, LedgerKey, Step, Store},
+    store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
     ticketing::{DynTicketing, Ticket, TicketingError, http::error_chain},
-    triage::{Engine, Policy, Report, Triage, TriageError, context},
+    triage::{Engine, Policy, Report, Triage, TriageError, context, decision::Decision},
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -362,8 +363,8 @@ impl Worker {
     ) -> Result<String, Failure> {
         let step = entry.step;
         let mut read = None;
-        let (decision, report) = match (entry.decision, entry.report) {
-            (Some(d), report) if step >= Step::Decided => (d, report.unwrap_or_default()),
+        let (decision, record) = match entry.decision {
+            Some(record) if step >= Step::Decided => (recorded_decision(&record)?, record),
             _ => {
                 let started = Instant::now();
                 let (triage, ticket) = match self.decide(conn, event).await {
@@ -378,21 +379,14 @@ impl Worker {
                 record_usage(&triage.report);
                 // Recorded by `act`: with the key's last commit when nothing is written to the
                 // helpdesk, before the first helpdesk write otherwise.
-                let report_json = serde_json::to_value(&triage.report).unwrap_or_default();
-                (triage.decision, report_json)
+                let record = act::record_of(&triage.decision, &triage.report);
+                (triage.decision, record)
             }
         };
         let started = Instant::now();
-        let ctx = ActContext {
-            key,
-            event_id: &entry.event_id,
-            worker,
-            step,
-            note_id: entry.note_id.as_deref(),
-            ticket: read.as_ref(),
-        };
+        let ctx = ActContext { key, event_id: &entry.event_id, worker, step, ticket: read.as_ref() };
         let outcome =
-            act::act(&self.store, conn.helpdesk.as_ref(), &conn.act, ctx, &decision, &report).await?;
+            act::act(&self.store, conn.helpdesk.as_ref(), &conn.act, ctx, &decision, &record).await?;
         metrics::histogram!("deskpilot_stage_seconds", "stage" => "act")
             .record(started.elapsed().as_secs_f64());
         let label = match &outcome {
@@ -439,6 +433,16 @@ impl Worker {
         ids.sort_unstable();
         ids.join(", ")
     }
+}
+
+/// The decision an earlier attempt recorded, read back as triage's type. One that no longer reads
+/// (recorded by a build whose Decision differed) cannot be acted on by a retry either.
+fn recorded_decision(record: &DecisionRecord) -> Result<Decision, Failure> {
+    Decision::deserialize(&record.decision).map_err(|e| {
+        Failure::permanent(format!(
+            "the decision recorded for this ticket no longer reads as a Decision: {e}"
+        ))
+    })
 }
 
 fn record_usage(r: &Report) {

@@ -1,4 +1,4 @@
-//! The Prometheus exposition the worker serves: store commit times per kind of commit, on both
+//! The Prometheus exposition the worker serves: store commit times per store operation, on both
 //! store backends. One recorder per process, so these checks live in a test binary of their own.
 
 mod common;
@@ -12,7 +12,7 @@ use deskpilot::{
 };
 
 #[tokio::test]
-async fn store_commits_are_timed_per_kind_of_commit_on_both_backends() {
+async fn store_commits_are_timed_per_operation_on_both_backends() {
     let handle = deskpilot::telemetry::metrics().expect("the recorder of this binary");
     for kind in [TestStoreKind::Sqlite, TestStoreKind::Postgres] {
         let before = handle.render();
@@ -25,15 +25,15 @@ async fn store_commits_are_timed_per_kind_of_commit_on_both_backends() {
         store.close().await;
 
         let after = handle.render();
-        for commit in ["lease", "flushed"] {
+        for op in ["claim", "finish"] {
             assert!(
-                store_commits(&after, commit).0 > store_commits(&before, commit).0,
-                "{kind:?}: a {commit} commit was timed:\n{after}"
+                store_commits(&after, op).0 > store_commits(&before, op).0,
+                "{kind:?}: a {op} commit was timed:\n{after}"
             );
         }
         // Buckets fine enough to tell a sub-millisecond commit from a stalled flush.
         for le in ["0.0005", "0.1", "5", "+Inf"] {
-            let bucket = format!("deskpilot_store_commit_seconds_bucket{{commit=\"flushed\",le=\"{le}\"}}");
+            let bucket = format!("deskpilot_store_commit_seconds_bucket{{op=\"finish\",le=\"{le}\"}}");
             assert!(after.contains(&bucket), "{kind:?}: no bucket le={le}:\n{after}");
         }
     }

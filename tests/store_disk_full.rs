@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use deskpilot::{
     events::EventKind,
-    store::{ClaimOutcome, LedgerKey, NewProposal, Step, Store, StoreError},
+    store::{ClaimOutcome, DecidedBy, DecisionRecord, LedgerKey, NewProposal, Step, Store, StoreError},
     ticketing::model::PriorityLevel,
     triage::decision::{Decision, Origin, Sentiment},
 };
@@ -24,25 +24,41 @@ fn key(ticket: &str) -> LedgerKey {
     LedgerKey::new("demo", ticket, EventKind::TicketCreated)
 }
 
+/// The decision on `ticket` as the store keeps it.
+fn record(ticket: &str) -> DecisionRecord {
+    let decision = Decision {
+        category_id: Some("billing".into()),
+        priority: PriorityLevel::High,
+        tags: vec!["refund".into()],
+        language: "en".into(),
+        sentiment: Sentiment::Negative,
+        summary: format!("Ticket {ticket}: charged twice. {}", "Details of the thread. ".repeat(20)),
+        draft_reply: Some("Hi, sorry about the double charge; billing will refund it.".into()),
+        confidence: 0.8,
+        needs_human: false,
+        reason: "Mentions a duplicate charge.".into(),
+        origin: Origin::Llm { model: "gpt-4o-mini".into() },
+    };
+    DecisionRecord {
+        decision: serde_json::to_value(decision).unwrap(),
+        report: serde_json::json!({"prompt_version": "v1", "prompt_tokens": 900}),
+        decided_by: DecidedBy::Llm,
+        prompt_version: Some("v1".into()),
+        prompt_tokens: Some(900),
+        completion_tokens: None,
+        cost_usd: None,
+        latency_ms: None,
+    }
+}
+
 fn proposal(ticket: &str) -> NewProposal {
+    let record = record(ticket);
     NewProposal {
         connection_id: "demo".into(),
         ticket_id: ticket.into(),
         event_id: format!("evt-{ticket}"),
-        decision: Decision {
-            category_id: Some("billing".into()),
-            priority: PriorityLevel::High,
-            tags: vec!["refund".into()],
-            language: "en".into(),
-            sentiment: Sentiment::Negative,
-            summary: format!("Ticket {ticket}: charged twice. {}", "Details of the thread. ".repeat(20)),
-            draft_reply: Some("Hi, sorry about the double charge; billing will refund it.".into()),
-            confidence: 0.8,
-            needs_human: false,
-            reason: "Mentions a duplicate charge.".into(),
-            origin: Origin::Llm { model: "gpt-4o-mini".into() },
-        },
-        report: serde_json::json!({"prompt_version": "v1", "prompt_tokens": 900}),
+        decision: record.decision,
+        report: record.report,
         mode: "shadow".into(),
         why_shadowed: "connection is in shadow mode".into(),
         ticket_subject: Some(format!("Ticket {ticket}")),
@@ -58,7 +74,9 @@ async fn shadow(store: &Store, ticket: &str) -> Result<i64, StoreError> {
         other => panic!("{ticket}: expected a claim, got {other:?}"),
     }
     store
-        .finish_with_proposal(&k, "w1", true, &proposal(ticket), |id| format!("shadowed as proposal {id}"))
+        .finish_with_proposal(&k, "w1", Some(&record(ticket)), &proposal(ticket), |id| {
+            format!("shadowed as proposal {id}")
+        })
         .await
 }
 
@@ -88,8 +106,8 @@ async fn a_full_disk_fails_writes_retryably_and_the_store_recovers() {
     // Room for some writes, not for all of them.
     let filler = disk.fill(256 * 1024);
 
-    // One at a time, then many at once (the writes that arrive together share a commit), until
-    // the disk has refused a good number of them.
+    // One at a time, then many at once (waiting for the one write connection in turn), until the
+    // disk has refused a good number of them.
     let mut stored = Vec::new();
     let mut refused = Vec::new();
     for i in 0..400 {
@@ -119,7 +137,7 @@ async fn a_full_disk_fails_writes_retryably_and_the_store_recovers() {
             panic!("{ticket} was refused yet is done: {entry:?}");
         }
         let id = store
-            .finish_with_proposal(&k, "w1", true, &proposal(ticket), |id| {
+            .finish_with_proposal(&k, "w1", Some(&record(ticket)), &proposal(ticket), |id| {
                 format!("shadowed as proposal {id}")
             })
             .await

@@ -32,6 +32,7 @@ use deskpilot::{
     worker::{Connection, Worker, WorkerSettings},
 };
 use lapin::{options::QueueDeclareOptions, types::FieldTable};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -587,11 +588,16 @@ fn assert_one_note_each(after: &Helpdesk, entries: &[Entry]) {
         let t = &e.key.ticket_id;
         let notes = marked_notes(after, t);
         assert_eq!(notes.len(), 1, "ticket {t}: exactly one deskpilot note, got {notes:#?}");
-        let draft = e.decision.as_ref().and_then(|d| d.draft_reply.clone()).expect("a draft");
+        let draft = decided(e).and_then(|d| d.draft_reply).expect("a draft");
         let body = act::note_body(&draft, &act::note_marker(&e.key));
         assert_eq!(notes[0].description.as_deref(), Some(body.as_str()), "ticket {t}");
         assert_eq!(e.note_id, notes[0].id, "ticket {t}: the ledger names the note");
     }
+}
+
+/// The decision a ledger row keeps, read back as triage's type.
+fn decided(e: &Entry) -> Option<Decision> {
+    e.decision.as_ref().map(|r| Decision::deserialize(&r.decision).expect("a Decision"))
 }
 
 /// Polls `check` every 50 ms until it holds; fails with `what` after `timeout`.
@@ -696,10 +702,11 @@ async fn shadow_mode_writes_nothing_and_stores_one_proposal_per_event(mut p: Pip
         assert_eq!(proposal.status, ProposalStatus::Pending);
         assert_eq!(proposal.mode, "shadow");
         assert_eq!(proposal.why_shadowed, "connection is in shadow mode");
-        assert_eq!(proposal.decision.category_id.as_deref(), Some(DEFAULT_CATEGORY));
-        assert!(proposal.decision.draft_reply.is_some());
+        let proposed = Decision::deserialize(&proposal.decision).unwrap();
+        assert_eq!(proposed.category_id.as_deref(), Some(DEFAULT_CATEGORY));
+        assert!(proposed.draft_reply.is_some());
         assert_eq!(proposal.ticket_subject, p.before.tickets[t].subject);
-        assert_eq!(Some(&proposal.decision), entry.decision.as_ref());
+        assert_eq!(Some(&proposal.decision), entry.decision.as_ref().map(|r| &r.decision));
 
         assert_eq!(entry.event_id, event.event_id);
         assert!(!entry.failed);
@@ -799,8 +806,9 @@ async fn apply_without_verified_internal_notes_keeps_the_draft_for_review(mut p:
         assert_eq!(proposal.event_id, event.event_id);
         assert_eq!(proposal.mode, "apply");
         assert!(proposal.why_shadowed.contains("not verified internal"), "{}", proposal.why_shadowed);
-        assert_eq!(proposal.decision.draft_reply, entry.decision.as_ref().unwrap().draft_reply);
-        assert!(proposal.decision.draft_reply.is_some(), "the draft is kept for review");
+        let proposed = Decision::deserialize(&proposal.decision).unwrap();
+        assert_eq!(proposed.draft_reply, decided(entry).unwrap().draft_reply);
+        assert!(proposed.draft_reply.is_some(), "the draft is kept for review");
         assert_eq!(entry.note_id, None);
         let outcome = entry.outcome.as_deref().unwrap();
         assert!(outcome.starts_with("applied; no note; draft kept for review"), "{outcome}");
@@ -909,14 +917,13 @@ async fn resumes_after_every_ledger_step_with_exactly_one_note(mut p: Pipeline) 
         (Step::Claimed, false, false),
         (Step::Decided, false, false),
         (Step::TicketUpdated, true, false),
-        (Step::NotePosted, true, true),
         (Step::TicketUpdated, true, true), // crashed after the note's POST, before recording it
         (Step::Decided, false, true),      // a note exists, the ledger only has the decision
     ];
     let t = p.untriaged(seeds.len());
     let policy = apply(true);
     let d = decision(DEFAULT_CATEGORY);
-    let report = serde_json::to_value(Report::default()).unwrap();
+    let recorded = act::record_of(&d, &Report::default());
     let stale = "crashed-worker";
     let lease = Duration::from_millis(1); // expired by the time the worker claims
     let mut events = Vec::new();
@@ -926,7 +933,7 @@ async fn resumes_after_every_ledger_step_with_exactly_one_note(mut p: Pipeline) 
         let k = key(ticket);
         p.store.claim(&k, &event.event_id, stale, lease).await.unwrap();
         if step >= Step::Decided {
-            p.store.record_decision(&k, stale, &d, &report).await.unwrap();
+            p.store.record_decision(&k, stale, &recorded).await.unwrap();
         }
         if updated {
             let current = p.helpdesk.get_ticket(ticket).await.unwrap();
@@ -944,10 +951,7 @@ async fn resumes_after_every_ledger_step_with_exactly_one_note(mut p: Pipeline) 
                 raw: None,
             };
             let id = p.helpdesk.create_note(&note).await.unwrap().id.unwrap();
-            precreated.insert(ticket.clone(), id.clone());
-            if step >= Step::NotePosted {
-                p.store.advance(&k, stale, Step::NotePosted, Some(&id)).await.unwrap();
-            }
+            precreated.insert(ticket.clone(), id);
         }
         assert_eq!(p.entry(ticket).await.unwrap().step, step, "seeded {ticket}");
         events.push(event);
@@ -1223,14 +1227,14 @@ async fn a_shadow_resumed_by_another_event_stores_one_proposal(mut p: Pipeline) 
     let k = key(&t);
     let d = decision(DEFAULT_CATEGORY);
     p.store.claim(&k, &webhook.event_id, stale, Duration::from_millis(1)).await.unwrap();
-    p.store.record_decision(&k, stale, &d, &json!({})).await.unwrap();
+    p.store.record_decision(&k, stale, &act::record_of(&d, &Report::default())).await.unwrap();
     let first = p
         .store
         .insert_proposal(&deskpilot::store::NewProposal {
             connection_id: CONN.into(),
             ticket_id: t.clone(),
             event_id: webhook.event_id.clone(),
-            decision: d.clone(),
+            decision: serde_json::to_value(&d).unwrap(),
             report: json!({}),
             mode: "shadow".into(),
             why_shadowed: "connection is in shadow mode".into(),

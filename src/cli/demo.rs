@@ -5,6 +5,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
+use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::{
@@ -15,6 +16,7 @@ use crate::{
     sandbox::{self, SandboxOptions},
     store::ProposalFilter,
     ticketing::{ListQuery, TicketStatus, Ticketing, all_tickets, collect_all},
+    triage::decision::Decision,
 };
 
 /// The sandbox connection the demo runs on.
@@ -110,7 +112,10 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
         .await?;
     println!("{:<6} {:<20} {:<8} {:>5} {:<6} subject", "ticket", "category", "priority", "conf", "human");
     for p in proposals.iter().rev() {
-        let d = &p.decision;
+        let Ok(d) = Decision::deserialize(&p.decision) else {
+            println!("{:<6} (a stored decision this build cannot read)", p.ticket_id);
+            continue;
+        };
         println!(
             "{:<6} {:<20} {:<8} {:>5.2} {:<6} {}",
             p.ticket_id,

@@ -1,7 +1,8 @@
 //! The poller's cursor per connection (an opaque text, e.g. the last `updated_gte` used).
 
 use super::{
-    Store, StoreError,
+    error::StoreError,
+    handle::Store,
     sql::{self, sql},
 };
 

@@ -11,13 +11,11 @@ use sqlx::{
 use time::OffsetDateTime;
 
 use super::{
-    StoreError,
-    sql::{from_ms, from_opt_ms, get, json},
+    error::StoreError,
+    record::{DecisionRecord, record_from_row},
+    sql::{from_ms, from_opt_ms, get},
 };
-use crate::{
-    events::{EventKind, TicketEvent},
-    triage::decision::Decision,
-};
+use crate::events::{EventKind, TicketEvent};
 
 /// The ledger key: one unit of exactly-once work.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -54,7 +52,9 @@ impl fmt::Display for LedgerKey {
     }
 }
 
-/// How far the work on a key got. Ordered; stored as snake_case text; never moves backwards.
+/// How far the work on a key got: the steps a resumed attempt reads. Ordered; stored as
+/// snake_case text; never moves backwards. (The schema's CHECK still allows `note_posted`, a step
+/// that is no longer written: a note posted before the ledger knew is found by its marker.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
@@ -64,8 +64,6 @@ pub enum Step {
     Decided,
     /// The ticket's fields were updated on the helpdesk.
     TicketUpdated,
-    /// The internal note was posted (its id is in [`Entry::note_id`]).
-    NotePosted,
     /// Finished (applied, shadowed or skipped; see [`Entry::outcome`]).
     Done,
 }
@@ -77,19 +75,18 @@ impl Step {
             Self::Claimed => "claimed",
             Self::Decided => "decided",
             Self::TicketUpdated => "ticket_updated",
-            Self::NotePosted => "note_posted",
             Self::Done => "done",
         }
     }
 
     /// Parses the stored text.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Claimed, Self::Decided, Self::TicketUpdated, Self::NotePosted, Self::Done]
+        [Self::Claimed, Self::Decided, Self::TicketUpdated, Self::Done]
             .into_iter()
             .find(|step| step.as_str() == s)
     }
 
-    /// Order, 0..=4 (matches the `RANK` SQL in `sql.rs`).
+    /// Order, 0..=3 (matches the `RANK` SQL in `sql.rs`).
     pub(crate) fn rank(self) -> i64 {
         self as i64
     }
@@ -114,11 +111,9 @@ pub struct Entry {
     /// A permanent failure was recorded; [`Store::claim`](super::Store::claim) answers `Done` until
     /// [`Store::reopen`](super::Store::reopen).
     pub failed: bool,
-    /// The validated decision, from `Decided` on.
-    pub decision: Option<Decision>,
-    /// The triage report stored with the decision.
-    pub report: Option<serde_json::Value>,
-    /// The internal note's id, from `NotePosted` on.
+    /// The validated decision with its report and figures, from `Decided` on.
+    pub decision: Option<DecisionRecord>,
+    /// The internal note's id, recorded with `Done`.
     pub note_id: Option<String>,
     /// Failures recorded so far.
     pub attempts: u32,
@@ -177,8 +172,7 @@ pub(crate) fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
         event_id: get(row, "event_id")?,
         step: Step::parse(&step).ok_or(StoreError::Corrupt { what: "ledger.step", detail: step })?,
         failed: get::<i64>(row, "failed")? != 0,
-        decision: get::<Option<String>>(row, "decision")?.map(|t| json("ledger.decision", &t)).transpose()?,
-        report: get::<Option<String>>(row, "report")?.map(|t| json("ledger.report", &t)).transpose()?,
+        decision: record_from_row(row)?,
         note_id: get(row, "note_id")?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
         last_error: get(row, "last_error")?,

@@ -77,15 +77,6 @@ pub enum StoreError {
         /// The ledger key.
         key: String,
     },
-    /// A value could not be serialised for storage.
-    #[error("store: cannot encode {what}")]
-    Encode {
-        /// Which value.
-        what: &'static str,
-        /// The serde error.
-        #[source]
-        source: serde_json::Error,
-    },
 }
 
 impl StoreError {

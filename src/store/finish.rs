@@ -1,28 +1,24 @@
-//! Finishing a ledger key in ONE commit: the decision (when not recorded yet), the proposal (when
-//! one is stored) and `Done` with the note id and outcome.
+//! A ledger key's last commit: `Done` with the note id and outcome, the decision when it was not
+//! recorded yet, and the proposal when one is stored, in ONE transaction.
 //!
 //! Each commit is a flush to disk (an fsync of SQLite's WAL, a WAL flush in PostgreSQL), and
 //! these writes have no helpdesk effect between them that a crash could separate them from: a
 //! shadowed ticket is decided, proposed and done at once, and an applied ticket's note and `Done`
 //! go together (a retry finds the note by its marker anyway). So the last leg of every event is
-//! one transaction, not three, and nothing about what a crash can leave behind changes. On a
-//! SQLite file, shadowed tickets finishing at the same time share that transaction (`group.rs`).
-
-use sqlx::{Any, Connection, any::AnyArguments, query::Query};
+//! one commit, and a lost lease leaves nothing of it behind.
 
 use super::{
-    Backend, Store, StoreError,
     entry::LedgerKey,
-    group::{Finish, PROPOSAL_ID},
-    ledger::{DecisionColumns, MAX_DETAIL_CHARS},
+    error::StoreError,
+    handle::Store,
+    ledger::MAX_DETAIL_CHARS,
     proposals::{self, NewProposal},
+    record::{DecisionColumns, DecisionRecord},
     sql::{self, clip, sql},
-    writer::{SqliteWriter, interrupted},
 };
 
 /// `Done` for the lease holder, with the note id and the outcome, and the decision's columns when
-/// they are given (`$7` not NULL). One statement, so the decision can never be recorded without
-/// the key finishing or the other way round.
+/// they are given (`$7` not NULL).
 const FINISH: sql::Sql = sql!(
     "UPDATE ledger SET step = 'done', note_id = COALESCE($5, note_id), outcome = $6, \
      decision = COALESCE($7, decision), report = COALESCE($8, report), origin = COALESCE($9, origin), \
@@ -36,8 +32,8 @@ const FINISH: sql::Sql = sql!(
 );
 
 impl Store {
-    /// Moves `key` to `Done` in one statement, with `outcome` and the note posted (if any); the
-    /// recorded decision stays. Lease holder only ([`StoreError::LeaseLost`]).
+    /// Moves `key` to `Done` with `outcome` and the note posted (if any); the recorded decision
+    /// stays. Lease holder only ([`StoreError::LeaseLost`]).
     pub async fn finish(
         &self,
         key: &LedgerKey,
@@ -45,107 +41,81 @@ impl Store {
         note_id: Option<&str>,
         outcome: &str,
     ) -> Result<(), StoreError> {
-        match self.write("finish", self.finish_query(key, worker, note_id, outcome, None)).await? {
-            0 => Err(self.lease_lost(key, worker).await?),
-            _ => Ok(()),
-        }
+        self.finish_in_one_commit(key, worker, note_id, None, None, |_| outcome.to_owned()).await?;
+        Ok(())
     }
 
     /// Stores `proposal` and moves `key` to `Done` (as [`Store::finish`], with
-    /// `outcome(proposal id)` as the outcome) in one transaction; with `record_decision` (the key
-    /// is still at `Claimed`) the proposal's decision and report are recorded as the key's.
-    /// Returns the proposal's id (that of the proposal stored earlier for the same event, if any).
-    /// Lease holder only; when the lease is lost nothing is written.
+    /// `outcome(proposal id)` as the outcome) in one transaction; with `decided` (the key is still
+    /// at `Claimed`) that decision is recorded as the key's. Returns the proposal's id (that of
+    /// the proposal stored earlier for the same event, if any). Lease holder only; when the lease
+    /// is lost nothing is written.
     pub async fn finish_with_proposal(
         &self,
         key: &LedgerKey,
         worker: &str,
-        record_decision: bool,
+        decided: Option<&DecisionRecord>,
         proposal: &NewProposal,
         outcome: impl FnOnce(&str) -> String,
     ) -> Result<i64, StoreError> {
-        // Encoded once for both tables.
-        let columns = DecisionColumns::new(&proposal.decision, &proposal.report)?;
-        if let Some(sqlite) = &self.writer {
-            return self
-                .finish_grouped(sqlite, key, worker, record_decision, proposal, columns, outcome)
-                .await;
-        }
-        let mut writer = self.writer("finish").await?;
-        let mut tx = match self.backend {
-            // Takes the write lock at once: a deferred transaction that reads first can fail with
-            // SQLITE_BUSY on its first write instead of waiting for the lock.
-            Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => writer.begin().await,
-        }
-        .map_err(StoreError::query("finish"))?;
-        let id = proposals::insert_on(self, &mut tx, proposal, columns.texts()).await?;
-        let outcome = outcome(&id.to_string());
-        let decided = record_decision.then_some(&columns);
-        let done = self
-            .finish_query(key, worker, None, &outcome, decided)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::query("finish"))?;
-        if done.rows_affected() == 0 {
-            // Nothing of this attempt may stay: the proposal goes with the rollback.
-            tx.rollback().await.map_err(StoreError::query("finish"))?;
-            drop(writer);
-            return Err(self.lease_lost(key, worker).await?);
-        }
-        tx.commit().await.map_err(StoreError::query("finish"))?;
-        Ok(id)
+        let describe = |id: Option<i64>| outcome(&id.map(|id| id.to_string()).unwrap_or_default());
+        let id = self.finish_in_one_commit(key, worker, None, decided, Some(proposal), describe).await?;
+        Ok(id.expect("the transaction returns the id of the proposal it stored"))
     }
 
-    /// [`Store::finish_with_proposal`] on a SQLite file: queued, and committed by whichever
-    /// finisher takes the writer next, together with every other finish waiting (`group.rs`).
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_grouped(
+    /// The one implementation of a key's last commit: the proposal (if any), then `Done` with the
+    /// decision's columns (if any) and `outcome(proposal id)`, rolled back whole unless `worker`
+    /// holds the lease. Returns the proposal's id.
+    async fn finish_in_one_commit(
         &self,
-        sqlite: &SqliteWriter,
         key: &LedgerKey,
         worker: &str,
-        record_decision: bool,
-        proposal: &NewProposal,
-        columns: DecisionColumns,
-        outcome: impl FnOnce(&str) -> String,
-    ) -> Result<i64, StoreError> {
-        let finish = Finish {
-            key: key.clone(),
-            worker: worker.to_owned(),
-            outcome: outcome(PROPOSAL_ID),
-            columns,
-            record_decision,
-            connection_id: proposal.connection_id.clone(),
-            ticket_id: proposal.ticket_id.clone(),
-            event_id: proposal.event_id.clone(),
-            mode: proposal.mode.clone(),
-            why_shadowed: proposal.why_shadowed.clone(),
-            ticket_subject: proposal.ticket_subject.clone(),
-            ticket_url: proposal.ticket_url.clone(),
-        };
-        let (_queued, done) = sqlite.finishes.push(finish);
-        match self.await_queued(sqlite, "finish", done).await? {
-            Ok(Ok(Some(id))) => Ok(id),
-            Ok(Ok(None)) => Err(self.lease_lost(key, worker).await?),
-            Ok(Err(e)) => Err(StoreError::query("finish")(e)),
-            Err(_) => Err(StoreError::query("finish")(interrupted())),
+        note_id: Option<&str>,
+        decided: Option<&DecisionRecord>,
+        proposal: Option<&NewProposal>,
+        outcome: impl FnOnce(Option<i64>) -> String,
+    ) -> Result<Option<i64>, StoreError> {
+        let decided = decided.map(DecisionColumns::new);
+        let mut conn = self.writer.acquire("finish").await?;
+        let mut tx = conn.begin().await?;
+        let done = async {
+            let id = match proposal {
+                Some(p) => Some(proposals::insert_on(&mut tx, self.sql(proposals::INSERT), p).await?),
+                None => None,
+            };
+            let outcome = outcome(id);
+            let query = key
+                .bind(sqlx::query(self.sql(FINISH)))
+                .bind(worker)
+                .bind(note_id.map(|n| clip(n, MAX_DETAIL_CHARS)))
+                .bind(clip(&outcome, MAX_DETAIL_CHARS));
+            let done = DecisionColumns::bind(query, decided.as_ref())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::query("finish"))?;
+            Ok((done.rows_affected() > 0).then_some(id))
         }
-    }
-
-    fn finish_query<'q>(
-        &self,
-        key: &'q LedgerKey,
-        worker: &'q str,
-        note_id: Option<&'q str>,
-        outcome: &'q str,
-        decided: Option<&'q DecisionColumns>,
-    ) -> Query<'q, Any, AnyArguments> {
-        let query = key
-            .bind(sqlx::query(self.sql(FINISH)))
-            .bind(worker)
-            .bind(note_id.map(|n| clip(n, MAX_DETAIL_CHARS)))
-            .bind(clip(outcome, MAX_DETAIL_CHARS));
-        DecisionColumns::bind(query, decided)
+        .await;
+        let finished = match done {
+            Ok(Some(id)) => {
+                tx.commit().await?;
+                Some(id)
+            }
+            // The lease is lost: nothing of this attempt may stay, the proposal included.
+            Ok(None) => {
+                tx.rollback().await;
+                None
+            }
+            Err(e) => {
+                tx.rollback().await;
+                return Err(e);
+            }
+        };
+        // Released before `lease_lost` reads: an in-memory store's pool has this one connection.
+        drop(conn);
+        match finished {
+            Some(id) => Ok(id),
+            None => Err(self.lease_lost(key, worker).await?),
+        }
     }
 }

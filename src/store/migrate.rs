@@ -15,7 +15,7 @@ use sqlx::{
     migrate::{Migration, MigrationType, Migrator},
 };
 
-use super::Backend;
+use super::sql::Backend;
 
 /// (version, description, SQL) for SQLite.
 const SQLITE: &[(i64, &str, &str)] = &[(1, "store", include_str!("../../migrations/sqlite/0001_store.sql"))];

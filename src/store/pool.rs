@@ -7,7 +7,12 @@ use sqlx::{
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 
-use super::{Backend, StoreError, group, migrate, writer::SqliteWriter};
+use super::{
+    error::StoreError,
+    migrate,
+    sql::Backend,
+    writer::{Writer, begin_statement},
+};
 
 /// Pool settings (the URL says where; these say how much).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,14 +77,14 @@ pub(crate) fn target(url: &str) -> Result<Target, StoreError> {
     Err(invalid("unsupported scheme (expected sqlite://PATH, sqlite::memory: or postgres://USER@HOST/DB)"))
 }
 
-/// What a store opened: the pool, and on a SQLite file its own write connection (`writer.rs`).
+/// What a store opened: the pool, and where its writes run.
 pub(crate) struct Opened {
     pub(crate) pool: AnyPool,
-    pub(crate) writer: Option<SqliteWriter>,
+    pub(crate) writer: Writer,
 }
 
-/// Opens the pool (and a SQLite file's writer), prepares SQLite (parent directory, WAL) and runs
-/// the backend's migrations. `url` is the URL as configured (for error messages).
+/// Opens the pool (and a SQLite file's write connection), prepares SQLite (parent directory,
+/// WAL) and runs the backend's migrations. `url` is the URL as configured (for error messages).
 pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> Result<Opened, StoreError> {
     sqlx::any::install_default_drivers();
     let url_redacted = redact(url);
@@ -92,6 +97,7 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
     let connect_options = AnyConnectOptions::from_str(&target.url).map_err(connect_err)?;
     let pool_options = AnyPoolOptions::new().acquire_timeout(options.acquire_timeout);
     let migrate_err = |source| StoreError::Migrate { url_redacted: url_redacted.clone(), source };
+    let begin = begin_statement(target.backend);
 
     if target.in_memory {
         // Every connection to `sqlite::memory:` is a database of its own: keep exactly one, forever.
@@ -104,7 +110,7 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
             .await
             .map_err(connect_err)?;
         migrate::migrator(target.backend).run(&pool).await.map_err(migrate_err)?;
-        return Ok(Opened { pool, writer: None });
+        return Ok(Opened { writer: Writer::Pool { pool: pool.clone(), begin }, pool });
     }
 
     // One direct connection first: it says at once why it fails (a pool retries a refused
@@ -127,10 +133,10 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
         sqlx::query("PRAGMA journal_mode = WAL").execute(&mut conn).await.map_err(connect_err)?;
     }
     migrate::migrator(target.backend).run(&mut conn).await.map_err(migrate_err)?;
-    let _ = conn.close().await;
 
-    // On SQLite the pool only reads (writes have connections of their own); a ping before every
-    // acquire is a thread round trip for a local file that cannot silently drop a connection.
+    // On SQLite the pool only reads (the connection above stays as the writer); a ping before
+    // every acquire is a thread round trip for a local file that cannot silently drop a
+    // connection.
     let (max_connections, test_before_acquire) = match target.backend {
         Backend::Sqlite => (options.max_connections.clamp(1, 2), false),
         Backend::Postgres => (options.max_connections.max(1), true),
@@ -138,18 +144,17 @@ pub(crate) async fn open(url: &str, target: &Target, options: &StoreOptions) -> 
     let pool = pool_options
         .max_connections(max_connections)
         .test_before_acquire(test_before_acquire)
-        .connect_with(connect_options.clone())
+        .connect_with(connect_options)
         .await
         .map_err(connect_err)?;
     if target.backend == Backend::Postgres {
-        return Ok(Opened { pool, writer: None });
+        let _ = conn.close().await;
+        return Ok(Opened { writer: Writer::Pool { pool: pool.clone(), begin }, pool });
     }
-    let mut writer = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
-    // The statement shadow finishes commit through (`group.rs`), on the connection that runs it.
-    sqlx::raw_sql(group::SETUP).execute(&mut writer).await.map_err(connect_err)?;
-    let mut lease = AnyConnection::connect_with(&connect_options).await.map_err(connect_err)?;
-    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut lease).await.map_err(connect_err)?;
-    Ok(Opened { pool, writer: Some(SqliteWriter::new(writer, lease, options.acquire_timeout)) })
+    // Every write an ack or a helpdesk write depends on must survive a power cut: each commit
+    // is flushed to disk before it returns.
+    sqlx::query("PRAGMA synchronous = FULL").execute(&mut conn).await.map_err(connect_err)?;
+    Ok(Opened { pool, writer: Writer::sqlite(conn, options.acquire_timeout) })
 }
 
 /// Creates the directory that will hold the SQLite file.

@@ -11,11 +11,10 @@ use sqlx::{AnyConnection, any::AnyRow};
 use time::OffsetDateTime;
 
 use super::{
-    Store, StoreError,
+    error::StoreError,
+    handle::Store,
     sql::{self, clip, from_ms, from_opt_ms, get, json, sql},
-    writer::first_row,
 };
-use crate::triage::decision::Decision;
 
 /// Longest review reason kept.
 const MAX_REASON_CHARS: usize = 2000;
@@ -74,8 +73,8 @@ pub struct NewProposal {
     pub ticket_id: String,
     /// The event (use the ledger entry's `event_id`, so a resumed attempt finds its proposal).
     pub event_id: String,
-    /// The validated decision.
-    pub decision: Decision,
+    /// The validated decision (JSON).
+    pub decision: serde_json::Value,
     /// The triage report (JSON).
     pub report: serde_json::Value,
     /// The connection's mode when it was shadowed (`shadow`, `apply_if_confident`).
@@ -150,13 +149,14 @@ macro_rules! proposal_columns {
     };
 }
 
-const INSERT: sql::Sql = sql!(
+/// Once per event: a proposal stored before for the same event is kept as it is, and the
+/// no-op update makes `RETURNING` give its id too.
+pub(super) const INSERT: sql::Sql = sql!(
     "INSERT INTO proposals (connection_id, ticket_id, event_id, decision, report, mode, why_shadowed, \
      ticket_subject, ticket_url, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-     'pending', " NOW ") ON CONFLICT (connection_id, ticket_id, event_id) DO NOTHING RETURNING id"
+     'pending', " NOW ") ON CONFLICT (connection_id, ticket_id, event_id) \
+     DO UPDATE SET event_id = excluded.event_id RETURNING id"
 );
-const EXISTING_ID: &str =
-    "SELECT id FROM proposals WHERE connection_id = $1 AND ticket_id = $2 AND event_id = $3";
 const LIST: sql::Sql = sql!("SELECT " [proposal_columns] " FROM proposals WHERE ($1 IS NULL OR connection_id = $1) \
      AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4");
 const ONE: sql::Sql = sql!("SELECT " [proposal_columns] " FROM proposals WHERE id = $1");
@@ -173,11 +173,8 @@ impl Store {
     /// Stores a proposal once per `(connection_id, ticket_id, event_id)` and returns its id (the
     /// existing proposal's id when it was stored before).
     pub async fn insert_proposal(&self, p: &NewProposal) -> Result<i64, StoreError> {
-        let decision = serde_json::to_string(&p.decision)
-            .map_err(|source| StoreError::Encode { what: "decision", source })?;
-        let report = p.report.to_string();
-        let mut writer = self.writer("insert_proposal").await?;
-        insert_on(self, &mut writer, p, (&decision, &report)).await
+        let mut conn = self.writer.acquire("insert_proposal").await?;
+        insert_on(&mut conn, self.sql(INSERT), p).await
     }
 
     /// One page of proposals, newest first (see [`ProposalFilter`]).
@@ -240,36 +237,30 @@ impl Store {
     }
 }
 
-/// [`Store::insert_proposal`] on a given connection (a transaction's, see `finish.rs`), with the
-/// decision and report already encoded as JSON.
+/// Runs [`INSERT`] (its text for the store's backend) on a write connection or a transaction's
+/// and returns the proposal's id. Every row is read, as for any write with `RETURNING`
+/// ([`WriteConn::fetch_all`](super::writer::WriteConn::fetch_all)).
 pub(super) async fn insert_on(
-    store: &Store,
     conn: &mut AnyConnection,
+    insert: &'static str,
     p: &NewProposal,
-    (decision, report): (&str, &str),
 ) -> Result<i64, StoreError> {
-    let query = sqlx::query(store.sql(INSERT))
+    let query = sqlx::query(insert)
         .bind(&p.connection_id)
         .bind(&p.ticket_id)
         .bind(&p.event_id)
-        .bind(decision)
-        .bind(report)
+        .bind(p.decision.to_string())
+        .bind(p.report.to_string())
         .bind(&p.mode)
         .bind(&p.why_shadowed)
         .bind(p.ticket_subject.as_deref())
         .bind(p.ticket_url.as_deref());
-    let row = first_row(conn, query).await.map_err(StoreError::query("insert_proposal"))?;
-    let inserted: Option<i64> = row.map(|row| get(&row, "id")).transpose()?;
-    if let Some(id) = inserted {
-        return Ok(id);
-    }
-    sqlx::query_scalar(EXISTING_ID)
-        .bind(&p.connection_id)
-        .bind(&p.ticket_id)
-        .bind(&p.event_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(StoreError::query("insert_proposal"))
+    let rows = query.fetch_all(conn).await.map_err(StoreError::query("insert_proposal"))?;
+    let row = rows.first().ok_or_else(|| StoreError::Corrupt {
+        what: "proposals.id",
+        detail: "the insert returned no row".into(),
+    })?;
+    get(row, "id")
 }
 
 fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {

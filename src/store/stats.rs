@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    ProposalStatus, Store, StoreError,
+    error::StoreError,
+    handle::Store,
+    proposals::ProposalStatus,
     sql::{count, get},
 };
 

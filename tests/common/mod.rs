@@ -524,10 +524,11 @@ pub async fn publish_raw(conn: &lapin::Connection, exchange: &str, routing_key: 
     let _ = channel.close(200, "OK".into()).await;
 }
 
-/// `deskpilot_store_commit_seconds{commit}` as the Prometheus exposition shows it: the count and
-/// the cumulative buckets (`(bound in seconds, count)`, `+Inf` last); zero and none when absent.
-pub fn store_commits(exposition: &str, commit: &str) -> (f64, Vec<(f64, f64)>) {
-    let label = format!("commit=\"{commit}\"");
+/// `deskpilot_store_commit_seconds{op}` of one store operation (`claim`, `finish`, ...) as the
+/// Prometheus exposition shows it: the count and the cumulative buckets (`(bound in seconds,
+/// count)`, `+Inf` last); zero and none when absent.
+pub fn store_commits(exposition: &str, op: &str) -> (f64, Vec<(f64, f64)>) {
+    let label = format!("op=\"{op}\"");
     let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
     let label = label.as_str();
     let ours =
