@@ -39,6 +39,8 @@ pub struct App {
     server_addr: Option<String>,
     /// Whether the worker is taking events (`/readyz`).
     consuming: Arc<AtomicBool>,
+    /// The store was opened here (not supplied), so [`App::serve`] closes it at the end.
+    owns_store: bool,
 }
 
 /// Builds an [`App`] from a config, with parts the config cannot express supplied instead: a bus
@@ -57,7 +59,7 @@ impl AppBuilder<'_> {
         self
     }
 
-    /// Use this store instead of opening `[store] url`.
+    /// Use this store instead of opening `[store] url` (it stays open when the app stops).
     pub fn store(mut self, store: Store) -> Self {
         self.store = Some(store);
         self
@@ -75,6 +77,7 @@ impl AppBuilder<'_> {
         let config = self.config;
         let engine = Arc::new(parts::engine(config)?);
         let connections = parts::connections(config)?;
+        let owns_store = self.store.is_none();
         let store = match self.store {
             Some(store) => store,
             None => Store::connect(config.store.url.expose()).await.context("could not open the store")?,
@@ -87,6 +90,7 @@ impl AppBuilder<'_> {
             worker_settings: self.worker_settings.unwrap_or_else(|| parts::worker_settings(config)),
             server_addr: config.server.addr().map(str::to_owned),
             consuming: Arc::new(AtomicBool::new(false)),
+            owns_store,
         })
     }
 }
@@ -149,7 +153,7 @@ impl App {
     }
 
     /// Runs the worker (and the HTTP router on `listener`, if any) until `shutdown`, then drains
-    /// the worker, stops the server and closes the store.
+    /// the worker, stops the server and closes the store it opened.
     pub async fn serve(
         self,
         listener: Option<TcpListener>,
@@ -177,7 +181,9 @@ impl App {
         if let Some(task) = http {
             let _ = task.await;
         }
-        self.store.close().await;
+        if self.owns_store {
+            self.store.close().await;
+        }
         Ok(())
     }
 

@@ -18,18 +18,19 @@ use std::{
 
 use common::*;
 use deskpilot::{
+    App,
     act::{self, ActPolicy, Mode},
-    bus::{self, BusSettings, Consumer, DeadLetter, Publisher, memory::MemoryBus},
+    bus::{self, Bus, BusSettings, DeadLetter, Publisher, memory::MemoryBus},
+    config::{BackendConfig, Config, ConnectionConfig, UnifiedConfig},
     events::{EventKind, EventSource, TicketEvent},
     sandbox::{Helpdesk, RunningSandbox},
     store::{Entry, LedgerKey, Proposal, ProposalFilter, ProposalStatus, Step, Store},
     ticketing::{DynTicketing, NewNote, Note, PriorityLevel, TicketPatch},
     triage::{
-        Engine, EngineSettings, Report,
+        Report,
         decision::{Decision, Origin, Sentiment},
-        llm::LlmSettings,
     },
-    worker::{Connection, Worker, WorkerSettings},
+    worker::{Worker, WorkerSettings},
 };
 use lapin::{options::QueueDeclareOptions, types::FieldTable};
 use serde::Deserialize;
@@ -189,15 +190,11 @@ impl TestBus {
         }
     }
 
-    /// A consumer of the work queue (on a broker connection of its own).
-    async fn consumer(&self) -> Consumer {
+    /// The bus as the service sees it (workers started through `App` connect to it themselves).
+    fn service_bus(&self) -> Bus {
         match self {
-            TestBus::Amqp(b) => {
-                // The consumer keeps the connection; the publisher half is not needed.
-                let (_publisher, consumer) = bus::connect(&b.url, &b.settings).await.expect("bus::connect");
-                consumer
-            }
-            TestBus::Memory(bus) => bus.consumer(),
+            TestBus::Amqp(b) => Bus::Amqp { url: b.url.clone(), settings: b.settings.clone() },
+            TestBus::Memory(bus) => Bus::Memory(bus.clone()),
         }
     }
 
@@ -314,7 +311,8 @@ struct Pipeline {
     bus: TestBus,
     answers: Answers,
     _llm: MockServer,
-    engine: Arc<Engine>,
+    /// The service's configuration: the LLM is the mock, the demo connection the sandbox.
+    config: Config,
     helpdesk: DynTicketing,
     sandbox: RunningSandbox,
     store: Store,
@@ -346,14 +344,7 @@ impl Pipeline {
         let answers = Answers::default();
         let llm = MockServer::start().await;
         Mock::given(method("POST")).and(path(COMPLETIONS)).respond_with(answers.clone()).mount(&llm).await;
-        // No retries inside the client: every LLM failure reaches the worker.
-        let settings = LlmSettings {
-            max_retries: 0,
-            request_timeout: Duration::from_secs(5),
-            total_timeout: Duration::from_secs(10),
-            ..llm_settings(&llm)
-        };
-        let engine = Arc::new(engine_with(settings, EngineSettings::default()));
+        let config = service_config(&sandbox, &llm);
         let before = sandbox.snapshot(CONN).await.expect("the demo connection");
         Pipeline {
             workers: Vec::new(),
@@ -361,7 +352,7 @@ impl Pipeline {
             bus,
             answers,
             _llm: llm,
-            engine,
+            config,
             helpdesk,
             sandbox,
             store,
@@ -370,19 +361,26 @@ impl Pipeline {
         }
     }
 
+    /// The service with `policy` for the demo connection, on this pipeline's bus and store.
+    async fn app(&self, policy: &ActPolicy, settings: WorkerSettings) -> App {
+        let mut config = self.config.clone();
+        config.connections = vec![demo_connection(&self.sandbox, policy)];
+        App::builder(&config)
+            .bus(self.bus.service_bus())
+            .store(self.store.clone())
+            .worker_settings(settings)
+            .build()
+            .await
+            .expect("the service builds")
+    }
+
     /// Starts a worker with `policy` for the demo connection; returns its index.
     async fn spawn_worker(&mut self, policy: ActPolicy, settings: WorkerSettings) -> usize {
-        let connection = Connection {
-            helpdesk: self.helpdesk.clone(),
-            triage: deskpilot::triage::Policy::new(CONN),
-            act: policy,
-        };
-        let connections = HashMap::from([(CONN.to_owned(), connection)]);
         let id = settings.worker_id.clone();
-        let worker = Arc::new(Worker::new(self.engine.clone(), self.store.clone(), connections, settings));
-        let consumer = self.bus.consumer().await;
+        let app = self.app(&policy, settings).await;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(worker.run_until_stopped(consumer, shutdown.clone()));
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move { app.serve(None, stop).await.expect("the worker runs") });
         self.workers.push(RunningWorker { id, shutdown, task });
         self.workers.len() - 1
     }
@@ -1300,14 +1298,47 @@ async fn a_full_disk_holds_events_in_the_retry_tiers_until_there_is_room() {
 // Regressions of bugs found while writing these tests.
 
 /// Builds a worker for `p` without a consumer, to hand it deliveries one by one.
-fn bare_worker(p: &Pipeline, lease: Duration) -> Arc<Worker> {
-    let connection = Connection {
-        helpdesk: p.helpdesk.clone(),
-        triage: deskpilot::triage::Policy::new(CONN),
-        act: apply(true),
-    };
-    let connections = HashMap::from([(CONN.to_owned(), connection)]);
-    Arc::new(Worker::new(p.engine.clone(), p.store.clone(), connections, settings(lease)))
+async fn bare_worker(p: &Pipeline, lease: Duration) -> Arc<Worker> {
+    p.app(&apply(true), settings(lease)).await.worker()
+}
+
+/// The service's configuration for a pipeline: the embedded defaults with the LLM at `llm` (no
+/// retries inside the client: every LLM failure reaches the worker) and the demo connection on
+/// `sandbox`.
+fn service_config(sandbox: &RunningSandbox, llm: &MockServer) -> Config {
+    let quoted = |s: &str| format!("{s:?}");
+    let env = [
+        ("DESKPILOT__LLM__BASE_URL", quoted(&format!("{}/v1", llm.uri()))),
+        ("DESKPILOT__LLM__MODEL", quoted(MODEL)),
+        ("DESKPILOT__LLM__MAX_RETRIES", "0".to_owned()),
+        ("DESKPILOT__LLM__REQUEST_TIMEOUT_SECS", "5".to_owned()),
+        ("DESKPILOT__LLM__TOTAL_TIMEOUT_SECS", "10".to_owned()),
+        ("DESKPILOT__LLM__MAX_RETRY_AFTER_SECS", "2".to_owned()),
+    ];
+    let mut config = Config::load_from(None, env).expect("the test configuration");
+    config.connections = vec![demo_connection(sandbox, &shadow())];
+    config
+}
+
+/// The demo connection of `sandbox`, acting as `policy` says.
+fn demo_connection(sandbox: &RunningSandbox, policy: &ActPolicy) -> ConnectionConfig {
+    let backend = BackendConfig::Unified(UnifiedConfig {
+        base_url: Some(sandbox.base_url.clone()),
+        region: None,
+        api_key: Some(KEY.into()),
+        api_key_env: None,
+        category_cache_secs: 300,
+    });
+    ConnectionConfig {
+        mode: policy.mode,
+        confidence_threshold: policy.confidence_threshold,
+        automated_categories: policy.automated_categories.iter().cloned().collect(),
+        notes_internal_verified: policy.notes_internal_verified,
+        routing: policy.routing.clone(),
+        priority_values: policy.priority_values.clone(),
+        note_user_id: policy.note_user_id.clone(),
+        ..ConnectionConfig::new(CONN, backend)
+    }
 }
 
 /// A worker that is slow (the LLM takes longer than its lease) renews its claim, so a second copy
@@ -1326,7 +1357,7 @@ async fn a_slow_worker_keeps_its_claim_and_nothing_is_dead_lettered() {
     let d1 = consumer.next().await.unwrap().unwrap();
     let d2 = consumer.next().await.unwrap().unwrap();
 
-    let slow = bare_worker(&p, Duration::from_millis(300));
+    let slow = bare_worker(&p, Duration::from_millis(300)).await;
     p.answers.set_delay(Duration::from_secs(1));
     let a = tokio::spawn({
         let slow = slow.clone();
@@ -1335,7 +1366,7 @@ async fn a_slow_worker_keeps_its_claim_and_nothing_is_dead_lettered() {
     wait_until("the slow worker is at the LLM", WAIT, || async { p.answers.asked().len() == 1 }).await;
     p.answers.set_delay(Duration::ZERO);
     tokio::time::sleep(Duration::from_millis(400)).await; // longer than its lease: renewed meanwhile
-    let b = bare_worker(&p, Duration::from_secs(30)).handle(d2, CancellationToken::new()).await;
+    let b = bare_worker(&p, Duration::from_secs(30)).await.handle(d2, CancellationToken::new()).await;
     assert!(
         matches!(&b, deskpilot::worker::Disposition::Retried(why) if why.contains("being handled")),
         "{b:?}"
