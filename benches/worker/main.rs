@@ -217,8 +217,13 @@ notes_internal_verified = true
     finished.sort();
     latencies.sort_unstable();
     let n = finished.len();
-    let window = (finished[n - c - 1] - finished[c]).as_seconds_f64();
-    let throughput = (n - 2 * c - 1) as f64 / window;
+    if n < 3 * c {
+        bail!("{n} tickets are too few to measure at concurrency {c}: run at least 3 waves");
+    }
+    // Completions #c to #(N−c): the first and last concurrency-worth, where the worker fills up
+    // and runs dry, are left out.
+    let window = (finished[n - c] - finished[c]).as_seconds_f64();
+    let throughput = (n - 2 * c) as f64 / window;
     let percentile = |p: f64| latencies[((n - 1) as f64 * p).round() as usize];
     Ok(Figures {
         run,
