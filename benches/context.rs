@@ -9,8 +9,9 @@
 use std::time::{Duration, Instant};
 
 use deskpilot::{
+    http::HttpSettings,
     sandbox::{self, SandboxOptions},
-    ticketing::{ListQuery, Ticketing, all_tickets, collect_all, http::HttpSettings, unified::UnifiedClient},
+    ticketing::{ListQuery, Ticketing, all_tickets, collect_all, unified::UnifiedClient},
     triage::{
         Budget, Engine, EngineSettings, TokenCounting,
         context::{self, Gathered},

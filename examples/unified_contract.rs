@@ -6,9 +6,11 @@
 //! Usage: `cargo run --example unified_contract -- BASE_URL CONNECTION_ID API_KEY`
 
 use anyhow::{Context, bail};
-use deskpilot::ticketing::{
-    ListQuery, NewNote, TicketPatch, Ticketing, all_tickets, collect_all, http::HttpSettings,
-    unified::UnifiedClient,
+use deskpilot::{
+    http::HttpSettings,
+    ticketing::{
+        ListQuery, NewNote, TicketPatch, Ticketing, all_tickets, collect_all, unified::UnifiedClient,
+    },
 };
 
 #[tokio::main]

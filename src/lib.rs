@@ -7,6 +7,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod http;
 pub mod runtime;
 pub mod sandbox;
 pub mod shutdown;

@@ -26,8 +26,9 @@ use crate::{
     act::{self, ActContext, ActPolicy, Outcome},
     bus::{Consumer, Delivery},
     events::{EventKind, TicketEvent},
+    http::error_chain,
     store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
-    ticketing::{DynTicketing, Ticket, TicketingError, http::error_chain},
+    ticketing::{DynTicketing, Ticket, TicketingError},
     triage::{Engine, Policy, Report, Triage, TriageError, context, decision::Decision},
 };
 

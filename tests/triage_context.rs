@@ -1,8 +1,9 @@
 //! Context building on the sandbox's tickets: cleaning, the token budget and exact counts.
 
 use deskpilot::{
+    http::HttpSettings,
     sandbox::{self, RunningSandbox, SandboxOptions},
-    ticketing::{AuthorKind, NewNote, Ticketing, http::HttpSettings, unified::UnifiedClient},
+    ticketing::{AuthorKind, NewNote, Ticketing, unified::UnifiedClient},
     triage::{
         clean::clean_message,
         context::{self, ContextOptions, Entry, Gathered},

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use deskpilot::ticketing::{
-    ListQuery, NewNote, TicketPatch, Ticketing, TicketingError,
+use deskpilot::{
     http::{HttpSettings, RetryPolicy},
-    unified::UnifiedClient,
+    ticketing::{ListQuery, NewNote, TicketPatch, Ticketing, TicketingError, unified::UnifiedClient},
 };
 use serde_json::{Value, json};
 use wiremock::{
@@ -160,6 +159,19 @@ async fn rate_limit_without_retry_after_backs_off_and_gives_up() {
     let err = client(&server).get_ticket("1").await.unwrap_err();
     assert!(matches!(err, TicketingError::RateLimited { retry_after: None }), "{err:?}");
     assert!(err.is_retryable());
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 4, "1 attempt + 3 retries");
+}
+
+/// A 429 that keeps coming with a short `Retry-After` must still stop after `max_retries`.
+#[tokio::test]
+async fn persistent_rate_limit_with_short_retry_after_stops_after_max_retries() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "0"))
+        .mount(&server)
+        .await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    assert!(matches!(err, TicketingError::RateLimited { retry_after: Some(d) } if d.is_zero()), "{err:?}");
     assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 4, "1 attempt + 3 retries");
 }
 

@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 
 use deskpilot::{
+    http::HttpSettings,
     sandbox::{self, RunningSandbox, SandboxOptions},
     ticketing::{
         ListQuery, NewNote, PriorityLevel, SortField, SortOrder, TicketPatch, TicketStatus, Ticketing,
-        TicketingError, all_notes, all_tickets, collect_all, count_all, http::HttpSettings,
-        unified::UnifiedClient,
+        TicketingError, all_notes, all_tickets, collect_all, count_all, unified::UnifiedClient,
     },
 };
 

@@ -9,11 +9,8 @@ use crate::{
     act::ActPolicy,
     bus::{Bus, BusSettings, memory::MemoryBus},
     config::{BackendConfig, Config, ConnectionConfig, LlmConfig},
-    ticketing::{
-        DynTicketing,
-        http::{HttpSettings, RetryPolicy},
-        unified::UnifiedClient,
-    },
+    http::{HttpSettings, RetryPolicy},
+    ticketing::{DynTicketing, unified::UnifiedClient},
     triage::{
         Budget, Engine, EngineSettings, Policy,
         decision::TagPolicy,

@@ -6,7 +6,6 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 use anyhow::bail;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use url::Url;
 
 /// A connection string that may carry a password: `Debug` and [`Dsn::redacted`] hide it.
 #[derive(Clone, Default, Deserialize)]
@@ -37,28 +36,8 @@ impl fmt::Debug for Dsn {
     }
 }
 
-/// `raw` with any password replaced by `***` and a query that names a secret dropped; for
-/// printing URLs and connection strings.
-pub fn redact_url(raw: &str) -> String {
-    let Ok(mut url) = Url::parse(raw) else {
-        return if raw.contains('@') { "[redacted]".to_owned() } else { raw.to_owned() };
-    };
-    let secret_query = url.query_pairs().any(|(k, _)| {
-        let k = k.to_ascii_lowercase();
-        ["password", "secret", "token", "key"].iter().any(|s| k.contains(s))
-    });
-    if url.password().is_none() && !secret_query {
-        // Unchanged, not re-serialised (which would add a trailing `/`).
-        return raw.to_owned();
-    }
-    if url.password().is_some() {
-        let _ = url.set_password(Some("***"));
-    }
-    if secret_query {
-        url.set_query(Some("[redacted]"));
-    }
-    url.to_string()
-}
+/// The one redactor of URLs and connection strings, shared with every HTTP client.
+pub use crate::http::redact_url;
 
 /// A snapshot of the environment, for `*_env` credentials and the `OPENAI_*` fallbacks.
 #[derive(Clone, Default)]

@@ -352,7 +352,7 @@ mod tests {
         .unwrap();
         let orphan = sqlx::query("INSERT INTO child (parent) VALUES (7) RETURNING id");
         let Err(err) = conn.fetch_all(orphan).await else { panic!("the commit failed: expected an error") };
-        assert!(crate::ticketing::http::error_chain(&err).contains("FOREIGN KEY"), "{err:?}");
+        assert!(crate::http::error_chain(&err).contains("FOREIGN KEY"), "{err:?}");
         let count: i64 =
             sqlx::query_scalar("SELECT count(*) FROM child").fetch_one(&mut *conn).await.unwrap();
         assert_eq!(count, 0);

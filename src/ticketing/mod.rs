@@ -1,9 +1,9 @@
 //! The normalized ticketing layer: one trait over every helpdesk backend.
 //!
 //! `ticketing` knows nothing of LLMs, queues or modes. Each backend file maps its wire format to and
-//! from [`model`]; retries, auth and error classes live once in [`http`]; paging lives once here.
+//! from [`model`]; auth and error classes live once in [`client`], on the [`crate::http`] toolkit; paging lives once here.
 
-pub mod http;
+pub mod client;
 pub mod model;
 pub mod unified;
 

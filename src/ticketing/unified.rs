@@ -16,9 +16,10 @@ use tokio::sync::Mutex;
 
 use super::{
     Category, Customer, ListQuery, NewNote, Note, Result, Ticket, TicketPatch, Ticketing,
-    http::{Auth, Call, HttpClient, HttpSettings},
+    client::{Auth, Call, HttpClient},
     paginate,
 };
+use crate::http::HttpSettings;
 
 /// Unified.to's regional API hosts; a workspace's key only works in its own region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

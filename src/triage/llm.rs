@@ -25,7 +25,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ticketing::http::{describe_transport_error, parse_retry_after};
+use crate::http::{describe_transport_error, parse_retry_after};
 
 /// One chat message.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -13,7 +13,7 @@ use super::{
     context::TicketContext,
     decision::{Decision, Origin, Sentiment, UNKNOWN_LANGUAGE},
 };
-use crate::ticketing::PriorityLevel;
+use crate::{http::clip_with_ellipsis, ticketing::PriorityLevel};
 
 /// The rules compiled into the binary (`config/rules.toml`).
 pub const EMBEDDED_RULES: &str = include_str!("../../config/rules.toml");
@@ -217,7 +217,7 @@ impl Rules {
             let Some(hit) = rule.matches(&text) else { continue };
             let listed = |id: &String| ctx.categories.iter().any(|c| &c.id == id);
             let category_id = rule.category_id.clone().filter(listed);
-            let mut reason = format!("Rule `{}` matched {:?}.", rule.id, clip(&hit, 60));
+            let mut reason = format!("Rule `{}` matched {:?}.", rule.id, clip_with_ellipsis(&hit, 60));
             if rule.category_id.is_some() && category_id.is_none() {
                 reason.push_str(
                     " Its category is not an active category of this helpdesk, so none is proposed.",
@@ -256,13 +256,10 @@ impl Rules {
 fn summarise(subject: &str, description: &str) -> String {
     let base = if subject.trim().is_empty() { description } else { subject };
     let one_line = base.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.is_empty() { "(no subject or description)".to_owned() } else { clip(&one_line, 200) }
-}
-
-fn clip(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
+    if one_line.is_empty() {
+        "(no subject or description)".to_owned()
+    } else {
+        clip_with_ellipsis(&one_line, 200).into_owned()
     }
 }
 

@@ -14,8 +14,9 @@ use std::{
 };
 
 use deskpilot::{
+    http::HttpSettings,
     sandbox::{self, RunningSandbox, SandboxOptions},
-    ticketing::{http::HttpSettings, unified::UnifiedClient},
+    ticketing::unified::UnifiedClient,
     triage::{
         Engine, EngineSettings,
         llm::{LlmSettings, OpenAiCompatible},

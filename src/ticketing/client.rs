@@ -1,12 +1,9 @@
-//! Shared HTTP plumbing for every backend: auth, timeouts, retries with jitter for 429/5xx/timeouts
-//! (honouring a capped `Retry-After`), error classes, and credentials kept out of logs and errors.
+//! The helpdesk client every backend sends through: one base URL and its credentials, requests
+//! in flight capped, and every answer classified into a [`TicketingError`]. Timeouts, retries and
+//! redaction come from the [`crate::http`] toolkit.
 
-use std::{
-    sync::Arc,
-    time::{Duration, SystemTime},
-};
+use std::{sync::Arc, time::Duration};
 
-use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use reqwest::{
     Method, StatusCode,
@@ -18,6 +15,10 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::{Result, TicketingError};
+use crate::http::{
+    HttpSettings, RetryPolicy, RetryableError, StatusClass, client_builder, clip_with_ellipsis,
+    describe_transport_error, error_chain, parse_retry_after, redact_url,
+};
 
 /// How a backend authenticates.
 #[derive(Clone)]
@@ -46,57 +47,6 @@ impl std::fmt::Debug for Auth {
             Self::Bearer(_) => f.write_str("Bearer([redacted])"),
             Self::Basic { username, .. } => write!(f, "Basic({username}:[redacted])"),
             Self::Header { name, .. } => write!(f, "Header({name}: [redacted])"),
-        }
-    }
-}
-
-/// Retry behaviour for transient failures.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    /// Retries after the first attempt (0 = never retry).
-    pub max_retries: usize,
-    /// First backoff delay; doubles each retry, with jitter.
-    pub base_delay: Duration,
-    /// Longest backoff delay between two attempts.
-    pub max_delay: Duration,
-    /// Longest `Retry-After` we wait in-process; a longer one is returned to the caller as
-    /// `RateLimited` so the worker can park the event instead of holding a slot.
-    pub max_retry_after: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_retries: 3,
-            base_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Timeouts and retries of one backend client.
-#[derive(Debug, Clone)]
-pub struct HttpSettings {
-    /// TCP + TLS connect timeout.
-    pub connect_timeout: Duration,
-    /// Whole-request timeout, per attempt.
-    pub request_timeout: Duration,
-    /// Retries.
-    pub retry: RetryPolicy,
-    /// Requests in flight to the backend at once; more wait their turn. Also the connections
-    /// kept open: without a cap, a burst opens a connection per concurrent request (and keeps
-    /// their buffers), and helpdesks rate-limit per account anyway.
-    pub max_concurrent_requests: usize,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        Self {
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(30),
-            retry: RetryPolicy::default(),
-            max_concurrent_requests: 16,
         }
     }
 }
@@ -158,16 +108,27 @@ impl std::fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpClient")
             .field("backend", &self.backend)
-            .field("base", &redact_url(&self.base))
+            .field("base", &self.base_url())
             .field("auth", &self.auth)
             .finish()
     }
 }
 
-/// Failure of one attempt, with whether the server may have acted on it.
+/// Failure of one attempt, with whether sending the request again is safe.
 struct AttemptError {
     error: TicketingError,
-    maybe_processed: bool,
+    /// False when the server may have acted on a request that must not be repeated.
+    resend_safe: bool,
+}
+
+impl RetryableError for AttemptError {
+    fn is_retryable(&self) -> bool {
+        self.error.is_retryable() && self.resend_safe
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.error.retry_after()
+    }
 }
 
 impl HttpClient {
@@ -175,12 +136,13 @@ impl HttpClient {
     pub fn new(backend: &'static str, base_url: &str, auth: Auth, settings: &HttpSettings) -> Result<Self> {
         let mut base = Url::parse(base_url).map_err(|e| TicketingError::Invalid {
             detail: format!(
-                "base_url `{base_url}` is not a valid URL ({e}); expected e.g. https://api.unified.to"
+                "base_url `{}` is not a valid URL ({e}); expected e.g. https://api.unified.to",
+                redact_url(base_url)
             ),
         })?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(TicketingError::Invalid {
-                detail: format!("base_url `{}` must start with http:// or https://", redact_url(&base)),
+                detail: format!("base_url `{}` must start with http:// or https://", redact_url(base_url)),
             });
         }
         if !base.path().ends_with('/') {
@@ -190,12 +152,8 @@ impl HttpClient {
         let max_in_flight = settings.max_concurrent_requests.max(1);
         let mut headers = HeaderMap::new();
         headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("deskpilot/", env!("CARGO_PKG_VERSION")))
+        let client = client_builder(settings.connect_timeout, settings.request_timeout)
             .default_headers(headers)
-            .connect_timeout(settings.connect_timeout)
-            .timeout(settings.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(max_in_flight)
             .build()
             .map_err(|e| TicketingError::Invalid { detail: format!("could not build HTTP client: {e}") })?;
@@ -203,9 +161,9 @@ impl HttpClient {
         Ok(Self { backend, client, base, auth, retry: settings.retry.clone(), permits })
     }
 
-    /// The base URL with any credentials removed.
+    /// The base URL with any credentials masked.
     pub fn base_url(&self) -> String {
-        redact_url(&self.base)
+        redact_url(self.base.as_str())
     }
 
     /// Sends `call`, retrying transient failures, and decodes the JSON answer.
@@ -222,35 +180,17 @@ impl HttpClient {
 
     /// Sends `call`, retrying transient failures, and returns the body bytes.
     pub async fn send_raw(&self, call: &Call<'_>) -> Result<Bytes> {
-        let policy = &self.retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(policy.base_delay)
-            .with_max_delay(policy.max_delay)
-            .with_max_times(policy.max_retries)
-            .with_jitter();
-        let cap = policy.max_retry_after;
-        let attempt = || self.attempt(call);
-        attempt
-            .retry(backoff)
-            .when(|e: &AttemptError| e.error.is_retryable() && (call.retry_ambiguous || !e.maybe_processed))
-            .adjust(move |e: &AttemptError, delay| match e.error.retry_after() {
-                // A wait longer than the cap is handed to the caller rather than slept through here.
-                Some(wait) if wait > cap => None,
-                Some(wait) => Some(wait),
-                None => delay,
-            })
-            .notify(|e: &AttemptError, delay| {
-                tracing::warn!(
-                    backend = self.backend,
-                    method = %call.method,
-                    path = %self.path_of(call),
-                    error = %e.error,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "helpdesk call failed, retrying"
-                );
-            })
-            .await
-            .map_err(|e| e.error)
+        let retrying = |e: &AttemptError, delay: Duration| {
+            tracing::warn!(
+                backend = self.backend,
+                method = %call.method,
+                path = %self.path_of(call),
+                error = %e.error,
+                retry_in_ms = delay.as_millis() as u64,
+                "helpdesk call failed, retrying"
+            );
+        };
+        self.retry.run(|_| self.attempt(call), retrying).await.map_err(|e| e.error)
     }
 
     fn path_of(&self, call: &Call<'_>) -> String {
@@ -274,10 +214,12 @@ impl HttpClient {
         if let Some(body) = &call.body {
             req = req.json(body);
         }
+        // GET/PUT/PATCH/DELETE are idempotent; a POST the server may have acted on is not resent.
+        let resend_safe = |maybe_processed: bool| call.retry_ambiguous || !maybe_processed;
         // Held until the body is read: the connection is busy until then.
         let _permit = self.permits.acquire().await.map_err(|_| AttemptError {
             error: TicketingError::Transient { detail: "the helpdesk client is shutting down".into() },
-            maybe_processed: false,
+            resend_safe: true,
         })?;
         let started = std::time::Instant::now();
         let resp = match req.send().await {
@@ -288,7 +230,7 @@ impl HttpClient {
                     error: TicketingError::Transient {
                         detail: format!("{} {} {}", call.method, url.path(), describe_transport_error(e)),
                     },
-                    maybe_processed,
+                    resend_safe: resend_safe(maybe_processed),
                 });
             }
         };
@@ -314,7 +256,7 @@ impl HttpClient {
                             error_chain(&e.without_url())
                         ),
                     },
-                    maybe_processed: true,
+                    resend_safe: resend_safe(true),
                 });
             }
         };
@@ -325,7 +267,7 @@ impl HttpClient {
         let error = classify(status, retry_after, detail, &call.resource);
         // A 429 means the server refused the request, so it is safe to send again even for POST.
         let maybe_processed = status != StatusCode::TOO_MANY_REQUESTS;
-        Err(AttemptError { error, maybe_processed })
+        Err(AttemptError { error, resend_safe: resend_safe(maybe_processed) })
     }
 }
 
@@ -336,32 +278,13 @@ pub fn classify(
     detail: String,
     resource: &str,
 ) -> TicketingError {
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => TicketingError::RateLimited { retry_after },
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => TicketingError::Unauthorized { detail },
-        StatusCode::NOT_FOUND | StatusCode::GONE => {
-            TicketingError::NotFound { resource: resource.to_owned() }
-        }
-        StatusCode::REQUEST_TIMEOUT => TicketingError::Transient { detail },
-        s if s.is_server_error() => TicketingError::Transient { detail },
-        _ => TicketingError::Invalid { detail },
+    match StatusClass::of(status) {
+        StatusClass::RateLimited => TicketingError::RateLimited { retry_after },
+        StatusClass::Unauthorized => TicketingError::Unauthorized { detail },
+        StatusClass::NotFound => TicketingError::NotFound { resource: resource.to_owned() },
+        StatusClass::Transient => TicketingError::Transient { detail },
+        StatusClass::Rejected => TicketingError::Invalid { detail },
     }
-}
-
-/// Reads `Retry-After` as delta-seconds or an HTTP date.
-pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = value.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Some(Duration::from_secs_f64(secs));
-    }
-    let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
 fn extend_path(url: &mut Url, segments: &[&str]) {
@@ -374,72 +297,19 @@ fn extend_path(url: &mut Url, segments: &[&str]) {
     }
 }
 
-/// The URL without user info or query string (which may carry secrets).
-pub fn redact_url(url: &Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.to_string()
-}
-
+/// The start of an error body, for the error's message.
 fn snippet(body: &[u8]) -> String {
-    const MAX: usize = 300;
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".to_owned();
     }
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error and its causes on one line, skipping causes whose text is already included.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
-/// A failed HTTP exchange in words (timed out / could not connect / failed), without the URL,
-/// which may carry credentials.
-pub fn describe_transport_error(e: reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "request failed"
-    };
-    format!("{what}: {}", error_chain(&e.without_url()))
+    clip_with_ellipsis(text, 300).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        let mut h = HeaderMap::new();
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("7"));
-        assert_eq!(parse_retry_after(&h), Some(Duration::from_secs(7)));
-        let future = SystemTime::now() + Duration::from_secs(120);
-        h.insert(header::RETRY_AFTER, HeaderValue::from_str(&httpdate::fmt_http_date(future)).unwrap());
-        let d = parse_retry_after(&h).unwrap();
-        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
-        h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(parse_retry_after(&h), None);
-    }
 
     #[test]
     fn statuses_map_to_classes() {
@@ -454,9 +324,16 @@ mod tests {
     }
 
     #[test]
-    fn urls_lose_credentials_and_segments_are_encoded() {
-        let u = Url::parse("https://user:pw@example.com/base/?api_key=s3cret").unwrap();
-        assert_eq!(redact_url(&u), "https://example.com/base/");
+    fn base_urls_lose_credentials_and_segments_are_encoded() {
+        let c = HttpClient::new(
+            "t",
+            "https://user:pw@example.com/base/?api_key=s3cret",
+            Auth::Bearer("tok".into()),
+            &HttpSettings::default(),
+        )
+        .unwrap();
+        let shown = c.base_url();
+        assert!(!shown.contains("pw") && !shown.contains("s3cret"), "{shown}");
         let mut base = Url::parse("https://example.com/api/").unwrap();
         extend_path(&mut base, &["ticketing", "conn 1", "ticket", "a/b"]);
         assert_eq!(base.path(), "/api/ticketing/conn%201/ticket/a%2Fb");
@@ -475,5 +352,12 @@ mod tests {
         .unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("pw") && !dbg.contains("tok\""), "{dbg}");
+    }
+
+    #[test]
+    fn error_bodies_are_clipped() {
+        assert_eq!(snippet(b"  "), "(empty body)");
+        let long = "x".repeat(400);
+        assert_eq!(snippet(long.as_bytes()), format!("{}…", "x".repeat(300)));
     }
 }
