@@ -9,7 +9,8 @@ use anyhow::{Context, bail};
 use deskpilot::{
     http::HttpSettings,
     ticketing::{
-        ListQuery, NewNote, TicketPatch, Ticketing, all_tickets, collect_all, unified::UnifiedClient,
+        ListQuery, NewNote, TicketPatch, TicketReader, Ticketing, all_tickets, collect_all,
+        unified::UnifiedClient,
     },
 };
 

@@ -9,7 +9,9 @@ use std::{collections::BTreeSet, sync::Arc};
 
 use common::*;
 use deskpilot::{
-    ticketing::{ListQuery, NewNote, PriorityLevel, Ticketing, all_notes, all_tickets, collect_all},
+    ticketing::{
+        ListQuery, NewNote, PriorityLevel, TicketReader, Ticketing, all_notes, all_tickets, collect_all,
+    },
     triage::{
         EngineSettings, Policy, Triage, TriageError,
         clean::clean_message,

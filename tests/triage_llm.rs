@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use deskpilot::{
-    ticketing::{AuthorKind, NewNote, PriorityLevel, Ticketing},
+    ticketing::{AuthorKind, NewNote, PriorityLevel, TicketReader, Ticketing},
     triage::{
         Budget, EngineSettings, Policy, TokenCounting, TriageError,
         clean::clean_message,

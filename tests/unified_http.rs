@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use deskpilot::{
     http::{HttpSettings, RetryPolicy},
-    ticketing::{ListQuery, NewNote, TicketPatch, Ticketing, TicketingError, unified::UnifiedClient},
+    ticketing::{
+        ListQuery, NewNote, TicketPatch, TicketReader, Ticketing, TicketingError, unified::UnifiedClient,
+    },
 };
 use serde_json::{Value, json};
 use wiremock::{

@@ -7,8 +7,8 @@ use deskpilot::{
     http::HttpSettings,
     sandbox::{self, RunningSandbox, SandboxOptions},
     ticketing::{
-        ListQuery, NewNote, PriorityLevel, SortField, SortOrder, TicketPatch, TicketStatus, Ticketing,
-        TicketingError, all_notes, all_tickets, collect_all, count_all, unified::UnifiedClient,
+        ListQuery, NewNote, PriorityLevel, SortField, SortOrder, TicketPatch, TicketReader, TicketStatus,
+        Ticketing, TicketingError, all_notes, all_tickets, collect_all, count_all, unified::UnifiedClient,
     },
 };
 

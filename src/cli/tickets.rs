@@ -9,7 +9,8 @@ use super::print_json;
 use crate::{
     config::Config,
     ticketing::{
-        DynTicketing, ListQuery, SortField, SortOrder, TicketingError, all_notes, all_tickets, collect_all,
+        DynTicketReader, DynTicketing, ListQuery, SortField, SortOrder, TicketingError, all_notes,
+        all_tickets, collect_all,
     },
 };
 
@@ -121,9 +122,10 @@ async fn get(config: &Config, args: GetArgs) -> anyhow::Result<()> {
     print_json(&json!({ "ticket": ticket, "customer": customer, "notes": notes }), args.target.compact)
 }
 
-/// The connection named by `--connection` (or the only one) and its client.
-fn connect(config: &Config, target: &Target) -> anyhow::Result<(String, DynTicketing)> {
-    connection_client(config, target.connection.as_deref())
+/// The connection named by `--connection` (or the only one) and its client, read only.
+fn connect(config: &Config, target: &Target) -> anyhow::Result<(String, DynTicketReader)> {
+    let (id, client) = connection_client(config, target.connection.as_deref())?;
+    Ok((id, client))
 }
 
 /// The connection with this id (or the only one configured) and its client.

@@ -10,6 +10,7 @@ use super::{print_json, tickets::connection_client};
 use crate::{
     app::parts,
     config::Config,
+    ticketing::DynTicketReader,
     triage::{TokenCounting, Triage, decision::Origin},
 };
 
@@ -31,6 +32,7 @@ pub struct TriageArgs {
 
 pub(super) async fn run(config: &Config, args: TriageArgs) -> anyhow::Result<()> {
     let (id, helpdesk) = connection_client(config, args.connection.as_deref())?;
+    let helpdesk: DynTicketReader = helpdesk;
     let policy = parts::triage_policy(config.connection(&id)?);
     // This command is where a person reads each part's token figures: count every prompt.
     let mut config = config.clone();

@@ -77,9 +77,11 @@ pub type PageStream<'a, T> = Pin<Box<dyn Stream<Item = Result<T>> + Send + 'a>>;
 /// Page size used by the paging helpers; Unified.to caps lists at 100.
 pub const PAGE_SIZE: u32 = 100;
 
-/// A helpdesk seen through the normalized model. One value serves one connection.
+/// A helpdesk seen through the normalized model, read only. One value serves one connection.
+///
+/// Triage takes this view, so the type system says it never writes to a helpdesk.
 #[async_trait]
-pub trait Ticketing: Send + Sync {
+pub trait TicketReader: Send + Sync {
     /// The backend's name, for logs (`unified`, `zendesk`, ...).
     fn backend(&self) -> &'static str;
 
@@ -93,11 +95,19 @@ pub trait Ticketing: Send + Sync {
     async fn list_notes(&self, query: &ListQuery) -> Result<Vec<Note>>;
     /// All categories of the helpdesk (backends may cache them).
     async fn list_categories(&self) -> Result<Vec<Category>>;
+}
+
+/// A helpdesk seen through the normalized model: the reads of [`TicketReader`] and the writes.
+#[async_trait]
+pub trait Ticketing: TicketReader {
     /// Applies a partial update and returns the updated ticket.
     async fn update_ticket(&self, id: &str, patch: &TicketPatch) -> Result<Ticket>;
     /// Creates a note and returns it. Not retried on ambiguous failures: the caller owns idempotency.
     async fn create_note(&self, note: &NewNote) -> Result<Note>;
 }
+
+/// Shared handle to a backend, read only.
+pub type DynTicketReader = Arc<dyn TicketReader>;
 
 /// Shared handle to a backend.
 pub type DynTicketing = Arc<dyn Ticketing>;
@@ -129,12 +139,12 @@ where
 }
 
 /// Every ticket matching `query`, across pages.
-pub fn all_tickets<'a>(t: &'a dyn Ticketing, query: ListQuery) -> PageStream<'a, Ticket> {
+pub fn all_tickets<'a>(t: &'a dyn TicketReader, query: ListQuery) -> PageStream<'a, Ticket> {
     paginate(query, move |q| async move { t.list_tickets(&q).await })
 }
 
 /// Every note matching `query`, across pages.
-pub fn all_notes<'a>(t: &'a dyn Ticketing, query: ListQuery) -> PageStream<'a, Note> {
+pub fn all_notes<'a>(t: &'a dyn TicketReader, query: ListQuery) -> PageStream<'a, Note> {
     paginate(query, move |q| async move { t.list_notes(&q).await })
 }
 
@@ -149,7 +159,7 @@ pub async fn count_all<T>(s: PageStream<'_, T>) -> Result<usize> {
 }
 
 #[allow(dead_code)]
-fn _assert_object_safe(_: &dyn Ticketing) {}
+fn _assert_object_safe(_: &dyn Ticketing, _: &dyn TicketReader) {}
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{
-    Category, Customer, ListQuery, NewNote, Note, Result, Ticket, TicketPatch, Ticketing,
+    Category, Customer, ListQuery, NewNote, Note, Result, Ticket, TicketPatch, TicketReader, Ticketing,
     client::{Auth, Call, HttpClient},
     paginate,
 };
@@ -124,7 +124,7 @@ impl UnifiedClient {
 }
 
 #[async_trait]
-impl Ticketing for UnifiedClient {
+impl TicketReader for UnifiedClient {
     fn backend(&self) -> &'static str {
         "unified"
     }
@@ -160,7 +160,10 @@ impl Ticketing for UnifiedClient {
         }
         Ok(fresh.as_ref().clone())
     }
+}
 
+#[async_trait]
+impl Ticketing for UnifiedClient {
     async fn update_ticket(&self, id: &str, patch: &TicketPatch) -> Result<Ticket> {
         let call =
             Call::new(Method::PATCH, &self.path("ticket", Some(id)), format!("ticket {id}")).json(patch)?;

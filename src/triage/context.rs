@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{clean::clean_message, tokens::Tokenizer};
 use crate::ticketing::{
-    AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, Ticket, Ticketing, TicketingError,
+    AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, Ticket, TicketReader, TicketingError,
     all_notes, collect_all, model::format_timestamp,
 };
 
@@ -28,7 +28,7 @@ pub struct Gathered {
 }
 
 /// Reads a ticket, its customer, all its notes (every page) and the categories, concurrently.
-pub async fn gather(helpdesk: &dyn Ticketing, ticket_id: &str) -> Result<Gathered, TicketingError> {
+pub async fn gather(helpdesk: &dyn TicketReader, ticket_id: &str) -> Result<Gathered, TicketingError> {
     let ticket = helpdesk.get_ticket(ticket_id).await?;
     let customer = async {
         match ticket.customer_id.as_deref() {

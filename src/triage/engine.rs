@@ -17,7 +17,7 @@ use super::{
     system::SystemMessages,
     tokens::{self, Tokenizer},
 };
-use crate::ticketing::{Ticketing, TicketingError};
+use crate::ticketing::{TicketReader, TicketingError};
 
 /// Token budget of one triage call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -235,7 +235,7 @@ impl Engine {
     /// Reads the ticket through `helpdesk` and decides.
     pub async fn triage(
         &self,
-        helpdesk: &dyn Ticketing,
+        helpdesk: &dyn TicketReader,
         ticket_id: &str,
         policy: &Policy,
     ) -> Result<Triage, TriageError> {
