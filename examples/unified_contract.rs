@@ -56,9 +56,9 @@ async fn main() -> anyhow::Result<()> {
         "contract ok: {} categories, {} tickets ({} updated since {}), {} notes on ticket {ticket_id}",
         categories.len(),
         tickets.len(),
-        recent.len(),
+        recent.items.len(),
         deskpilot::ticketing::model::format_timestamp(since),
-        notes.len()
+        notes.items.len()
     );
     Ok(())
 }

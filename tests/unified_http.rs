@@ -1,18 +1,19 @@
 //! The Unified.to client's HTTP behaviour against a wiremock server: wire shapes, auth, error
-//! classes, retries and `Retry-After`.
+//! classes, paging, retries and `Retry-After`.
 
 use std::time::Duration;
 
 use deskpilot::{
     http::{HttpSettings, RetryPolicy},
     ticketing::{
-        ListQuery, NewNote, TicketPatch, TicketReader, Ticketing, TicketingError, unified::UnifiedClient,
+        ListQuery, NewNote, PageToken, TicketPatch, TicketReader, Ticketing, TicketingError, all_tickets,
+        collect_all, unified::UnifiedClient,
     },
 };
 use serde_json::{Value, json};
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
-    matchers::{body_json, header, method, path, query_param},
+    matchers::{body_json, header, method, path, query_param, query_param_is_missing},
 };
 
 fn fast_settings() -> HttpSettings {
@@ -67,9 +68,39 @@ async fn list_sends_bearer_and_snake_case_params() {
         fields: vec!["id".into(), "subject".into(), "raw".into()],
         ..ListQuery::updated_since(time::macros::datetime!(2026-11-01 00:00 UTC))
     };
-    let tickets = client(&server).list_tickets(&q).await.unwrap();
+    let tickets = client(&server).list_tickets(&q).await.unwrap().items;
     assert_eq!(tickets.len(), 2);
     assert_eq!(tickets[1].id.as_deref(), Some("2"));
+}
+
+#[tokio::test]
+async fn pages_are_read_by_offset_until_a_short_one() {
+    let server = MockServer::start().await;
+    for (offset, ids) in [(None, vec!["1", "2"]), (Some("2"), vec!["3"])] {
+        let page =
+            Mock::given(method("GET")).and(path("/ticketing/conn_1/ticket")).and(query_param("limit", "2"));
+        let page = match offset {
+            Some(o) => page.and(query_param("offset", o)),
+            None => page.and(query_param_is_missing("offset")),
+        };
+        let body: Vec<Value> = ids.into_iter().map(ticket_json).collect();
+        page.respond_with(ResponseTemplate::new(200).set_body_json(body)).expect(1).mount(&server).await;
+    }
+    let c = client(&server);
+    let q = ListQuery { limit: Some(2), ..ListQuery::default() };
+    let first = c.list_tickets(&q).await.unwrap();
+    assert_eq!(first.next, Some(PageToken::Offset(2)), "a full page may have more after it");
+    let second = c.list_tickets(&ListQuery { page: first.next, ..q.clone() }).await.unwrap();
+    assert_eq!((second.items.len(), second.next), (1, None), "a short page is the last");
+    server.reset().await;
+    Mock::given(method("GET"))
+        .and(query_param("limit", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([ticket_json("9")])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let all = collect_all(all_tickets(&c, q)).await.unwrap();
+    assert_eq!(all.len(), 1);
 }
 
 #[tokio::test]
@@ -201,7 +232,7 @@ async fn server_errors_are_retried_then_succeed() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(&server)
         .await;
-    let notes = client(&server).list_notes(&ListQuery::notes_of("1")).await.unwrap();
+    let notes = client(&server).list_notes(&ListQuery::notes_of("1")).await.unwrap().items;
     assert!(notes.is_empty());
     assert_eq!(requests_to(&server, "/ticketing/conn_1/note").await, 3);
 }

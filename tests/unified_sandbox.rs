@@ -54,7 +54,7 @@ async fn reads_tickets_customers_notes_and_categories() {
     assert_eq!(customer.id, ticket.customer_id);
     assert!(!customer.emails.is_empty());
 
-    let notes = c.list_notes(&ListQuery::notes_of(id)).await.unwrap();
+    let notes = c.list_notes(&ListQuery::notes_of(id)).await.unwrap().items;
     assert!(!notes.is_empty(), "every sample ticket has at least one note");
     assert!(notes.iter().all(|n| n.ticket_id.as_deref() == Some(id)));
 }
@@ -64,7 +64,7 @@ async fn updates_a_ticket_and_posts_a_note() {
     let sb = start().await;
     let c = client(&sb, "demo");
     let ticket =
-        c.list_tickets(&ListQuery { limit: Some(1), ..ListQuery::default() }).await.unwrap().remove(0);
+        c.list_tickets(&ListQuery { limit: Some(1), ..ListQuery::default() }).await.unwrap().items.remove(0);
     let id = ticket.id.clone().unwrap();
     let mut tags = ticket.tags.clone();
     tags.push("deskpilot-test".into());
@@ -83,7 +83,7 @@ async fn updates_a_ticket_and_posts_a_note() {
     assert!(updated.updated_at >= ticket.updated_at);
     assert_eq!(c.get_ticket(&id).await.unwrap(), updated);
 
-    let before = c.list_notes(&ListQuery::notes_of(&id)).await.unwrap().len();
+    let before = c.list_notes(&ListQuery::notes_of(&id)).await.unwrap().items.len();
     let note = NewNote {
         ticket_id: id.clone(),
         description: "Internal draft".into(),
@@ -93,7 +93,7 @@ async fn updates_a_ticket_and_posts_a_note() {
     let created = c.create_note(&note).await.unwrap();
     assert!(created.id.is_some() && created.created_at.is_some());
     assert_eq!(created.description.as_deref(), Some("Internal draft"));
-    let after = c.list_notes(&ListQuery::notes_of(&id)).await.unwrap();
+    let after = c.list_notes(&ListQuery::notes_of(&id)).await.unwrap().items;
     assert_eq!(after.len(), before + 1);
     assert!(after.iter().any(|n| n.id == created.id));
 
@@ -109,10 +109,11 @@ async fn updates_a_ticket_and_posts_a_note() {
 async fn pages_past_one_hundred_items() {
     let sb = start().await;
     let c = client(&sb, "demo");
-    let ticket_id = c.list_tickets(&ListQuery { limit: Some(1), ..ListQuery::default() }).await.unwrap()[0]
-        .id
-        .clone()
-        .unwrap();
+    let ticket_id =
+        c.list_tickets(&ListQuery { limit: Some(1), ..ListQuery::default() }).await.unwrap().items[0]
+            .id
+            .clone()
+            .unwrap();
     let existing = count_all(all_notes(&c, ListQuery::notes_of(&ticket_id))).await.unwrap();
     for i in 0..(130 - existing) {
         let note =
@@ -122,7 +123,7 @@ async fn pages_past_one_hundred_items() {
 
     let page =
         c.list_notes(&ListQuery { limit: Some(500), ..ListQuery::notes_of(&ticket_id) }).await.unwrap();
-    assert_eq!(page.len(), 100, "the server caps a page at 100");
+    assert_eq!(page.items.len(), 100, "the server caps a page at 100");
 
     let all = collect_all(all_notes(&c, ListQuery::notes_of(&ticket_id))).await.unwrap();
     assert_eq!(all.len(), 130);
@@ -155,7 +156,7 @@ async fn updated_gte_returns_only_newer_items_in_order() {
 
     let newest_first =
         ListQuery { order: Some(SortOrder::Desc), sort: Some(SortField::UpdatedAt), ..ListQuery::default() };
-    let desc = c.list_tickets(&newest_first).await.unwrap();
+    let desc = c.list_tickets(&newest_first).await.unwrap().items;
     assert_eq!(desc[0].updated_at, stamps.last().copied());
 
     let id = all[0].id.clone().unwrap();
@@ -163,7 +164,8 @@ async fn updated_gte_returns_only_newer_items_in_order() {
         .update_ticket(&id, &TicketPatch { priority: Some("high".into()), ..TicketPatch::default() })
         .await
         .unwrap();
-    let since_touch = c.list_tickets(&ListQuery::updated_since(touched.updated_at.unwrap())).await.unwrap();
+    let since_touch =
+        c.list_tickets(&ListQuery::updated_since(touched.updated_at.unwrap())).await.unwrap().items;
     assert!(
         since_touch.iter().any(|t| t.id.as_deref() == Some(id.as_str())),
         "an update moves a ticket past the cursor"
@@ -175,7 +177,7 @@ async fn fields_limit_what_comes_back() {
     let sb = start().await;
     let c = client(&sb, "demo");
     let q = ListQuery { fields: vec!["id".into(), "subject".into()], limit: Some(5), ..ListQuery::default() };
-    for t in c.list_tickets(&q).await.unwrap() {
+    for t in c.list_tickets(&q).await.unwrap().items {
         assert!(t.id.is_some() && t.subject.is_some());
         assert!(t.description.is_none() && t.created_at.is_none() && t.raw.is_none());
     }

@@ -92,7 +92,7 @@ async fn list(config: &Config, args: ListArgs) -> anyhow::Result<()> {
     let tickets = if args.all {
         collect_all(all_tickets(client.as_ref(), query)).await
     } else {
-        client.list_tickets(&query).await
+        client.list_tickets(&query).await.map(|page| page.items)
     }
     .with_context(|| format!("could not list the tickets of connection `{id}`"))?;
     print_json(&tickets, args.target.compact)

@@ -1,21 +1,24 @@
-//! The normalized ticketing layer: one trait over every helpdesk backend.
+//! The normalized ticketing layer: one trait over every helpdesk backend, and a read-only view of it.
 //!
-//! `ticketing` knows nothing of LLMs, queues or modes. Each backend file maps its wire format to and
-//! from [`model`]; auth and error classes live once in [`client`], on the [`crate::http`] toolkit; paging lives once here.
+//! `ticketing` knows nothing of LLMs, queues or modes. Each backend file maps its wire format (and
+//! the normalized [`ListQuery`]) to and from [`model`]; auth and error classes live once in
+//! [`client`], on the [`crate::http`] toolkit; paging lives once in [`paginate`]; the category
+//! cache once in [`categories`].
 
 pub mod client;
 pub mod model;
+mod paging;
 pub mod unified;
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use futures::{Stream, TryStreamExt, stream};
 
 pub use model::{
-    AuthorKind, Category, Customer, Email, ListQuery, NewNote, Note, NoteVisibility, PriorityLevel,
-    SortField, SortOrder, Telephone, Ticket, TicketPatch, TicketStatus,
+    AuthorKind, Category, Customer, Email, ListQuery, NewNote, Note, NoteVisibility, Page, PageToken,
+    PriorityLevel, SortField, SortOrder, Telephone, Ticket, TicketPatch, TicketStatus,
 };
+pub use paging::{PAGE_SIZE, PageStream, all_notes, all_tickets, collect_all, count_all, paginate};
 
 /// What went wrong talking to a helpdesk, classified by what the caller should do next.
 #[derive(Debug, thiserror::Error)]
@@ -71,12 +74,6 @@ impl TicketingError {
 /// Result of a ticketing call.
 pub type Result<T, E = TicketingError> = std::result::Result<T, E>;
 
-/// A boxed stream of items from a paged list.
-pub type PageStream<'a, T> = Pin<Box<dyn Stream<Item = Result<T>> + Send + 'a>>;
-
-/// Page size used by the paging helpers; Unified.to caps lists at 100.
-pub const PAGE_SIZE: u32 = 100;
-
 /// A helpdesk seen through the normalized model, read only. One value serves one connection.
 ///
 /// Triage takes this view, so the type system says it never writes to a helpdesk.
@@ -86,13 +83,13 @@ pub trait TicketReader: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// One page of tickets.
-    async fn list_tickets(&self, query: &ListQuery) -> Result<Vec<Ticket>>;
+    async fn list_tickets(&self, query: &ListQuery) -> Result<Page<Ticket>>;
     /// One ticket.
     async fn get_ticket(&self, id: &str) -> Result<Ticket>;
     /// One customer.
     async fn get_customer(&self, id: &str) -> Result<Customer>;
     /// One page of notes (set `ticket_id` in the query for one ticket's notes).
-    async fn list_notes(&self, query: &ListQuery) -> Result<Vec<Note>>;
+    async fn list_notes(&self, query: &ListQuery) -> Result<Page<Note>>;
     /// All categories of the helpdesk (backends may cache them).
     async fn list_categories(&self) -> Result<Vec<Category>>;
 }
@@ -112,94 +109,5 @@ pub type DynTicketReader = Arc<dyn TicketReader>;
 /// Shared handle to a backend.
 pub type DynTicketing = Arc<dyn Ticketing>;
 
-/// Walks every page of an offset/limit list as a stream; a short page ends it.
-///
-/// `query.limit` sets the page size ([`PAGE_SIZE`] when unset) and `query.offset` the start.
-pub fn paginate<'a, T, F, Fut>(query: ListQuery, fetch: F) -> PageStream<'a, T>
-where
-    T: Send + 'a,
-    F: Fn(ListQuery) -> Fut + Send + Sync + 'a,
-    Fut: std::future::Future<Output = Result<Vec<T>>> + Send + 'a,
-{
-    let limit = query.limit.unwrap_or(PAGE_SIZE).max(1);
-    let start = query.offset.unwrap_or(0);
-    let pages = stream::try_unfold(Some(start), move |offset| {
-        let page = offset.map(|offset| {
-            (offset, fetch(ListQuery { limit: Some(limit), offset: Some(offset), ..query.clone() }))
-        });
-        async move {
-            let Some((offset, fut)) = page else { return Ok(None) };
-            let items = fut.await?;
-            let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
-            let next = (len >= limit).then(|| offset.saturating_add(len));
-            Ok(Some((stream::iter(items.into_iter().map(Ok)), next)))
-        }
-    });
-    Box::pin(pages.try_flatten())
-}
-
-/// Every ticket matching `query`, across pages.
-pub fn all_tickets<'a>(t: &'a dyn TicketReader, query: ListQuery) -> PageStream<'a, Ticket> {
-    paginate(query, move |q| async move { t.list_tickets(&q).await })
-}
-
-/// Every note matching `query`, across pages.
-pub fn all_notes<'a>(t: &'a dyn TicketReader, query: ListQuery) -> PageStream<'a, Note> {
-    paginate(query, move |q| async move { t.list_notes(&q).await })
-}
-
-/// Collects a paged stream, stopping at the first error.
-pub async fn collect_all<T>(s: PageStream<'_, T>) -> Result<Vec<T>> {
-    s.try_collect().await
-}
-
-/// Counts a stream's items without keeping them.
-pub async fn count_all<T>(s: PageStream<'_, T>) -> Result<usize> {
-    s.try_fold(0usize, |n, _| async move { Ok(n + 1) }).await
-}
-
 #[allow(dead_code)]
 fn _assert_object_safe(_: &dyn Ticketing, _: &dyn TicketReader) {}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn paginate_walks_pages_until_a_short_one() {
-        let calls = Arc::new(Mutex::new(Vec::new()));
-        let seen = calls.clone();
-        let s = paginate(ListQuery { limit: Some(10), ..ListQuery::default() }, move |q| {
-            seen.lock().unwrap().push((q.offset, q.limit));
-            async move {
-                let off = q.offset.unwrap();
-                Ok((off..(off + 10).min(25)).collect::<Vec<u32>>())
-            }
-        });
-        let items = collect_all(s).await.unwrap();
-        assert_eq!(items, (0..25).collect::<Vec<_>>());
-        assert_eq!(
-            *calls.lock().unwrap(),
-            vec![(Some(0), Some(10)), (Some(10), Some(10)), (Some(20), Some(10))]
-        );
-    }
-
-    #[tokio::test]
-    async fn paginate_stops_on_first_error() {
-        let s = paginate::<u32, _, _>(ListQuery::default(), |_| async {
-            Err(TicketingError::Transient { detail: "boom".into() })
-        });
-        assert!(matches!(collect_all(s).await, Err(TicketingError::Transient { .. })));
-    }
-
-    #[tokio::test]
-    async fn exact_multiple_of_page_size_asks_once_more_then_stops() {
-        let s = paginate(ListQuery { limit: Some(5), ..ListQuery::default() }, |q| async move {
-            let off = q.offset.unwrap();
-            Ok(if off < 10 { (off..off + 5).collect::<Vec<u32>>() } else { Vec::new() })
-        });
-        assert_eq!(count_all(s).await.unwrap(), 10);
-    }
-}

@@ -468,17 +468,6 @@ pub enum SortField {
     CreatedAt,
 }
 
-impl SortField {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Name => "name",
-            Self::UpdatedAt => "updated_at",
-            Self::CreatedAt => "created_at",
-        }
-    }
-}
-
 /// Sort direction for list calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -489,23 +478,44 @@ pub enum SortOrder {
     Desc,
 }
 
-impl SortOrder {
-    /// The wire value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Asc => "asc",
-            Self::Desc => "desc",
-        }
+/// Where a page of a list starts. Backends that page by position (Unified.to) take an offset;
+/// those that page by cursor (Zendesk, Intercom) hand out an opaque cursor with each page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PageToken {
+    /// Zero-based position of the page's first item.
+    Offset(u32),
+    /// The backend's cursor, exactly as it gave it.
+    Cursor(String),
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The page's items, in the list's order.
+    pub items: Vec<T>,
+    /// The token of the next page; `None` when this page is the last.
+    pub next: Option<PageToken>,
+}
+
+impl<T> Page<T> {
+    /// A page of an offset-paged list read from `start` with page size `limit`: a full page may
+    /// have more after it (so a list of an exact multiple of `limit` asks once more, for an empty
+    /// page), a short one is the last.
+    pub fn by_offset(items: Vec<T>, start: u32, limit: u32) -> Self {
+        let len = u32::try_from(items.len()).unwrap_or(u32::MAX);
+        let next = (len >= limit.max(1)).then(|| PageToken::Offset(start.saturating_add(len)));
+        Self { items, next }
     }
 }
 
-/// Parameters of a list call; unset fields are not sent.
+/// What to list, in the normalized vocabulary; each backend maps it onto its own wire parameters.
+/// Unset fields are not sent.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListQuery {
-    /// Page size (Unified caps it at 100).
+    /// Page size (backends may cap it; Unified.to at 100).
     pub limit: Option<u32>,
-    /// Zero-based position of the first result.
-    pub offset: Option<u32>,
+    /// Where the page starts: a previous page's [`Page::next`] (`None` = the first page).
+    pub page: Option<PageToken>,
     /// Only items updated at or after this instant.
     pub updated_gte: Timestamp,
     /// Sort key.
@@ -522,7 +532,7 @@ pub struct ListQuery {
     pub user_id: Option<String>,
     /// Categories under this parent.
     pub parent_id: Option<String>,
-    /// Fields to return (empty = all unified fields).
+    /// Fields to return (empty = all normalized fields).
     pub fields: Vec<String>,
     /// Raw parameters passed through to the vendor (`foo=bar&zoo=bar`).
     pub raw: Option<String>,
@@ -542,43 +552,6 @@ impl ListQuery {
             order: Some(SortOrder::Asc),
             ..Self::default()
         }
-    }
-
-    /// The query as wire parameters, in a stable order. `fields` goes out as repeated keys
-    /// (`fields=id&fields=subject`), the spec's form/explode default that Unified's SDK sends.
-    pub fn to_params(&self) -> Vec<(&'static str, String)> {
-        let mut p = Vec::new();
-        if let Some(v) = self.limit {
-            p.push(("limit", v.to_string()));
-        }
-        if let Some(v) = self.offset {
-            p.push(("offset", v.to_string()));
-        }
-        if let Some(v) = self.updated_gte {
-            p.push(("updated_gte", format_timestamp(v)));
-        }
-        if let Some(v) = self.sort {
-            p.push(("sort", v.as_str().to_owned()));
-        }
-        if let Some(v) = self.order {
-            p.push(("order", v.as_str().to_owned()));
-        }
-        for (key, value) in [
-            ("query", &self.query),
-            ("ticket_id", &self.ticket_id),
-            ("customer_id", &self.customer_id),
-            ("user_id", &self.user_id),
-            ("parent_id", &self.parent_id),
-            ("raw", &self.raw),
-        ] {
-            if let Some(v) = value {
-                p.push((key, v.clone()));
-            }
-        }
-        for field in &self.fields {
-            p.push(("fields", field.clone()));
-        }
-        p
     }
 }
 
@@ -653,25 +626,14 @@ mod tests {
     }
 
     #[test]
-    fn list_query_params_are_stable() {
-        let q = ListQuery {
-            limit: Some(100),
-            offset: Some(200),
-            updated_gte: Some(time::macros::datetime!(2026-11-01 00:00 UTC)),
-            fields: vec!["id".into(), "subject".into()],
-            ticket_id: Some("7".into()),
-            ..ListQuery::default()
-        };
+    fn an_offset_page_is_the_last_when_short() {
+        assert_eq!(Page::by_offset(vec![1, 2, 3], 20, 3).next, Some(PageToken::Offset(23)));
+        assert_eq!(Page::by_offset(vec![1, 2], 20, 3).next, None);
+        assert_eq!(Page::<u8>::by_offset(vec![], 20, 3).next, None);
         assert_eq!(
-            q.to_params(),
-            vec![
-                ("limit", "100".to_owned()),
-                ("offset", "200".to_owned()),
-                ("updated_gte", "2026-11-01T00:00:00Z".to_owned()),
-                ("ticket_id", "7".to_owned()),
-                ("fields", "id".to_owned()),
-                ("fields", "subject".to_owned()),
-            ]
+            Page::by_offset(vec![1], 0, 0).next,
+            Some(PageToken::Offset(1)),
+            "a zero limit reads as 1"
         );
     }
 

@@ -1,7 +1,8 @@
 //! Unified.to Ticketing API backend: `/ticketing/{connection_id}/{ticket|customer|note|category}`.
 //!
-//! Wire shapes are the normalized model's own, so this file is mostly paths. Categories change
-//! rarely and are read for every ticket, so they are cached per connection for a TTL.
+//! Wire shapes are the normalized model's own, so this file is mostly paths and the list
+//! parameters. Lists page by offset. Categories change rarely and are read for every ticket, so
+//! they are cached per connection for a TTL.
 
 use std::{
     sync::Arc,
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::{
-    Category, Customer, ListQuery, NewNote, Note, Result, Ticket, TicketPatch, TicketReader, Ticketing,
+    Category, Customer, ListQuery, NewNote, Note, PAGE_SIZE, Page, PageToken, Result, SortField, SortOrder,
+    Ticket, TicketPatch, TicketReader, Ticketing, TicketingError,
     client::{Auth, Call, HttpClient},
+    model::format_timestamp,
     paginate,
 };
 use crate::http::HttpSettings;
@@ -106,14 +109,25 @@ impl UnifiedClient {
         p
     }
 
-    async fn list<T: for<'de> Deserialize<'de>>(&self, object: &str, query: &ListQuery) -> Result<Vec<T>> {
+    async fn list<T: for<'de> Deserialize<'de>>(&self, object: &str, query: &ListQuery) -> Result<Page<T>> {
+        let start = match &query.page {
+            None => 0,
+            Some(PageToken::Offset(offset)) => *offset,
+            Some(PageToken::Cursor(_)) => {
+                return Err(TicketingError::Invalid {
+                    detail: "Unified.to pages by offset; a cursor cannot continue its lists".into(),
+                });
+            }
+        };
         let call = Call::new(
             Method::GET,
             &self.path(object, None),
             format!("{object} list of connection {}", self.connection_id),
         )
-        .params(query.to_params());
-        self.http.send(call).await
+        .params(list_params(query));
+        let items = self.http.send(call).await?;
+        // Without a limit the server sends its default page, which is also its cap.
+        Ok(Page::by_offset(items, start, query.limit.unwrap_or(PAGE_SIZE)))
     }
 
     async fn fetch_categories(&self) -> Result<Vec<Category>> {
@@ -129,7 +143,7 @@ impl TicketReader for UnifiedClient {
         "unified"
     }
 
-    async fn list_tickets(&self, query: &ListQuery) -> Result<Vec<Ticket>> {
+    async fn list_tickets(&self, query: &ListQuery) -> Result<Page<Ticket>> {
         self.list("ticket", query).await
     }
 
@@ -142,7 +156,7 @@ impl TicketReader for UnifiedClient {
         self.http.send(call).await
     }
 
-    async fn list_notes(&self, query: &ListQuery) -> Result<Vec<Note>> {
+    async fn list_notes(&self, query: &ListQuery) -> Result<Page<Note>> {
         self.list("note", query).await
     }
 
@@ -174,5 +188,91 @@ impl Ticketing for UnifiedClient {
         let call = Call::new(Method::POST, &self.path("note", None), format!("ticket {}", note.ticket_id))
             .json(note)?;
         self.http.send(call).await
+    }
+}
+
+/// A list query as Unified.to's parameters, in a stable order. `fields` goes out as repeated keys
+/// (`fields=id&fields=subject`), the spec's form/explode default that Unified's SDK sends.
+fn list_params(query: &ListQuery) -> Vec<(&'static str, String)> {
+    let mut p = Vec::new();
+    if let Some(v) = query.limit {
+        p.push(("limit", v.to_string()));
+    }
+    if let Some(PageToken::Offset(v)) = query.page {
+        p.push(("offset", v.to_string()));
+    }
+    if let Some(v) = query.updated_gte {
+        p.push(("updated_gte", format_timestamp(v)));
+    }
+    if let Some(v) = query.sort {
+        let field = match v {
+            SortField::Name => "name",
+            SortField::UpdatedAt => "updated_at",
+            SortField::CreatedAt => "created_at",
+        };
+        p.push(("sort", field.to_owned()));
+    }
+    if let Some(v) = query.order {
+        let order = match v {
+            SortOrder::Asc => "asc",
+            SortOrder::Desc => "desc",
+        };
+        p.push(("order", order.to_owned()));
+    }
+    for (key, value) in [
+        ("query", &query.query),
+        ("ticket_id", &query.ticket_id),
+        ("customer_id", &query.customer_id),
+        ("user_id", &query.user_id),
+        ("parent_id", &query.parent_id),
+        ("raw", &query.raw),
+    ] {
+        if let Some(v) = value {
+            p.push((key, v.clone()));
+        }
+    }
+    for field in &query.fields {
+        p.push(("fields", field.clone()));
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_params_are_stable() {
+        let q = ListQuery {
+            limit: Some(100),
+            page: Some(PageToken::Offset(200)),
+            updated_gte: Some(time::macros::datetime!(2026-11-01 00:00 UTC)),
+            sort: Some(SortField::UpdatedAt),
+            order: Some(SortOrder::Desc),
+            fields: vec!["id".into(), "subject".into()],
+            ticket_id: Some("7".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(
+            list_params(&q),
+            vec![
+                ("limit", "100".to_owned()),
+                ("offset", "200".to_owned()),
+                ("updated_gte", "2026-11-01T00:00:00Z".to_owned()),
+                ("sort", "updated_at".to_owned()),
+                ("order", "desc".to_owned()),
+                ("ticket_id", "7".to_owned()),
+                ("fields", "id".to_owned()),
+                ("fields", "subject".to_owned()),
+            ]
+        );
+        assert!(list_params(&ListQuery::default()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cursor_cannot_continue_an_offset_list() {
+        let c = UnifiedClient::new("http://127.0.0.1:9", "c", "k".into(), &HttpSettings::default()).unwrap();
+        let q = ListQuery { page: Some(PageToken::Cursor("abc".into())), ..ListQuery::default() };
+        assert!(matches!(c.list_tickets(&q).await, Err(TicketingError::Invalid { .. })));
     }
 }
