@@ -5,7 +5,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::ticketing::unified::{DEFAULT_CATEGORY_TTL, Region};
+use crate::ticketing::{categories::DEFAULT_CATEGORY_TTL, unified::Region};
 
 /// The backend of a connection and its own keys.
 #[derive(Debug, Clone, Deserialize)]

@@ -5,6 +5,7 @@
 //! [`client`], on the [`crate::http`] toolkit; paging lives once in [`paginate`]; the category
 //! cache once in [`categories`].
 
+pub mod categories;
 pub mod client;
 pub mod model;
 mod paging;

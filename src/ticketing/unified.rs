@@ -1,23 +1,19 @@
 //! Unified.to Ticketing API backend: `/ticketing/{connection_id}/{ticket|customer|note|category}`.
 //!
 //! Wire shapes are the normalized model's own, so this file is mostly paths and the list
-//! parameters. Lists page by offset. Categories change rarely and are read for every ticket, so
-//! they are cached per connection for a TTL.
+//! parameters. Lists page by offset; categories are cached per connection ([`CategoryCache`]).
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
 use super::{
     Category, Customer, ListQuery, NewNote, Note, PAGE_SIZE, Page, PageToken, Result, SortField, SortOrder,
     Ticket, TicketPatch, TicketReader, Ticketing, TicketingError,
+    categories::CategoryCache,
     client::{Auth, Call, HttpClient},
     model::format_timestamp,
     paginate,
@@ -48,16 +44,12 @@ impl Region {
     }
 }
 
-/// Default lifetime of the cached category list.
-pub const DEFAULT_CATEGORY_TTL: Duration = Duration::from_secs(300);
-
 /// A Unified.to connection seen through the normalized model.
 #[derive(Debug)]
 pub struct UnifiedClient {
     http: HttpClient,
     connection_id: String,
-    category_ttl: Duration,
-    categories: Mutex<Option<(Instant, Arc<Vec<Category>>)>>,
+    categories: CategoryCache,
 }
 
 impl UnifiedClient {
@@ -71,14 +63,13 @@ impl UnifiedClient {
         Ok(Self {
             http: HttpClient::new("unified", base_url, Auth::Bearer(api_key), settings)?,
             connection_id: connection_id.into(),
-            category_ttl: DEFAULT_CATEGORY_TTL,
-            categories: Mutex::new(None),
+            categories: CategoryCache::default(),
         })
     }
 
     /// Sets how long the category list is cached (zero disables the cache).
     pub fn with_category_ttl(mut self, ttl: Duration) -> Self {
-        self.category_ttl = ttl;
+        self.categories = CategoryCache::new(ttl);
         self
     }
 
@@ -100,7 +91,7 @@ impl UnifiedClient {
 
     /// Drops the cached categories so the next read asks the server.
     pub async fn invalidate_categories(&self) {
-        *self.categories.lock().await = None;
+        self.categories.invalidate().await;
     }
 
     fn path<'a>(&'a self, object: &'a str, id: Option<&'a str>) -> Vec<&'a str> {
@@ -161,18 +152,7 @@ impl TicketReader for UnifiedClient {
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        // Holding the lock across the fetch makes concurrent first readers share one request.
-        let mut cache = self.categories.lock().await;
-        if let Some((at, cats)) = cache.as_ref()
-            && at.elapsed() < self.category_ttl
-        {
-            return Ok(cats.as_ref().clone());
-        }
-        let fresh = Arc::new(self.fetch_categories().await?);
-        if !self.category_ttl.is_zero() {
-            *cache = Some((Instant::now(), fresh.clone()));
-        }
-        Ok(fresh.as_ref().clone())
+        self.categories.get_or_fetch(|| self.fetch_categories()).await
     }
 }
 
