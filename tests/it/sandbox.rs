@@ -29,7 +29,7 @@ struct TestApp {
 
 impl TestApp {
     async fn start(opts: SandboxOptions) -> Self {
-        Self { sb: sandbox::spawn(opts).await.expect("sandbox starts"), http: reqwest::Client::new() }
+        Self { sb: sandbox::spawn(opts).await.expect("sandbox starts"), http: crate::helpers::http_client() }
     }
 
     async fn mini() -> Self {

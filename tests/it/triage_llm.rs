@@ -2,11 +2,9 @@
 //! with the real client, prompts, rules and tokenizer: what is sent, how answers are validated
 //! and repaired, and how every kind of server failure is classified and retried.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::helpers::*;
 use deskpilot::{
     ticketing::{AuthorKind, NewNote, PriorityLevel, TicketReader, Ticketing},
     triage::{
@@ -150,7 +148,7 @@ async fn valid_answer_becomes_an_llm_decision_with_usage_and_cost() {
 
     // Without a price there is no cost.
     let llm = mock_llm(ok(&valid_answer(None)), Some(1)).await;
-    let triage = common::engine(&llm).triage(&hd, "1001", &policy()).await.unwrap();
+    let triage = crate::helpers::engine(&llm).triage(&hd, "1001", &policy()).await.unwrap();
     assert_eq!(triage.report.cost_usd, None);
     assert_eq!(triage.decision.category_id, None, "null is a valid category");
 }

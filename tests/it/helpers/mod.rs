@@ -1,6 +1,6 @@
-//! Shared by `triage_llm` and `triage_injection`: a sandbox helpdesk, a triage engine whose LLM is
-//! a wiremock OpenAI-compatible server, and chat-completion bodies shaped like the real ones.
-#![allow(dead_code)] // each test binary uses a different subset
+//! The harness every area shares: a sandbox helpdesk, a triage engine whose LLM is a wiremock
+//! OpenAI-compatible server, chat-completion bodies shaped like the real ones, a fresh store per
+//! test (a SQLite file or a PostgreSQL database), and the broker's names and queues.
 
 use std::{
     io::Write,
@@ -316,8 +316,6 @@ pub enum TestStoreKind {
 
 /// A store URL of one's own, removed when dropped.
 pub struct TestStoreUrl {
-    /// Which database.
-    pub kind: TestStoreKind,
     /// The URL to give `Store::connect`.
     pub url: String,
     _dir: Option<tempfile::TempDir>,
@@ -335,7 +333,7 @@ impl TestStoreUrl {
             }
             TestStoreKind::Postgres => {
                 let pg = PgTestDatabase::create("test_worker").await;
-                TestStoreUrl { kind, url: pg.url.clone(), _dir: None, _pg: Some(pg) }
+                TestStoreUrl { url: pg.url.clone(), _dir: None, _pg: Some(pg) }
             }
         }
     }
@@ -343,7 +341,7 @@ impl TestStoreUrl {
     /// A SQLite file in `dir`, which the caller keeps (e.g. a [`SmallDisk`]).
     pub fn sqlite_in(dir: &Path) -> TestStoreUrl {
         let url = format!("sqlite://{}", dir.join("store.db").display());
-        TestStoreUrl { kind: TestStoreKind::Sqlite, url, _dir: None, _pg: None }
+        TestStoreUrl { url, _dir: None, _pg: None }
     }
 
     /// Opens (and migrates) the store.
@@ -539,4 +537,13 @@ pub fn store_commits(exposition: &str, op: &str) -> (f64, Vec<(f64, f64)>) {
         .filter_map(|l| Some((l.split("le=\"").nth(1)?.split('"').next()?.parse().ok()?, value(l)?)))
         .collect();
     (count, buckets)
+}
+
+/// A plain HTTP client for talking to the servers a test starts (TLS needs the process's crypto
+/// provider, which this installs).
+pub fn http_client() -> reqwest::Client {
+    deskpilot::http::client_builder(Duration::from_secs(5), Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap()
 }

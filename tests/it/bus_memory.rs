@@ -1,4 +1,4 @@
-//! The in-process bus: the same behaviour as the RabbitMQ bus (`tests/bus_amqp.rs`).
+//! The in-process bus: the same behaviour as the RabbitMQ bus (`bus_amqp`).
 
 use std::time::{Duration, Instant};
 

@@ -7,8 +7,6 @@
 //! `postgres://postgres@127.0.0.1:5432/test` (`DESKPILOT_TEST_PG_URL`). Without them the tests fail
 //! and say how to start them; they are never skipped. `TEST_LOG=deskpilot=debug` shows the logs.
 
-mod common;
-
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, VecDeque},
     future::Future,
@@ -16,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::helpers::*;
 use deskpilot::{
     App,
     act::{self, ActPolicy, Mode},
@@ -201,7 +199,9 @@ impl TestBus {
     /// Publishes any body to the exchange with `routing_key`, as another client could.
     async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
         match self {
-            TestBus::Amqp(b) => common::publish_raw(&b.raw, &b.settings.exchange, routing_key, body).await,
+            TestBus::Amqp(b) => {
+                crate::helpers::publish_raw(&b.raw, &b.settings.exchange, routing_key, body).await
+            }
             TestBus::Memory(bus) => bus.publish_raw(routing_key, body.to_vec(), None).unwrap(),
         }
     }
@@ -340,7 +340,7 @@ impl Pipeline {
         let store = db.connect().await;
         let (bus, publisher) = TestBus::new(bus).await;
         let sandbox = start_sandbox().await;
-        let helpdesk: DynTicketing = Arc::new(common::helpdesk(&sandbox, CONN));
+        let helpdesk: DynTicketing = Arc::new(crate::helpers::helpdesk(&sandbox, CONN));
         let answers = Answers::default();
         let llm = MockServer::start().await;
         Mock::given(method("POST")).and(path(COMPLETIONS)).respond_with(answers.clone()).mount(&llm).await;
@@ -1263,7 +1263,7 @@ async fn a_shadow_resumed_by_another_event_stores_one_proposal(mut p: Pipeline) 
 /// With the SQLite store's disk full, no event is acked (nothing could be recorded) and none is
 /// dead-lettered: each one waits in the retry tiers. Once there is room again every ticket is
 /// applied with exactly one note and the bus drains. (The store alone on a full disk is covered
-/// by `tests/store_disk_full.rs`.) Needs root to mount the small disk, as that test does.
+/// by `store_disk_full`.) Needs root to mount the small disk, as that test does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_holds_events_in_the_retry_tiers_until_there_is_room() {
     let Some(disk) = SmallDisk::mount("8m") else { return };

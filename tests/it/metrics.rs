@@ -1,11 +1,10 @@
 //! The Prometheus exposition the worker serves: store commit times per store operation, on both
-//! store backends. One recorder per process, so these checks live in a test binary of their own.
-
-mod common;
+//! store backends. The recorder is the process's, shared with every other test: the checks compare
+//! counts before and after, never absolute values.
 
 use std::time::Duration;
 
-use common::{TestStoreKind, TestStoreUrl, store_commits};
+use crate::helpers::{TestStoreKind, TestStoreUrl, store_commits};
 use deskpilot::{
     events::EventKind,
     store::{ClaimOutcome, LedgerKey},

@@ -14,8 +14,6 @@ use deskpilot::{
     bus::{self, BusError, BusSettings, Consumer, Delivery, Publisher},
     events::{EventKind, EventSource, TicketEvent},
 };
-mod common;
-
 use lapin::{
     Channel, Connection, ConnectionProperties,
     options::{
@@ -102,7 +100,7 @@ impl TestBroker {
 
     /// Publishes any body to the exchange, as another client could.
     async fn publish_raw(&self, routing_key: &str, body: &[u8]) {
-        common::publish_raw(&self.raw, &self.settings.exchange, routing_key, body).await;
+        crate::helpers::publish_raw(&self.raw, &self.settings.exchange, routing_key, body).await;
     }
 
     /// An exclusive classic queue bound like the work queue, to look at published properties.

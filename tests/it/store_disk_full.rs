@@ -14,9 +14,7 @@ use deskpilot::{
     triage::decision::{Decision, Origin, Sentiment},
 };
 
-mod common;
-
-use common::{SmallDisk, TestStoreUrl, error_chain};
+use crate::helpers::{SmallDisk, TestStoreUrl, error_chain};
 
 const LEASE: Duration = Duration::from_secs(30);
 

@@ -3,11 +3,9 @@
 //! inside the connection's policy or `InvalidDecision`, never a panic or anything else; and no
 //! ticket can hide text from the reviewer or close the `<ticket_data>` fence.
 
-mod common;
-
 use std::{collections::BTreeSet, sync::Arc};
 
-use common::*;
+use crate::helpers::*;
 use deskpilot::{
     ticketing::{
         ListQuery, NewNote, PriorityLevel, TicketReader, Ticketing, all_notes, all_tickets, collect_all,
@@ -247,7 +245,7 @@ async fn hostile_answers_never_leave_the_policy() {
     let sb = start_sandbox().await;
 
     // An inactive category, through the sandbox API.
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http_client()
         .put(format!("{}/ticketing/demo/category/{INACTIVE}", sb.base_url))
         .bearer_auth(KEY)
         .json(&json!({"is_active": false}))

@@ -29,8 +29,6 @@ use serde_json::json;
 use sqlx::Connection;
 use tokio::sync::Barrier;
 
-mod common;
-
 const LEASE: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
@@ -47,7 +45,7 @@ struct TestDb {
     backend: Backend,
     url: String,
     _dir: Option<tempfile::TempDir>,
-    _pg: Option<common::PgTestDatabase>,
+    _pg: Option<crate::helpers::PgTestDatabase>,
 }
 
 impl TestDb {
@@ -59,7 +57,7 @@ impl TestDb {
                 TestDb { backend, url, _dir: Some(dir), _pg: None }
             }
             Backend::Postgres => {
-                let pg = common::PgTestDatabase::create("test_store").await;
+                let pg = crate::helpers::PgTestDatabase::create("test_store").await;
                 TestDb { backend, url: pg.url.clone(), _dir: None, _pg: Some(pg) }
             }
         }
@@ -68,7 +66,7 @@ impl TestDb {
     async fn store(&self) -> Store {
         Store::connect(&self.url)
             .await
-            .unwrap_or_else(|e| panic!("connect {}: {}", self.url, common::error_chain(&e)))
+            .unwrap_or_else(|e| panic!("connect {}: {}", self.url, crate::helpers::error_chain(&e)))
     }
 }
 
@@ -644,7 +642,7 @@ async fn twenty_concurrent_claimers_one_winner(db: TestDb) {
         let mut busy = Vec::new();
         for task in tasks {
             let (worker, outcome) = task.await.unwrap();
-            match outcome.unwrap_or_else(|e| panic!("{worker}: {}", common::error_chain(&e))) {
+            match outcome.unwrap_or_else(|e| panic!("{worker}: {}", crate::helpers::error_chain(&e))) {
                 ClaimOutcome::Claimed(_) => winners.push(worker),
                 ClaimOutcome::Busy { holder, .. } => busy.push(holder),
                 ClaimOutcome::Done(e) => panic!("nothing is done yet: {e:?}"),
@@ -930,8 +928,9 @@ async fn sqlite_creates_parent_directories_and_uses_wal() {
     let up = "../".repeat(cwd.components().count().saturating_sub(1));
     let base = format!("{up}{}", dir.path().display().to_string().trim_start_matches('/'));
     for url in [format!("sqlite://{base}/one/rel.db"), format!("sqlite:{base}/two/rel.db")] {
-        let store =
-            Store::connect(&url).await.unwrap_or_else(|e| panic!("{url}: {}", common::error_chain(&e)));
+        let store = Store::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {}", crate::helpers::error_chain(&e)));
         claimed(&store, &key("4002"), "e", "w").await;
         store.close().await;
     }
@@ -953,7 +952,7 @@ async fn sqlite_memory_store_keeps_its_data() {
 #[tokio::test]
 async fn bad_urls_say_what_is_wrong() {
     let err = Store::connect("mysql://root:hunter2@db/app").await.unwrap_err();
-    let text = common::error_chain(&err);
+    let text = crate::helpers::error_chain(&err);
     assert!(text.starts_with("store.url `mysql://root:***@db/app`: unsupported scheme"), "{text}");
 
     let err = Store::connect("sqlite://").await.unwrap_err();
@@ -962,7 +961,7 @@ async fn bad_urls_say_what_is_wrong() {
     // Refused at once (no waiting for the pool's acquire timeout), password hidden, retryable.
     let started = Instant::now();
     let err = Store::connect("postgres://deskpilot:hunter2@127.0.0.1:1/deskpilot").await.unwrap_err();
-    let text = common::error_chain(&err);
+    let text = crate::helpers::error_chain(&err);
     assert!(
         text.starts_with("store.url `postgres://deskpilot:***@127.0.0.1:1/deskpilot`: cannot connect"),
         "{text}"
@@ -976,6 +975,6 @@ async fn bad_urls_say_what_is_wrong() {
     let file = dir.path().join("plain-file");
     std::fs::write(&file, "x").unwrap();
     let err = Store::connect(&format!("sqlite://{}/sub/store.db", file.display())).await.unwrap_err();
-    let text = common::error_chain(&err);
+    let text = crate::helpers::error_chain(&err);
     assert!(text.contains("cannot connect") && text.contains("plain-file"), "{text}");
 }

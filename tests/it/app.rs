@@ -1,7 +1,5 @@
 //! The service as `App` wires it: one router for every HTTP surface, one shutdown signal.
 
-mod common;
-
 use std::time::Duration;
 
 use deskpilot::{
@@ -24,18 +22,19 @@ fn config(sandbox: &deskpilot::sandbox::RunningSandbox, dir: &std::path::Path) -
         panic!("the default connection is unified")
     };
     u.base_url = Some(sandbox.base_url.clone());
-    u.api_key = Some(common::KEY.into());
+    u.api_key = Some(crate::helpers::KEY.into());
     config
 }
 
 async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let response =
+        crate::helpers::http_client().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
 #[tokio::test]
 async fn serve_answers_health_readiness_and_metrics_until_shutdown() {
-    let sandbox = common::start_sandbox().await;
+    let sandbox = crate::helpers::start_sandbox().await;
     let dir = tempfile::tempdir().unwrap();
     let app = App::build(&config(&sandbox, dir.path())).await.expect("the app builds");
 
@@ -85,5 +84,8 @@ async fn serve_answers_health_readiness_and_metrics_until_shutdown() {
         .expect("serve returns after shutdown")
         .unwrap()
         .expect("serve ends cleanly");
-    assert!(reqwest::get(format!("{url}/healthz")).await.is_err(), "the server is gone");
+    assert!(
+        crate::helpers::http_client().get(format!("{url}/healthz")).send().await.is_err(),
+        "the server is gone"
+    );
 }

@@ -1,0 +1,27 @@
+//! The integration tests: one binary (one link instead of one per area), a module per area and
+//! the shared harness in `helpers/`.
+//!
+//! RabbitMQ (127.0.0.1:5672, guest/guest; `DESKPILOT_TEST_AMQP_URL`) and PostgreSQL
+//! (`postgres://postgres@127.0.0.1:5432/test`; `DESKPILOT_TEST_PG_URL`) must be running: the bus,
+//! store and worker tests use the real servers and fail, saying how to start them, when they are
+//! down. Every test has its own broker names, database, sandbox and LLM mock, so they run in
+//! parallel. `TEST_LOG=deskpilot=debug` shows the logs.
+
+mod helpers;
+
+mod app;
+mod bus_amqp;
+mod bus_memory;
+mod cli;
+mod config;
+mod decision;
+mod metrics;
+mod sandbox;
+mod store;
+mod store_disk_full;
+mod triage_context;
+mod triage_injection;
+mod triage_llm;
+mod unified_http;
+mod unified_sandbox;
+mod worker;
