@@ -70,6 +70,7 @@ pub enum Command {
 /// Parses the command line, runs the command and turns its outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::http::install_crypto_provider();
     if let Err(e) = crate::telemetry::init(cli.log_format) {
         eprintln!("warning: {e:#}");
     }

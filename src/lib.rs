@@ -18,11 +18,3 @@ pub mod triage;
 pub mod worker;
 
 pub use app::{App, run};
-
-/// The allocator of every binary built on this crate (the service, its tests and benchmarks).
-/// Each event allocates and frees thousands of small short-lived objects (JSON, prompts, HTTP)
-/// from several threads; jemalloc's thread caches take them with less CPU than glibc malloc and
-/// hand freed memory back instead of keeping it in per-thread arenas (measured with
-/// `cargo bench --bench worker`: CPU per ticket and peak RSS both lower).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

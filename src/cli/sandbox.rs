@@ -68,7 +68,8 @@ pub(super) async fn run(args: SandboxArgs) -> anyhow::Result<()> {
 
 /// Polls `GET /health` until it answers 200.
 async fn wait_until_healthy(addr: SocketAddr) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(1)).build()?;
+    let client =
+        crate::http::client_builder(Duration::from_secs(1), Duration::from_secs(1)).no_proxy().build()?;
     let url = format!("http://{addr}/health");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

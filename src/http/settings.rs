@@ -30,9 +30,21 @@ impl Default for HttpSettings {
     }
 }
 
+/// Makes ring the process's TLS provider, for every client that speaks TLS (helpdesks, the LLM,
+/// RabbitMQ, PostgreSQL). Only ring is built in; reqwest refuses to build a client until a
+/// provider is installed. Idempotent; [`client_builder`] calls it.
+pub fn install_crypto_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Err: a provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A reqwest client builder with deskpilot's user agent, the connect timeout, the timeout of one
 /// attempt, and idle connections kept for 90 s.
 pub fn client_builder(connect_timeout: Duration, request_timeout: Duration) -> reqwest::ClientBuilder {
+    install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("deskpilot/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)

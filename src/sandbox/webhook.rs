@@ -60,9 +60,8 @@ impl Webhooks {
         started_at: time::OffsetDateTime,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
-        let client = reqwest::Client::builder()
+        let client = crate::http::client_builder(ATTEMPT_TIMEOUT, ATTEMPT_TIMEOUT)
             .user_agent(concat!("deskpilot-sandbox/", env!("CARGO_PKG_VERSION")))
-            .timeout(ATTEMPT_TIMEOUT)
             .build()?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let task = tokio::spawn(run(rx, client, hook_url.clone(), shutdown));
