@@ -99,10 +99,49 @@ struct Figures {
     cpu_ms_per_ticket: f64,
     peak_rss_mb: f64,
     failed: u64,
+    inside: Inside,
+}
+
+/// Where a ticket's time went inside the worker, from its own metrics: means in milliseconds.
+#[derive(Debug, Default)]
+struct Inside {
+    event_ms: f64,
+    decide_ms: f64,
+    llm_ms: f64,
+    act_ms: f64,
+    store_writes: f64,
+    store_write_ms: f64,
+}
+
+impl Inside {
+    fn read(exposition: &str) -> Self {
+        // (sum, count) of every series of a histogram whose labels contain `labels`.
+        let mean = |name: &str, labels: &str| {
+            let total = |suffix: &str| -> f64 {
+                exposition
+                    .lines()
+                    .filter(|l| l.starts_with(&format!("{name}_{suffix}")) && l.contains(labels))
+                    .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+                    .sum()
+            };
+            let (sum, count) = (total("sum"), total("count"));
+            (if count > 0.0 { 1000.0 * sum / count } else { 0.0 }, count)
+        };
+        let (store_write_ms, store_writes) = mean("deskpilot_store_commit_seconds", "");
+        Inside {
+            event_ms: mean("deskpilot_event_seconds", "acked").0,
+            decide_ms: mean("deskpilot_stage_seconds", "decide").0,
+            llm_ms: mean("deskpilot_llm_seconds", "").0,
+            act_ms: mean("deskpilot_stage_seconds", "act").0,
+            store_writes,
+            store_write_ms,
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
+    deskpilot::http::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(bench(options))
 }
@@ -137,6 +176,17 @@ async fn bench(o: Options) -> anyhow::Result<()> {
             figures.peak_rss_mb,
             if figures.failed > 0 { format!("  FAILED {}", figures.failed) } else { String::new() },
         );
+        let i = &figures.inside;
+        println!(
+            "{:<14} per event {:.0} ms = decide {:.0} (LLM {:.0}) + act {:.0}; {:.1} store writes per ticket, {:.2} ms each",
+            "",
+            i.event_ms,
+            i.decide_ms,
+            i.llm_ms,
+            i.act_ms,
+            i.store_writes / figures.tickets as f64,
+            i.store_write_ms
+        );
         all.push(figures);
     }
     judge(&all)
@@ -161,6 +211,7 @@ url = "{bus}"
 url = "{store_url}"
 [worker]
 concurrency = {c}
+
 [server]
 addr = "{addr}"
 [[connections]]
@@ -202,6 +253,7 @@ notes_internal_verified = true
     };
     let cpu = worker.cpu_seconds()? - cpu_before;
     let peak_rss_mb = worker.peak_rss_mb()?;
+    let inside = Inside::read(&worker.metrics(&addr).await?);
     worker.stop().await?;
     publisher.close().await;
 
@@ -234,6 +286,7 @@ notes_internal_verified = true
         cpu_ms_per_ticket: cpu * 1000.0 / n as f64,
         peak_rss_mb,
         failed: stats.failed,
+        inside,
     })
 }
 

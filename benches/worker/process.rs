@@ -56,6 +56,12 @@ impl WorkerProcess {
         }
     }
 
+    /// The worker's Prometheus exposition.
+    pub async fn metrics(&self, addr: &str) -> anyhow::Result<String> {
+        let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
+        Ok(client.get(format!("http://{addr}/metrics")).send().await?.error_for_status()?.text().await?)
+    }
+
     /// User + system CPU seconds so far, from /proc/<pid>/stat.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
