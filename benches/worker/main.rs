@@ -111,6 +111,8 @@ struct Inside {
     act_ms: f64,
     store_writes: f64,
     store_write_ms: f64,
+    claim_ms: f64,
+    finish_ms: f64,
 }
 
 impl Inside {
@@ -135,6 +137,8 @@ impl Inside {
             act_ms: mean("deskpilot_stage_seconds", "act").0,
             store_writes,
             store_write_ms,
+            claim_ms: mean("deskpilot_store_commit_seconds", "op=\"claim\"").0,
+            finish_ms: mean("deskpilot_store_commit_seconds", "op=\"finish\"").0,
         }
     }
 }
@@ -178,14 +182,16 @@ async fn bench(o: Options) -> anyhow::Result<()> {
         );
         let i = &figures.inside;
         println!(
-            "{:<14} per event {:.0} ms = decide {:.0} (LLM {:.0}) + act {:.0}; {:.1} store writes per ticket, {:.2} ms each",
+            "{:<14} per event {:.0} ms = decide {:.0} (LLM {:.0}) + act {:.0}; {:.1} store writes per ticket, {:.2} ms each (claim {:.2}, finish {:.2})",
             "",
             i.event_ms,
             i.decide_ms,
             i.llm_ms,
             i.act_ms,
             i.store_writes / figures.tickets as f64,
-            i.store_write_ms
+            i.store_write_ms,
+            i.claim_ms,
+            i.finish_ms
         );
         all.push(figures);
     }
