@@ -5,11 +5,11 @@
 //! failure), so the tests run in parallel and leave nothing behind.
 
 use std::{
-    net::{TcpStream, ToSocketAddrs},
     process::Command,
     time::{Duration, Instant},
 };
 
+use crate::helpers::require_broker;
 use deskpilot::{
     bus::{self, BusError, BusSettings, Consumer, Delivery, Publisher},
     events::{EventKind, EventSource, TicketEvent},
@@ -36,18 +36,6 @@ fn init_logs() {
 fn url() -> String {
     std::env::var("DESKPILOT_TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
-}
-
-/// Fails the test (never skips it) when nothing listens at the broker's address.
-fn require_broker(url: &str) {
-    let uri: AMQPUri = url.parse().unwrap_or_else(|e| panic!("bad AMQP URL {url}: {e}"));
-    let addr = format!("{}:{}", uri.authority.host, uri.authority.port);
-    let reachable = addr
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut addrs| addrs.next())
-        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-    assert!(reachable, "RabbitMQ not reachable at {addr}: start it with `rabbitmq-server -detached`");
 }
 
 /// One test's corner of the broker: random names, a raw lapin connection for looking behind the

@@ -5,26 +5,14 @@ use std::collections::HashSet;
 
 use deskpilot::{
     http::HttpSettings,
-    sandbox::{self, RunningSandbox, SandboxOptions},
+    sandbox::RunningSandbox,
     ticketing::{
         ListQuery, NewNote, PriorityLevel, SortField, SortOrder, TicketPatch, TicketReader, TicketStatus,
         Ticketing, TicketingError, all_notes, all_tickets, collect_all, count_all, unified::UnifiedClient,
     },
 };
 
-const KEY: &str = "test-key";
-
-async fn start() -> RunningSandbox {
-    sandbox::spawn(SandboxOptions {
-        data_dir: None,
-        api_key: KEY.into(),
-        webhook_url: None,
-        webhook_secret: None,
-        state: None,
-    })
-    .await
-    .expect("sandbox starts")
-}
+use crate::helpers::{KEY, start_sandbox as start};
 
 fn client(sb: &RunningSandbox, connection: &str) -> UnifiedClient {
     UnifiedClient::new(&sb.base_url, connection, KEY.into(), &HttpSettings::default()).unwrap()
