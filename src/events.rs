@@ -114,6 +114,35 @@ impl TicketEvent {
         }
     }
 
+    /// An event for a ticket change a helpdesk reported (a webhook, a poll, a backfill), whose id
+    /// is derived from what was observed: the connection, the ticket, the kind and the ticket's
+    /// `updated_at`. A duplicate delivery of the same change, or a poll overlapping a webhook,
+    /// yields the same id, and the worker's ledger drops the second.
+    pub fn observed(
+        kind: EventKind,
+        connection_id: impl Into<String>,
+        ticket_id: impl Into<String>,
+        updated_at: OffsetDateTime,
+        source: EventSource,
+    ) -> Self {
+        use sha1::{Digest, Sha1};
+        let (connection_id, ticket_id) = (connection_id.into(), ticket_id.into());
+        let mut h = Sha1::new();
+        let nanos = updated_at.unix_timestamp_nanos();
+        h.update(format!("{connection_id}\u{1f}{ticket_id}\u{1f}{}\u{1f}{nanos}", kind.as_str()).as_bytes());
+        let digest: [u8; 20] = h.finalize().into();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self {
+            event_id: uuid::Builder::from_sha1_bytes(bytes).into_uuid().to_string(),
+            kind,
+            connection_id,
+            ticket_id,
+            occurred_at: updated_at,
+            source,
+        }
+    }
+
     /// The JSON body.
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("a TicketEvent always serialises")
@@ -169,5 +198,28 @@ mod tests {
         let a = TicketEvent::new(EventKind::TicketCreated, "demo", "1", EventSource::Manual);
         let b = TicketEvent::new(EventKind::TicketCreated, "demo", "1", EventSource::Manual);
         assert_ne!(a.event_id, b.event_id);
+    }
+
+    #[test]
+    fn an_observed_change_has_one_id_whoever_reports_it() {
+        let at = time::macros::datetime!(2026-11-17 07:35:00.123 UTC);
+        let hook = TicketEvent::observed(EventKind::TicketCreated, "demo", "1044", at, EventSource::Webhook);
+        let poll = TicketEvent::observed(EventKind::TicketCreated, "demo", "1044", at, EventSource::Poll);
+        assert_eq!(hook.event_id, poll.event_id, "a poll overlapping a webhook is the same event");
+        assert_eq!(hook.occurred_at, at);
+        let later = TicketEvent::observed(
+            EventKind::TicketCreated,
+            "demo",
+            "1044",
+            at + time::Duration::SECOND,
+            EventSource::Webhook,
+        );
+        let updated =
+            TicketEvent::observed(EventKind::TicketUpdated, "demo", "1044", at, EventSource::Webhook);
+        let other = TicketEvent::observed(EventKind::TicketCreated, "acme", "1044", at, EventSource::Webhook);
+        for e in [later, updated, other] {
+            assert_ne!(e.event_id, hook.event_id, "{e:?}");
+        }
+        assert!(uuid::Uuid::parse_str(&hook.event_id).is_ok(), "{}", hook.event_id);
     }
 }
