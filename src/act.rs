@@ -54,14 +54,17 @@ impl ActPolicy {
     }
 
     /// Whether this decision is applied (`Ok`) or shadowed, and why.
+    ///
+    /// A decision that asks for a person is never applied, whatever the mode: it is how the model
+    /// says it suspects instructions hidden in the customer's text, or cannot tell what is wanted.
     pub fn verdict(&self, d: &Decision) -> Result<(), String> {
+        if self.mode != Mode::Shadow && d.needs_human {
+            return Err("the decision asks for a human".into());
+        }
         match self.mode {
             Mode::Shadow => Err("connection is in shadow mode".into()),
             Mode::Apply => Ok(()),
             Mode::ApplyIfConfident => {
-                if d.needs_human {
-                    return Err("the decision asks for a human".into());
-                }
                 if d.confidence < self.confidence_threshold as f32 {
                     return Err(format!(
                         "confidence {:.2} is below the threshold {:.2}",

@@ -364,7 +364,7 @@ async fn demo_runs_the_whole_pipeline_on_the_embedded_defaults() {
         assert!(text.contains("5 untriaged tickets, mode"), "{text}");
         assert!(text.contains("0 dead-lettered"), "{text}");
         assert!(text.contains("5 decided (0 by the LLM, 5 by rules), 5 done, 0 failed"), "{text}");
-        let proposals = if mode == "shadow" { "5 proposals stored" } else { "0 proposals stored" };
-        assert!(text.contains(proposals), "{mode}: {text}");
+        // The fallback rules' decisions ask for a person, so apply mode shadows them as well.
+        assert!(text.contains("5 proposals stored"), "{mode}: {text}");
     }
 }

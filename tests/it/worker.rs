@@ -630,6 +630,7 @@ macro_rules! scenarios {
 
 scenarios!(amqp_sqlite, Amqp, Sqlite:
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
+    apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
     apply_without_verified_internal_notes_keeps_the_draft_for_review,
     apply_if_confident_applies_only_confident_automated_categories,
@@ -647,6 +648,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
 
 scenarios!(amqp_postgres, Amqp, Postgres:
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
+    apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
     apply_without_verified_internal_notes_keeps_the_draft_for_review,
     apply_if_confident_applies_only_confident_automated_categories,
@@ -664,6 +666,7 @@ scenarios!(amqp_postgres, Amqp, Postgres:
 // The single-process setup: the in-process bus.
 scenarios!(memory_sqlite, Memory, Sqlite:
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
+    apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
     apply_without_verified_internal_notes_keeps_the_draft_for_review,
     permanent_failures_are_dead_lettered_with_the_reason,
@@ -812,6 +815,31 @@ async fn apply_without_verified_internal_notes_keeps_the_draft_for_review(mut p:
         assert!(outcome.starts_with("applied; no note; draft kept for review"), "{outcome}");
     }
     assert_others_untouched(&p.before, &after, &tickets);
+}
+
+/// A decision that asks for a person (the model suspects an injection, or is unsure what the
+/// customer wants) is shadowed in apply mode too: nothing is written to the helpdesk.
+async fn apply_mode_shadows_a_decision_that_asks_for_a_human(mut p: Pipeline) {
+    let t = p.untriaged(2);
+    let mut human = decision_json("cat-billing", 0.99);
+    human["needs_human"] = json!(true);
+    human["reason"] = json!("The message tells the assistant to ignore its instructions.");
+    p.answers.set(&t[0], human);
+    p.spawn_worker(apply(true), settings(Duration::from_secs(30))).await;
+    p.publish(&t).await;
+    let entries = p.wait_done(&t, WAIT).await;
+    p.stop_workers().await;
+    p.assert_bus_drained().await;
+
+    let after = p.snapshot().await;
+    assert_eq!(after.tickets[&t[0]], p.before.tickets[&t[0]], "the ticket asking for a human is untouched");
+    assert!(marked_notes(&after, &t[0]).is_empty(), "no note on it");
+    let proposals = p.proposals().await;
+    let [proposal] = proposals.as_slice() else { panic!("one proposal: {proposals:#?}") };
+    assert_eq!((proposal.ticket_id.as_str(), proposal.mode.as_str()), (t[0].as_str(), "apply"));
+    assert_eq!(proposal.why_shadowed, "the decision asks for a human");
+    // The other ticket of the batch is applied as usual.
+    assert_one_note_each(&after, &entries[1..]);
 }
 
 // ---------------------------------------------------------------------------------------------
