@@ -1,6 +1,24 @@
-//! URLs and connection strings fit to print: credentials masked.
+//! URLs, connection strings and servers' answers fit to print: credentials masked.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
 use url::Url;
+
+/// Secrets a server may echo in an error answer: a bearer token, an OpenAI-style key.
+static ECHOED_SECRET: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(bearer\s+|sk-)[A-Za-z0-9._~+/=-]{8,}").expect("a valid pattern"));
+
+/// `text` (a server's answer, an error) with `known` secrets and anything shaped like a bearer
+/// token or an API key replaced by `***`. Some servers echo the key they were sent, and proxies the
+/// `Authorization` header, in their error answers.
+pub fn redact_secrets(text: &str, known: &[&str]) -> String {
+    let mut out = text.to_owned();
+    for secret in known.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret, "***");
+    }
+    ECHOED_SECRET.replace_all(&out, "${1}***").into_owned()
+}
 
 /// `raw` with its credentials masked, for logs, errors and `check`: a password (or a user name
 /// standing alone, which then is the credential) becomes `***`, and a query that names a secret
@@ -45,6 +63,17 @@ mod tests {
         assert_eq!(redact_url("amqp://user:pw@rabbit:5672/%2f"), "amqp://user:***@rabbit:5672/%2f");
         assert_eq!(redact_url("https://sk-abc@api.example.com/v1"), "https://***@api.example.com/v1");
         assert_eq!(redact_url("https://example.com/?token=t"), "https://example.com/?[redacted]");
+    }
+
+    #[test]
+    fn echoed_secrets_are_masked() {
+        assert_eq!(redact_secrets("bad key: abc123secret", &["abc123secret"]), "bad key: ***");
+        assert_eq!(
+            redact_secrets("Authorization: Bearer eyJhbGciOi.x-y_z", &[]),
+            "Authorization: Bearer ***"
+        );
+        assert_eq!(redact_secrets("key sk-live-9b8c7d6e5f4a is revoked", &[]), "key sk-*** is revoked");
+        assert_eq!(redact_secrets("model not found", &["", "k"]), "model not found");
     }
 
     #[test]

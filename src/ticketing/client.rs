@@ -17,7 +17,7 @@ use url::Url;
 use super::{Result, TicketingError};
 use crate::http::{
     HttpSettings, RetryPolicy, RetryableError, StatusClass, client_builder, clip_with_ellipsis,
-    describe_transport_error, error_chain, parse_retry_after, redact_url,
+    describe_transport_error, error_chain, parse_retry_after, redact_secrets, redact_url,
 };
 
 /// How a backend authenticates.
@@ -39,6 +39,17 @@ pub enum Auth {
         /// Header value.
         value: SecretString,
     },
+}
+
+impl Auth {
+    /// The secret sent, to mask it where the helpdesk's answer is quoted.
+    fn secret(&self) -> &str {
+        match self {
+            Self::Bearer(secret)
+            | Self::Basic { password: secret, .. }
+            | Self::Header { value: secret, .. } => secret.expose_secret(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -263,7 +274,12 @@ impl HttpClient {
         if status.is_success() {
             return Ok(body);
         }
-        let detail = format!("{} {} returned {status}: {}", call.method, url.path(), snippet(&body));
+        let detail = format!(
+            "{} {} returned {status}: {}",
+            call.method,
+            url.path(),
+            snippet(&body, self.auth.secret())
+        );
         let error = classify(status, retry_after, detail, &call.resource);
         // A 429 means the server refused the request, so it is safe to send again even for POST.
         let maybe_processed = status != StatusCode::TOO_MANY_REQUESTS;
@@ -297,9 +313,10 @@ fn extend_path(url: &mut Url, segments: &[&str]) {
     }
 }
 
-/// The start of an error body, for the error's message.
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// The start of an error body, for the error's message, with `secret` and anything shaped like a
+/// token masked (a helpdesk or a proxy in front of it may echo what it was sent).
+fn snippet(body: &[u8], secret: &str) -> String {
+    let text = redact_secrets(&String::from_utf8_lossy(body), &[secret]);
     let text = text.trim();
     if text.is_empty() {
         return "(empty body)".to_owned();
@@ -356,8 +373,9 @@ mod tests {
 
     #[test]
     fn error_bodies_are_clipped() {
-        assert_eq!(snippet(b"  "), "(empty body)");
+        assert_eq!(snippet(b"  ", "tok"), "(empty body)");
+        assert_eq!(snippet(b"bad token tok-123456 for user", "tok-123456"), "bad token *** for user");
         let long = "x".repeat(400);
-        assert_eq!(snippet(long.as_bytes()), format!("{}…", "x".repeat(300)));
+        assert_eq!(snippet(long.as_bytes(), "tok"), format!("{}…", "x".repeat(300)));
     }
 }

@@ -414,6 +414,30 @@ async fn insufficient_quota_is_rejected_not_retried() {
     assert!(!err.is_retryable());
 }
 
+/// Some servers echo the key they were sent in their error answer, and proxies echo the
+/// `Authorization` header: neither may reach an error (logs, dead-letter reasons, proposals).
+#[tokio::test]
+async fn an_error_answer_that_echoes_the_key_is_redacted() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let key = "sk-proj-Zx81kLmQ0aVb72TqP";
+    for body in [
+        json!({"error": {"message": format!("Incorrect API key provided: {key}."), "type": "invalid_request_error"}}),
+        json!({"detail": format!("upstream rejected headers: Authorization: Bearer {key}")}),
+        json!({"message": "token sk-live-9b8c7d6e5f4a3b2c1d0e is revoked"}),
+    ] {
+        let llm = mock_llm(ResponseTemplate::new(401).set_body_json(&body), Some(1)).await;
+        let settings =
+            deskpilot::triage::llm::LlmSettings { api_key: Some(key.into()), ..llm_settings(&llm) };
+        let (e, err) =
+            llm_error(engine_with(settings, Default::default()).triage(&hd, "1001", &policy()).await);
+        let text = format!("{e} / {err} / {e:?}");
+        assert!(!text.contains(key) && !text.contains("9b8c7d6e5f4a3b2c1d0e"), "{text}");
+        assert!(text.contains("***"), "what was redacted is marked: {text}");
+        assert!(matches!(e, LlmError::Rejected { status: 401, .. }), "{e:?}");
+    }
+}
+
 // 10. Lenient reading.
 #[tokio::test]
 async fn unknown_finish_reasons_are_judged_by_the_content() {

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, LlmSettings, OutputMode, Usage};
-use crate::http::{StatusClass, client_builder, clip, describe_transport_error, parse_retry_after};
+use crate::http::{
+    StatusClass, client_builder, clip, describe_transport_error, parse_retry_after, redact_secrets,
+};
 
 /// An OpenAI-compatible chat endpoint.
 #[derive(Clone)]
@@ -130,8 +132,13 @@ impl OpenAiCompatible {
     }
 
     async fn attempt(&self, body: &Body<'_>) -> Result<(LenientResponse, String), LlmError> {
-        let response: LenientResponse =
-            self.client.chat().create_byot(body).await.map_err(classify_openai_error)?;
+        let key = self.settings.api_key.as_ref().map(|k| k.expose_secret());
+        let response: LenientResponse = self
+            .client
+            .chat()
+            .create_byot(body)
+            .await
+            .map_err(|e| classify_openai_error(e, key.as_slice()))?;
         let choice = response
             .choices
             .first()
@@ -225,14 +232,16 @@ impl ChatModel for OpenAiCompatible {
     }
 }
 
-fn classify_openai_error(e: OpenAIError) -> LlmError {
+/// `secrets` (the key) are masked wherever the server's answer is quoted.
+fn classify_openai_error(e: OpenAIError, secrets: &[&str]) -> LlmError {
     match e {
         OpenAIError::Boxed(inner) => match inner.downcast::<HttpFailure>() {
-            Ok(f) => classify_status(f.status, f.retry_after, &f.body),
+            Ok(f) => classify_status(f.status, f.retry_after, &redact_secrets(&f.body, secrets)),
             Err(other) => LlmError::Unavailable { detail: other.to_string() },
         },
         OpenAIError::Reqwest(e) => LlmError::Unavailable { detail: describe_transport_error(e) },
         OpenAIError::JSONDeserialize(e, body) => {
+            let body = redact_secrets(&body, secrets);
             LlmError::Malformed { detail: format!("{e}; body starts with: {}", clip(&body, 200)) }
         }
         other => LlmError::Malformed { detail: other.to_string() },
