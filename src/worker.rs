@@ -6,7 +6,9 @@
 //! ones (bad payload, unknown connection, ticket 404, invalid decision after repair) go to dead
 //! letters with the reason. Concurrency is bounded by `max_in_flight` (also the broker prefetch).
 //! On shutdown the loop stops taking deliveries, lets in-flight work finish until a deadline, then
-//! hands whatever is left back to the broker.
+//! hands whatever is left back to the broker: work still deciding at once (its claim released),
+//! work that has begun writing to the helpdesk at its next write (its claim left to expire), so a
+//! request in flight never races another worker's (see [`act::Fence`]).
 
 use std::{
     collections::HashMap,
@@ -23,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    act::{self, ActContext, ActPolicy, Outcome},
+    act::{self, ActContext, ActPolicy, Fence, Outcome, Stop},
     bus::{Consumer, Delivery},
     events::{EventKind, TicketEvent},
     http::error_chain,
@@ -109,11 +111,13 @@ struct Failure {
     reason: String,
     retryable: bool,
     retry_after: Option<Duration>,
+    /// The attempt was stopped by its fence: not a failure of the ticket, so not recorded.
+    stopped: Option<Stop>,
 }
 
 impl Failure {
     fn permanent(reason: impl Into<String>) -> Self {
-        Self { reason: reason.into(), retryable: false, retry_after: None }
+        Self { reason: reason.into(), retryable: false, retry_after: None, stopped: None }
     }
 }
 
@@ -123,6 +127,7 @@ impl From<TriageError> for Failure {
             retryable: e.is_retryable(),
             retry_after: e.retry_after(),
             reason: format!("triage: {}", error_chain(&e)),
+            stopped: None,
         }
     }
 }
@@ -135,6 +140,13 @@ impl From<act::ActError> for Failure {
                 retryable: h.is_retryable(),
                 retry_after: h.retry_after(),
                 reason: format!("act: {}", error_chain(&h)),
+                stopped: None,
+            },
+            act::ActError::Stopped(why) => Self {
+                retryable: true,
+                retry_after: None,
+                reason: format!("act: stopped before the next helpdesk write: {why}"),
+                stopped: Some(why),
             },
         }
     }
@@ -145,7 +157,12 @@ impl From<crate::store::StoreError> for Failure {
         // A lost lease means another replica took the ticket over: the next claim sees its
         // progress (Done → ack, Busy → later), so it is never a reason to dead-letter.
         let lease_lost = matches!(e, crate::store::StoreError::LeaseLost { .. });
-        Self { retryable: lease_lost || e.is_retryable(), retry_after: None, reason: error_chain(&e) }
+        Self {
+            retryable: lease_lost || e.is_retryable(),
+            retry_after: None,
+            reason: error_chain(&e),
+            stopped: None,
+        }
     }
 }
 
@@ -243,9 +260,22 @@ impl Worker {
             // One holder id per delivery: two copies of an event in this process must not both hold
             // the key (the store grants a claim again to the same holder).
             let holder = format!("{}/{}", self.settings.worker_id, self.deliveries.fetch_add(1, Ordering::Relaxed));
-            let work = self.process(&event, &holder);
+            let fence = Fence::default();
+            let work = self.process(&event, &holder, &fence);
+            // Past the drain deadline an attempt still deciding is dropped at once; one that has
+            // begun writing to the helpdesk is stopped at its next write instead (see `Fence`).
+            let handed_back = async {
+                hand_back.cancelled().await;
+                fence.stop(Stop::Shutdown);
+                if fence.started_writing() {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 result = work => match result {
+                    // Stopped between two helpdesk writes: the claim is left to expire, so no
+                    // other worker resumes the ticket while a write of this one may be landing.
+                    Err(f) if f.stopped == Some(Stop::Shutdown) => self.requeue(delivery).await,
                     Ok(what) => match delivery.ack().await {
                         Ok(()) => Disposition::Acked(what),
                         // The effects are durable; the broker redelivers and the ledger says Done.
@@ -260,15 +290,13 @@ impl Worker {
                     }
                     Err(f) => self.dead_letter(delivery, f.reason).await,
                 },
-                _ = hand_back.cancelled() => {
-                    // Let the next worker claim it at once instead of waiting out this lease.
+                _ = handed_back => {
+                    // Nothing was written: let the next worker claim it at once instead of
+                    // waiting out this lease.
                     if let Err(e) = self.store.release(&LedgerKey::from(&event), &holder).await {
                         tracing::debug!(error = %e, "could not release the claim of a handed-back event");
                     }
-                    if let Err(e) = delivery.requeue().await {
-                        tracing::warn!(error = %e, "requeue failed; the broker redelivers when the channel closes");
-                    }
-                    Disposition::Requeued
+                    self.requeue(delivery).await
                 }
             }
         }
@@ -292,7 +320,7 @@ impl Worker {
     }
 
     /// The work of one event, resumable from the ledger. `Ok` = durable and ready to ack.
-    async fn process(&self, event: &TicketEvent, holder: &str) -> Result<String, Failure> {
+    async fn process(&self, event: &TicketEvent, holder: &str, fence: &Fence) -> Result<String, Failure> {
         if event.kind != EventKind::TicketCreated {
             return Ok(format!("ignored: deskpilot triages ticket.created, not {}", event.kind));
         }
@@ -324,6 +352,7 @@ impl Worker {
                     reason: format!("ticket is being handled by {holder}"),
                     retryable: true,
                     retry_after: wait,
+                    stopped: None,
                 });
             }
             ClaimOutcome::Claimed(entry) => entry,
@@ -331,22 +360,32 @@ impl Worker {
         let result = {
             // Keep the claim alive through slow steps (an LLM past its retries, a rate-limited
             // helpdesk) so no other replica takes the ticket over while this one still works on it.
-            let work = self.resume(conn, event, &key, holder, entry);
+            let work = self.resume(conn, event, &key, holder, entry, fence);
             tokio::pin!(work);
             let period = (self.settings.lease / 3).max(Duration::from_millis(100));
             let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            let mut held = true;
             loop {
                 tokio::select! {
                     result = &mut work => break result,
-                    _ = renew.tick() => {
-                        if let Err(e) = self.store.renew(&key, holder, self.settings.lease).await {
-                            tracing::warn!(error = %e, "could not renew the claim");
+                    _ = renew.tick(), if held => {
+                        match self.store.renew(&key, holder, self.settings.lease).await {
+                            Ok(_) => {}
+                            Err(e @ crate::store::StoreError::LeaseLost { .. }) => {
+                                // Another worker took the ticket over: this one must not write
+                                // to the helpdesk again.
+                                tracing::warn!(error = %e, "lost the claim; stopping before the next helpdesk write");
+                                fence.stop(Stop::LeaseLost);
+                                held = false;
+                            }
+                            Err(e) => tracing::warn!(error = %e, "could not renew the claim"),
                         }
                     }
                 }
             }
         };
         if let Err(f) = &result
+            && f.stopped.is_none()
             && let Err(e) = self.store.record_failure(&key, holder, &f.reason, !f.retryable).await
         {
             tracing::warn!(error = %e, "could not record the failure in the ledger");
@@ -361,6 +400,7 @@ impl Worker {
         key: &LedgerKey,
         worker: &str,
         entry: Entry,
+        fence: &Fence,
     ) -> Result<String, Failure> {
         let step = entry.step;
         let mut read = None;
@@ -374,18 +414,21 @@ impl Worker {
                     }
                     other => other?,
                 };
-                read = Some(ticket);
                 metrics::histogram!("deskpilot_stage_seconds", "stage" => "decide")
                     .record(started.elapsed().as_secs_f64());
                 record_usage(&triage.report);
                 // Recorded by `act`: with the key's last commit when nothing is written to the
                 // helpdesk, before the first helpdesk write otherwise.
-                let record = act::record_of(&triage.decision, &triage.report);
+                let record = DecisionRecord {
+                    ticket_before: serde_json::to_value(act::TriageFields::of(&ticket)).ok(),
+                    ..act::record_of(&triage.decision, &triage.report)
+                };
+                read = Some(ticket);
                 (triage.decision, record)
             }
         };
         let started = Instant::now();
-        let ctx = ActContext { key, event_id: &entry.event_id, worker, step, ticket: read.as_ref() };
+        let ctx = ActContext { key, event_id: &entry.event_id, worker, step, ticket: read.as_ref(), fence };
         let outcome =
             act::act(&self.store, conn.helpdesk.as_ref(), &conn.act, ctx, &decision, &record).await?;
         metrics::histogram!("deskpilot_stage_seconds", "stage" => "act")
@@ -417,6 +460,13 @@ impl Worker {
                 Disposition::Retried(format!("{} (delay tier failed: {e})", f.reason))
             }
         }
+    }
+
+    async fn requeue(&self, delivery: Delivery) -> Disposition {
+        if let Err(e) = delivery.requeue().await {
+            tracing::warn!(error = %e, "requeue failed; the broker redelivers when the channel closes");
+        }
+        Disposition::Requeued
     }
 
     async fn dead_letter(&self, delivery: Delivery, reason: String) -> Disposition {

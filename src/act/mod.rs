@@ -6,14 +6,18 @@
 //! note step first looks for an earlier note with that marker, so a retry after an ambiguous
 //! failure (timeout after the POST) never posts a second note.
 
+mod fence;
+mod patch;
+
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
 use sha1::{Digest, Sha1};
 
 use crate::{
     store::{DecidedBy, DecisionRecord, LedgerKey, NewProposal, Step, Store, StoreError},
     ticketing::{
-        ListQuery, NewNote, PriorityLevel, Ticket, TicketPatch, Ticketing, TicketingError, all_notes,
+        ListQuery, NewNote, PriorityLevel, Ticket, TicketStatus, Ticketing, TicketingError, all_notes,
         collect_all,
     },
     triage::{
@@ -23,6 +27,8 @@ use crate::{
 };
 
 pub use crate::config::Mode;
+pub use fence::{Fence, Stop};
+pub use patch::{TriageFields, patch_for};
 
 /// How one connection acts.
 #[derive(Debug, Clone, Default)]
@@ -134,6 +140,9 @@ pub enum ActError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The attempt was stopped before its next helpdesk write.
+    #[error("stopped before the next helpdesk write: {0}")]
+    Stopped(Stop),
 }
 
 impl ActError {
@@ -142,6 +151,7 @@ impl ActError {
         match self {
             Self::Helpdesk(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
+            Self::Stopped(_) => true,
         }
     }
 }
@@ -160,6 +170,8 @@ pub struct ActContext<'a> {
     pub step: Step,
     /// The ticket as this attempt read it for triage, if it did (a resumed attempt did not).
     pub ticket: Option<&'a Ticket>,
+    /// Checked before every helpdesk write.
+    pub fence: &'a Fence,
 }
 
 /// Carries out a validated decision (`record` is how the store keeps it), resuming after
@@ -198,10 +210,25 @@ pub async fn act(
 
     let mut kept = Vec::new();
     if ctx.step < Step::TicketUpdated {
-        // Re-read now: a person may have triaged the ticket since the event.
-        let ticket = helpdesk.get_ticket(&ctx.key.ticket_id).await?;
-        let patch = patch_for(&ticket, decision, policy, &mut kept);
+        // Re-read now: a person may have triaged, closed or deleted the ticket since triage read it.
+        let ticket = match helpdesk.get_ticket(&ctx.key.ticket_id).await {
+            Ok(ticket) => ticket,
+            Err(TicketingError::NotFound { .. }) => {
+                let why = "the ticket was deleted (or merged away) while deskpilot decided; nothing written";
+                return leave_alone(store, policy, ctx, record, why, None).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if ticket.status == Some(TicketStatus::Closed) {
+            let why = "the ticket is closed (a person closed it while deskpilot decided); nothing written";
+            return leave_alone(store, policy, ctx, record, why, Some(&ticket)).await;
+        }
+        // Decisions recorded before snapshots were kept compare with nothing: the older rules
+        // (a category or assignee already set stays) still hold.
+        let before = record.ticket_before.as_ref().and_then(|v| TriageFields::deserialize(v).ok());
+        let patch = patch_for(&ticket, before.as_ref(), decision, policy, &mut kept);
         if !patch.is_empty() {
+            ctx.fence.pass()?;
             helpdesk.update_ticket(&ctx.key.ticket_id, &patch).await?;
         }
         store.advance(ctx.key, ctx.worker, Step::TicketUpdated, Some(&kept.join("; "))).await?;
@@ -231,39 +258,20 @@ pub async fn act(
     Ok(outcome)
 }
 
-/// The changes to make: priority, category and assignee only where no person set them, tags merged.
-pub fn patch_for(ticket: &Ticket, d: &Decision, policy: &ActPolicy, kept: &mut Vec<String>) -> TicketPatch {
-    let mut patch = TicketPatch::default();
-    if let Some(value) = policy.priority_value(d.priority)
-        && ticket.priority.as_deref() != Some(value.as_str())
-    {
-        patch.priority = Some(value);
-    }
-    match (&ticket.category_id, &d.category_id) {
-        (None, Some(c)) => patch.category_id = Some(c.clone()),
-        (Some(current), Some(c)) if current != c => {
-            kept.push(format!("category `{current}` set by a person kept (proposed `{c}`)"));
-        }
-        _ => {}
-    }
-    let route = d.category_id.as_ref().and_then(|c| policy.routing.get(c));
-    match (&ticket.user_id, route) {
-        (None, Some(user)) => patch.user_id = Some(user.clone()),
-        (Some(current), Some(user)) if current != user => {
-            kept.push(format!("assignee `{current}` kept (routing says `{user}`)"));
-        }
-        _ => {}
-    }
-    let mut tags = ticket.tags.clone();
-    for t in &d.tags {
-        if !tags.iter().any(|x| x.eq_ignore_ascii_case(t)) {
-            tags.push(t.clone());
-        }
-    }
-    if tags != ticket.tags {
-        patch.tags = Some(tags);
-    }
-    patch
+/// Finishes a decided key without writing to the helpdesk: the decision is kept as a proposal
+/// that says `why`.
+async fn leave_alone(
+    store: &Store,
+    policy: &ActPolicy,
+    ctx: ActContext<'_>,
+    record: &DecisionRecord,
+    why: &str,
+    ticket: Option<&Ticket>,
+) -> Result<Outcome, ActError> {
+    let proposal = proposal(ctx, record, policy, why, ticket.or(ctx.ticket));
+    let describe = |proposal_id: &str| shadowed(proposal_id, why);
+    let proposal_id = store.finish_with_proposal(ctx.key, ctx.worker, None, &proposal, describe).await?;
+    Ok(Outcome::Shadowed { proposal_id, why: why.to_owned() })
 }
 
 /// The marker a deskpilot note carries, stable for a ledger key.
@@ -305,6 +313,7 @@ async fn post_note_once(
         user_id: policy.note_user_id.clone(),
         raw: None,
     };
+    ctx.fence.pass()?;
     let created = helpdesk.create_note(&note).await?;
     Ok(created.id.unwrap_or_default())
 }
@@ -351,6 +360,7 @@ pub fn record_of(decision: &Decision, report: &Report) -> DecisionRecord {
         completion_tokens: Some(u64::from(report.usage.completion_tokens)),
         cost_usd: report.cost_usd,
         latency_ms: Some(report.llm_latency_ms),
+        ticket_before: None,
     }
 }
 
@@ -373,35 +383,6 @@ mod tests {
             reason: "r".into(),
             origin: Origin::Llm { model: "m".into() },
         }
-    }
-
-    #[test]
-    fn patch_merges_tags_and_keeps_what_a_person_set() {
-        let policy = ActPolicy {
-            routing: [("cat-outage".to_owned(), "u-01".to_owned())].into(),
-            ..ActPolicy::default()
-        };
-        let ticket =
-            Ticket { tags: vec!["vip".into()], priority: Some("normal".into()), ..Ticket::default() };
-        let mut kept = Vec::new();
-        let p = patch_for(&ticket, &decision(), &policy, &mut kept);
-        assert_eq!(p.tags, Some(vec!["vip".into(), "outage".into()]));
-        assert_eq!(p.priority.as_deref(), Some("urgent"));
-        assert_eq!(p.category_id.as_deref(), Some("cat-outage"));
-        assert_eq!(p.user_id.as_deref(), Some("u-01"));
-        assert!(kept.is_empty());
-
-        let triaged = Ticket {
-            category_id: Some("cat-billing".into()),
-            user_id: Some("u-05".into()),
-            priority: Some("urgent".into()),
-            tags: vec!["outage".into(), "vip".into()],
-            ..Ticket::default()
-        };
-        let mut kept = Vec::new();
-        let p = patch_for(&triaged, &decision(), &policy, &mut kept);
-        assert!(p.is_empty(), "{p:?}");
-        assert_eq!(kept.len(), 2, "{kept:?}");
     }
 
     #[test]

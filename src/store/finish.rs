@@ -24,7 +24,7 @@ const FINISH: sql::Sql = sql!(
      decision = COALESCE($7, decision), report = COALESCE($8, report), origin = COALESCE($9, origin), \
      prompt_version = COALESCE($10, prompt_version), prompt_tokens = COALESCE($11, prompt_tokens), \
      completion_tokens = COALESCE($12, completion_tokens), cost_usd = COALESCE($13, cost_usd), \
-     latency_ms = COALESCE($14, latency_ms), \
+     latency_ms = COALESCE($14, latency_ms), ticket_before = COALESCE($15, ticket_before), \
      decided_at = CASE WHEN $7 IS NULL THEN decided_at ELSE " NOW " END, \
      finished_at = " NOW ", lease_until = NULL, updated_at = " NOW " \
      WHERE connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 \

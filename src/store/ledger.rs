@@ -29,7 +29,7 @@ macro_rules! entry_columns {
     () => {
         "connection_id, ticket_id, kind, event_id, step, failed, claimed_by, lease_until, attempts, \
          last_error, decision, report, origin, prompt_version, prompt_tokens, completion_tokens, cost_usd, \
-         latency_ms, note_id, outcome, created_at, updated_at, decided_at, finished_at"
+         latency_ms, ticket_before, note_id, outcome, created_at, updated_at, decided_at, finished_at"
     };
 }
 
@@ -50,7 +50,8 @@ const SELECT: sql::Sql = sql!("SELECT " [entry_columns] ", " NOW " AS now_ms FRO
     "connection_id = $1 AND ticket_id = $2 AND kind = $3");
 const RECORD_DECISION: sql::Sql = sql!(
     "UPDATE ledger SET decision = $5, report = $6, origin = $7, prompt_version = $8, \
-     prompt_tokens = $9, completion_tokens = $10, cost_usd = $11, latency_ms = $12, step = 'decided', \
+     prompt_tokens = $9, completion_tokens = $10, cost_usd = $11, latency_ms = $12, ticket_before = $13, \
+     step = 'decided', \
      decided_at = " NOW ", lease_until = " NOW " + lease_ms, updated_at = " NOW " WHERE "
     "connection_id = $1 AND ticket_id = $2 AND kind = $3 AND claimed_by = $4 AND lease_until IS NOT NULL \
      AND step IN ('claimed', 'decided')"

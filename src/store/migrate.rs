@@ -18,11 +18,16 @@ use sqlx::{
 use super::sql::Backend;
 
 /// (version, description, SQL) for SQLite.
-const SQLITE: &[(i64, &str, &str)] = &[(1, "store", include_str!("../../migrations/sqlite/0001_store.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "store", include_str!("../../migrations/sqlite/0001_store.sql")),
+    (2, "ledger_ticket_before", include_str!("../../migrations/sqlite/0002_ledger_ticket_before.sql")),
+];
 
 /// (version, description, SQL) for PostgreSQL.
-const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "store", include_str!("../../migrations/postgres/0001_store.sql"))];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "store", include_str!("../../migrations/postgres/0001_store.sql")),
+    (2, "ledger_ticket_before", include_str!("../../migrations/postgres/0002_ledger_ticket_before.sql")),
+];
 
 /// The migrator for a backend. Runs each migration in a transaction; on PostgreSQL sqlx takes an
 /// advisory lock first, so replicas starting together apply each migration once.

@@ -57,22 +57,31 @@ pub struct DecisionRecord {
     pub cost_usd: Option<f64>,
     /// Time spent waiting for the LLM.
     pub latency_ms: Option<u64>,
+    /// The ticket's triage fields as triage read them: what acting compares the ticket with
+    /// before writing, to leave alone what a person changed meanwhile.
+    pub ticket_before: Option<serde_json::Value>,
 }
 
 /// A record as its ledger columns, its JSON encoded once for every statement that binds it.
 pub(crate) struct DecisionColumns<'r> {
     decision: String,
     report: String,
+    ticket_before: Option<String>,
     record: &'r DecisionRecord,
 }
 
 impl<'r> DecisionColumns<'r> {
     pub(crate) fn new(record: &'r DecisionRecord) -> Self {
-        Self { decision: record.decision.to_string(), report: record.report.to_string(), record }
+        Self {
+            decision: record.decision.to_string(),
+            report: record.report.to_string(),
+            ticket_before: record.ticket_before.as_ref().map(ToString::to_string),
+            record,
+        }
     }
 
-    /// Binds the eight decision parameters (decision, report, origin, prompt version, prompt and
-    /// completion tokens, cost, latency) in that order; all NULL for `None`.
+    /// Binds the nine decision parameters (decision, report, origin, prompt version, prompt and
+    /// completion tokens, cost, latency, ticket before) in that order; all NULL for `None`.
     ///
     /// The statement is not kept prepared: sqlx's Any driver sends a NULL `f64` to PostgreSQL as
     /// a FLOAT4 parameter, and a statement prepared with that one refuses a cost given later
@@ -92,6 +101,7 @@ impl<'r> DecisionColumns<'r> {
             .bind(r.and_then(|r| r.completion_tokens).map(to_i64))
             .bind(r.and_then(|r| r.cost_usd))
             .bind(r.and_then(|r| r.latency_ms).map(to_i64))
+            .bind(columns.and_then(|c| c.ticket_before.as_deref()))
     }
 }
 
@@ -118,5 +128,9 @@ pub(crate) fn record_from_row(row: &AnyRow) -> Result<Option<DecisionRecord>, St
         completion_tokens: figure("completion_tokens")?,
         cost_usd: get(row, "cost_usd")?,
         latency_ms: figure("latency_ms")?,
+        ticket_before: match get::<Option<String>>(row, "ticket_before")? {
+            Some(text) => Some(json("ledger.ticket_before", &text)?),
+            None => None,
+        },
     }))
 }

@@ -337,7 +337,12 @@ async fn decision_round_trips(db: TestDb) {
     claimed(&store, &k, "evt-1", "w1").await;
     let mut d = decision(llm());
     d.summary = "Kunde möchte Rückerstattung — \"dringend\" 😠; DROP TABLE ledger; --".into();
-    let r = DecisionRecord { report: json!({"note": "ünïcödé"}), ..record(&d, &Report::default()) };
+    let r = DecisionRecord {
+        report: json!({"note": "ünïcödé"}),
+        // What acting compares the ticket with before writing.
+        ticket_before: Some(json!({"priority": "normal", "tags": ["vip", "Zähler"], "user_id": null})),
+        ..record(&d, &Report::default())
+    };
     store.record_decision(&k, "w1", &r).await.unwrap();
     let e = store.entry(&k).await.unwrap().unwrap();
     assert_eq!((e.decision.as_ref(), decided(&e)), (Some(&r), Some(d)));

@@ -46,6 +46,7 @@ fn record(ticket: &str) -> DecisionRecord {
         completion_tokens: None,
         cost_usd: None,
         latency_ms: None,
+        ticket_before: None,
     }
 }
 

@@ -40,6 +40,11 @@ use wiremock::{
     matchers::{method, path},
 };
 
+mod fencing;
+mod person;
+use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
+use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
+
 /// Retry tiers of every test bus.
 const TIERS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(500)];
 /// How long a pipeline may take to finish a batch.
@@ -363,8 +368,13 @@ impl Pipeline {
 
     /// The service with `policy` for the demo connection, on this pipeline's bus and store.
     async fn app(&self, policy: &ActPolicy, settings: WorkerSettings) -> App {
+        self.app_at(&self.sandbox.base_url, policy, settings).await
+    }
+
+    /// As [`Pipeline::app`], reaching the demo connection's helpdesk at `base_url`.
+    async fn app_at(&self, base_url: &str, policy: &ActPolicy, settings: WorkerSettings) -> App {
         let mut config = self.config.clone();
-        config.connections = vec![demo_connection(&self.sandbox, policy)];
+        config.connections = vec![demo_connection(base_url, policy)];
         App::builder(&config)
             .bus(self.bus.service_bus())
             .store(self.store.clone())
@@ -376,8 +386,19 @@ impl Pipeline {
 
     /// Starts a worker with `policy` for the demo connection; returns its index.
     async fn spawn_worker(&mut self, policy: ActPolicy, settings: WorkerSettings) -> usize {
+        let url = self.sandbox.base_url.clone();
+        self.spawn_worker_at(&url, policy, settings).await
+    }
+
+    /// As [`Pipeline::spawn_worker`], reaching the helpdesk at `base_url`.
+    async fn spawn_worker_at(
+        &mut self,
+        base_url: &str,
+        policy: ActPolicy,
+        settings: WorkerSettings,
+    ) -> usize {
         let id = settings.worker_id.clone();
-        let app = self.app(&policy, settings).await;
+        let app = self.app_at(base_url, &policy, settings).await;
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move { app.serve(None, stop).await.expect("the worker runs") });
@@ -644,6 +665,9 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
     graceful_shutdown_hands_back_what_misses_the_deadline,
     duplicate_events_in_flight_post_one_note,
     a_shadow_resumed_by_another_event_stores_one_proposal,
+    a_note_in_flight_at_shutdown_is_never_posted_twice,
+    a_person_s_edits_during_triage_are_kept,
+    a_ticket_closed_during_triage_is_left_alone,
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
@@ -661,6 +685,9 @@ scenarios!(amqp_postgres, Amqp, Postgres:
     graceful_shutdown_hands_back_what_misses_the_deadline,
     duplicate_events_in_flight_post_one_note,
     a_shadow_resumed_by_another_event_stores_one_proposal,
+    a_note_in_flight_at_shutdown_is_never_posted_twice,
+    a_person_s_edits_during_triage_are_kept,
+    a_ticket_closed_during_triage_is_left_alone,
 );
 
 // The single-process setup: the in-process bus.
@@ -674,6 +701,7 @@ scenarios!(memory_sqlite, Memory, Sqlite:
     llm_bursts_go_through_the_delay_tiers_and_all_finish,
     graceful_shutdown_hands_back_what_misses_the_deadline,
     duplicate_events_in_flight_post_one_note,
+    a_note_in_flight_at_shutdown_is_never_posted_twice,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -734,8 +762,8 @@ async fn apply_mode_updates_tickets_and_posts_one_marked_note(mut p: Pipeline) {
     let tags = vec!["vip".to_owned(), "Billing".to_owned()];
     let patch = TicketPatch { tags: Some(tags.clone()), ..TicketPatch::default() };
     p.helpdesk.update_ticket(&tickets[0], &patch).await.unwrap();
-    // A person categorised and assigned 1001 (billing, u-01); the model says it is a bug.
-    let triaged = "1001".to_owned();
+    // A person categorised and assigned 1015 (billing, u-01); the model says it is a bug.
+    let triaged = "1015".to_owned();
     let by_person = p.before.tickets[&triaged].clone();
     assert_eq!(
         (by_person.category_id.as_deref(), by_person.user_id.as_deref()),
@@ -772,7 +800,7 @@ async fn apply_mode_updates_tickets_and_posts_one_marked_note(mut p: Pipeline) {
     let kept = &after.tickets[&triaged];
     assert_eq!(kept.category_id.as_deref(), Some("cat-billing"), "a person's category is kept");
     assert_eq!(kept.user_id.as_deref(), Some("u-01"), "a person's assignee is kept");
-    assert_eq!(kept.tags, by_person.tags, "1001 already had the proposed tags");
+    assert_eq!(kept.tags, by_person.tags, "1015 already had the proposed tags");
     let outcome = entries.last().unwrap().outcome.clone().unwrap();
     assert!(
         outcome.contains("category `cat-billing` set by a person kept (proposed `cat-bug`)"),
@@ -963,7 +991,7 @@ async fn resumes_after_every_ledger_step_with_exactly_one_note(mut p: Pipeline) 
         }
         if updated {
             let current = p.helpdesk.get_ticket(ticket).await.unwrap();
-            let patch = act::patch_for(&current, &d, &policy, &mut Vec::new());
+            let patch = act::patch_for(&current, None, &d, &policy, &mut Vec::new());
             p.helpdesk.update_ticket(ticket, &patch).await.unwrap();
         }
         if step >= Step::TicketUpdated {
@@ -1344,14 +1372,14 @@ fn service_config(sandbox: &RunningSandbox, llm: &MockServer) -> Config {
         ("DESKPILOT__LLM__MAX_RETRY_AFTER_SECS", "2".to_owned()),
     ];
     let mut config = Config::load_from(None, env).expect("the test configuration");
-    config.connections = vec![demo_connection(sandbox, &shadow())];
+    config.connections = vec![demo_connection(&sandbox.base_url, &shadow())];
     config
 }
 
-/// The demo connection of `sandbox`, acting as `policy` says.
-fn demo_connection(sandbox: &RunningSandbox, policy: &ActPolicy) -> ConnectionConfig {
+/// The demo connection of the sandbox at `base_url`, acting as `policy` says.
+fn demo_connection(base_url: &str, policy: &ActPolicy) -> ConnectionConfig {
     let backend = BackendConfig::Unified(UnifiedConfig {
-        base_url: Some(sandbox.base_url.clone()),
+        base_url: Some(base_url.to_owned()),
         region: None,
         api_key: Some(KEY.into()),
         api_key_env: None,

@@ -1,0 +1,205 @@
+//! What acting writes to a ticket: the decision's fields, except where a person has the say.
+
+use serde::{Deserialize, Serialize};
+
+use super::ActPolicy;
+use crate::{
+    ticketing::{Ticket, TicketPatch},
+    triage::decision::Decision,
+};
+
+/// The fields of a ticket that triage reads and acting may write: what a person may change
+/// while deskpilot decides. Recorded with the decision (the ledger's `ticket_before`), so a
+/// resumed or replayed attempt compares against the same snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriageFields {
+    /// Priority as the backend spells it.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Category.
+    #[serde(default)]
+    pub category_id: Option<String>,
+    /// Assignee.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl TriageFields {
+    /// The fields of `ticket`.
+    pub fn of(ticket: &Ticket) -> Self {
+        Self {
+            priority: ticket.priority.clone(),
+            category_id: ticket.category_id.clone(),
+            user_id: ticket.user_id.clone(),
+            tags: ticket.tags.clone(),
+        }
+    }
+}
+
+/// The changes to make to `ticket` as re-read just before writing: the decision's priority,
+/// category, assignee and tags, except where a person has the say. A field that changed since
+/// triage read the ticket (`before`) was changed by a person and stays; a category or assignee
+/// already set stays; a tag a person removed is not added back. What is left alone is said in
+/// `kept`.
+pub fn patch_for(
+    ticket: &Ticket,
+    before: Option<&TriageFields>,
+    d: &Decision,
+    policy: &ActPolicy,
+    kept: &mut Vec<String>,
+) -> TicketPatch {
+    let mut patch = TicketPatch::default();
+    let changed = |now: &Option<String>, then: fn(&TriageFields) -> &Option<String>| {
+        before.is_some_and(|b| then(b) != now)
+    };
+    if let Some(value) = policy.priority_value(d.priority)
+        && ticket.priority.as_deref() != Some(value.as_str())
+    {
+        if changed(&ticket.priority, |b| &b.priority) {
+            kept.push(format!(
+                "priority `{}` set by a person during triage kept (proposed `{value}`)",
+                ticket.priority.as_deref().unwrap_or("none")
+            ));
+        } else {
+            patch.priority = Some(value);
+        }
+    }
+    match (&ticket.category_id, &d.category_id) {
+        (None, Some(c)) if changed(&ticket.category_id, |b| &b.category_id) => {
+            kept.push(format!("category cleared by a person during triage left clear (proposed `{c}`)"));
+        }
+        (None, Some(c)) => patch.category_id = Some(c.clone()),
+        (Some(current), Some(c)) if current != c => {
+            kept.push(format!("category `{current}` set by a person kept (proposed `{c}`)"));
+        }
+        _ => {}
+    }
+    let route = d.category_id.as_ref().and_then(|c| policy.routing.get(c));
+    match (&ticket.user_id, route) {
+        (None, Some(user)) if changed(&ticket.user_id, |b| &b.user_id) => {
+            kept.push(format!(
+                "assignee cleared by a person during triage left clear (routing says `{user}`)"
+            ));
+        }
+        (None, Some(user)) => patch.user_id = Some(user.clone()),
+        (Some(current), Some(user)) if current != user => {
+            kept.push(format!("assignee `{current}` kept (routing says `{user}`)"));
+        }
+        _ => {}
+    }
+    let has = |tags: &[String], t: &str| tags.iter().any(|x| x.eq_ignore_ascii_case(t));
+    let mut tags = ticket.tags.clone();
+    for t in &d.tags {
+        if has(&tags, t) {
+            continue;
+        }
+        if before.is_some_and(|b| has(&b.tags, t)) {
+            kept.push(format!("tag `{t}` removed by a person during triage not added back"));
+            continue;
+        }
+        tags.push(t.clone());
+    }
+    if tags != ticket.tags {
+        patch.tags = Some(tags);
+    }
+    patch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        ticketing::PriorityLevel,
+        triage::decision::{Origin, Sentiment},
+    };
+
+    fn decision() -> Decision {
+        Decision {
+            category_id: Some("cat-outage".into()),
+            priority: PriorityLevel::Urgent,
+            tags: vec!["outage".into(), "VIP".into()],
+            language: "en".into(),
+            sentiment: Sentiment::Angry,
+            summary: "s".into(),
+            draft_reply: Some("d".into()),
+            confidence: 0.9,
+            needs_human: false,
+            reason: "r".into(),
+            origin: Origin::Llm { model: "m".into() },
+        }
+    }
+
+    #[test]
+    fn patch_merges_tags_and_keeps_what_a_person_set() {
+        let policy = ActPolicy {
+            routing: [("cat-outage".to_owned(), "u-01".to_owned())].into(),
+            ..ActPolicy::default()
+        };
+        let ticket =
+            Ticket { tags: vec!["vip".into()], priority: Some("normal".into()), ..Ticket::default() };
+        let mut kept = Vec::new();
+        let p = patch_for(&ticket, None, &decision(), &policy, &mut kept);
+        assert_eq!(p.tags, Some(vec!["vip".into(), "outage".into()]));
+        assert_eq!(p.priority.as_deref(), Some("urgent"));
+        assert_eq!(p.category_id.as_deref(), Some("cat-outage"));
+        assert_eq!(p.user_id.as_deref(), Some("u-01"));
+        assert!(kept.is_empty());
+
+        let triaged = Ticket {
+            category_id: Some("cat-billing".into()),
+            user_id: Some("u-05".into()),
+            priority: Some("urgent".into()),
+            tags: vec!["outage".into(), "vip".into()],
+            ..Ticket::default()
+        };
+        let mut kept = Vec::new();
+        let p = patch_for(&triaged, None, &decision(), &policy, &mut kept);
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(kept.len(), 2, "{kept:?}");
+    }
+
+    #[test]
+    fn what_a_person_changed_during_triage_stays() {
+        let policy = ActPolicy {
+            routing: [("cat-outage".to_owned(), "u-01".to_owned())].into(),
+            ..ActPolicy::default()
+        };
+        let read = Ticket {
+            priority: Some("normal".into()),
+            tags: vec!["vip".into(), "outage".into()],
+            ..Ticket::default()
+        };
+        let before = TriageFields::of(&read);
+        // Meanwhile a person lowered the priority, removed `vip` and assigned someone.
+        let now = Ticket {
+            priority: Some("low".into()),
+            tags: vec!["outage".into()],
+            user_id: Some("u-07".into()),
+            ..Ticket::default()
+        };
+        let mut kept = Vec::new();
+        let p = patch_for(&now, Some(&before), &decision(), &policy, &mut kept);
+        assert_eq!(p.priority, None, "{kept:?}");
+        assert_eq!(p.tags, None, "`VIP` is not added back: {kept:?}");
+        assert_eq!(p.user_id, None);
+        assert_eq!(p.category_id.as_deref(), Some("cat-outage"), "the category no person touched");
+        assert_eq!(
+            kept,
+            [
+                "priority `low` set by a person during triage kept (proposed `urgent`)",
+                "assignee `u-07` kept (routing says `u-01`)",
+                "tag `VIP` removed by a person during triage not added back",
+            ]
+        );
+
+        // Nothing changed since triage read it: the decision is applied whole.
+        let mut kept = Vec::new();
+        let p = patch_for(&read, Some(&before), &decision(), &policy, &mut kept);
+        assert_eq!(p.priority.as_deref(), Some("urgent"));
+        assert_eq!(p.tags, None, "both proposed tags are there already");
+        assert!(kept.is_empty(), "{kept:?}");
+    }
+}
