@@ -9,9 +9,12 @@ use futures::TryFutureExt;
 use serde::Serialize;
 
 use super::{clean::clean_message, tokens::Tokenizer};
-use crate::ticketing::{
-    AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, Ticket, TicketReader, TicketingError,
-    all_notes, collect_all, model::format_timestamp,
+use crate::{
+    http::clip_with_ellipsis,
+    ticketing::{
+        AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, Ticket, TicketReader, TicketingError,
+        all_notes, collect_all, model::format_timestamp,
+    },
 };
 
 /// Everything read from the helpdesk for one ticket, before cleaning.
@@ -160,6 +163,22 @@ impl Default for ContextOptions {
 /// Token cost of one rendered message beyond its text (author, date, separators).
 const MESSAGE_FRAMING_TOKENS: usize = 16;
 
+// Single fields outside the conversation's budget, which a broken or hostile ticket can make
+// arbitrarily long: each is cut to a size no real one reaches.
+/// Longest subject kept, in characters.
+const MAX_SUBJECT_CHARS: usize = 500;
+/// Longest customer name kept, in characters.
+const MAX_NAME_CHARS: usize = 120;
+/// Longest tag kept, in characters.
+const MAX_TAG_CHARS: usize = 64;
+/// Most tags kept, of the ticket and of the customer.
+const MAX_TAGS: usize = 50;
+
+/// At most [`MAX_TAGS`] tags, each cut to [`MAX_TAG_CHARS`].
+fn bounded_tags(tags: &[String]) -> Vec<String> {
+    tags.iter().take(MAX_TAGS).map(|t| clip_with_ellipsis(t, MAX_TAG_CHARS).into_owned()).collect()
+}
+
 /// Builds the context from what was gathered: cleans every text and fits the conversation to
 /// `opts.budget` tokens.
 pub fn build(g: &Gathered, tok: &Tokenizer, opts: ContextOptions) -> TicketContext {
@@ -210,6 +229,7 @@ fn cleaned(g: &Gathered, clean: bool) -> (TicketContext, Vec<Message>) {
         c.text
     };
     let subject = clean(g.ticket.subject.as_deref().unwrap_or_default());
+    let subject = clip_with_ellipsis(&subject, MAX_SUBJECT_CHARS).into_owned();
     let description = clean(g.ticket.description.as_deref().unwrap_or_default());
     let messages: Vec<Message> = g
         .notes
@@ -238,10 +258,13 @@ pub fn skeleton(g: &Gathered) -> TicketContext {
         subject: String::new(),
         description: String::new(),
         priority: g.ticket.priority_level(),
-        tags: g.ticket.tags.clone(),
+        tags: bounded_tags(&g.ticket.tags),
         created_at: g.ticket.created_at.map(format_timestamp),
-        source: g.ticket.source.clone(),
-        customer: g.customer.as_ref().map(|c| CustomerView { name: c.name.clone(), tags: c.tags.clone() }),
+        source: g.ticket.source.as_deref().map(|s| clip_with_ellipsis(s, MAX_TAG_CHARS).into_owned()),
+        customer: g.customer.as_ref().map(|c| CustomerView {
+            name: c.name.as_deref().map(|n| clip_with_ellipsis(n, MAX_NAME_CHARS).into_owned()),
+            tags: bounded_tags(&c.tags),
+        }),
         conversation: Vec::new(),
         categories: g
             .categories

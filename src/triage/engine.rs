@@ -19,6 +19,10 @@ use super::{
 };
 use crate::ticketing::{TicketReader, TicketingError};
 
+/// Fewest tokens left for the ticket itself below which a prompt is refused, not cut: a
+/// ticket cut to less tells the model nothing.
+const MIN_USER_TOKENS: usize = 64;
+
 /// Token budget of one triage call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Budget {
@@ -300,10 +304,24 @@ impl Engine {
         loop {
             let user = self.prompts.user(&ctx)?;
             let tokens = system.tokens + ctx.count_in_prompt(&user, &self.tokenizer) + framing;
-            if tokens <= budget || !ctx.drop_oldest() {
+            if tokens <= budget {
                 return Ok(prompt(ctx, user, Some(tokens)));
             }
+            if !ctx.drop_oldest() {
+                break;
+            }
         }
+        // Every note is dropped and the pinned texts are cut, yet the fixed parts (the system
+        // prompt with its categories, the ticket's metadata) leave too little room: the request
+        // is cut to the budget rather than sent over it (a server would refuse it, or bill it).
+        let room = budget.saturating_sub(system.tokens + framing);
+        if room < MIN_USER_TOKENS {
+            return Err(PromptError::OverBudget { fixed: system.tokens + framing, budget });
+        }
+        let user = self.tokenizer.truncate_middle(&self.prompts.user(&ctx)?, room);
+        let tokens = chat_tokens(&user);
+        tracing::warn!(tokens, budget, "prompt cut from the middle to fit the budget");
+        Ok(prompt(ctx, user, Some(tokens)))
     }
 
     /// Decides for an already gathered ticket.

@@ -51,6 +51,19 @@ pub enum PromptError {
         /// minijinja's error, with line.
         source: minijinja::Error,
     },
+    /// The parts every prompt carries (instructions, categories, schema) leave no room for the
+    /// ticket within the budget.
+    #[error(
+        "the system prompt alone (instructions, categories, answer schema) takes {fixed} tokens of the \
+         {budget}-token prompt budget, leaving no room for the ticket; raise [triage] prompt_budget_tokens or \
+         shorten the category descriptions"
+    )]
+    OverBudget {
+        /// Tokens of the fixed parts.
+        fixed: usize,
+        /// The budget.
+        budget: usize,
+    },
 }
 
 /// Size limits the prompt states to the model.

@@ -620,6 +620,43 @@ async fn a_long_thread_is_fitted_to_a_small_budget() {
     assert!(user.contains(&subject));
 }
 
+/// Single fields outside the conversation (a subject, a customer's name, the tags) that a broken
+/// or hostile ticket makes huge are cut, and a prompt is never sent over the budget; when the
+/// fixed parts alone leave no room for the ticket, triage says so instead of sending it anyway.
+/// (Before, such a prompt was sent over budget and the server's 400 dead-lettered the event.)
+#[tokio::test]
+async fn huge_single_fields_never_send_a_prompt_over_budget() {
+    const BUDGET: usize = 3000;
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(ok(&valid_answer(Some("cat-billing"))), None).await;
+    let mut g = context::gather(&hd, "1006").await.unwrap();
+    g.ticket.subject = Some("refund now ".repeat(3_000));
+    g.ticket.tags = (0..400).map(|i| format!("tag-{i}-{}", "x".repeat(200))).collect();
+    if let Some(c) = g.customer.as_mut() {
+        c.name = Some("Name ".repeat(2_000));
+    }
+    let with_budget = |prompt_tokens| {
+        engine_with(
+            llm_settings(&llm),
+            EngineSettings {
+                budget: Budget { prompt_tokens, answer_tokens: 1200 },
+                counting: TokenCounting::Always,
+                ..EngineSettings::default()
+            },
+        )
+    };
+    let engine = with_budget(BUDGET);
+    let (_, prompt) = engine.prompt(&g).unwrap();
+    let tokens = engine.tokenizer().count_chat(prompt.iter().map(|m| m.content.as_str()));
+    assert!(tokens <= BUDGET, "{tokens} tokens sent with a budget of {BUDGET}");
+    let user = &prompt[1].content;
+    assert!(user.contains("refund now"), "the subject is cut, not dropped");
+
+    let err = with_budget(500).prompt(&g).unwrap_err().to_string();
+    assert!(err.contains("leaving no room for the ticket") && err.contains("prompt_budget_tokens"), "{err}");
+}
+
 #[tokio::test]
 async fn a_prompt_that_fits_exactly_is_sent_whole_and_one_token_less_is_fitted() {
     let sb = start_sandbox().await;
