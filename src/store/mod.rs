@@ -2,9 +2,10 @@
 //!
 //! It holds the **idempotency ledger** (one row per `(connection, ticket, event kind)`: which
 //! step is done, the validated decision, the lease of the worker on it), the **shadow proposals**
-//! and their reviews, and the poller's **cursors**. It is what turns at-least-once delivery into
-//! exactly-once effects: a redelivered event claims its key, sees how far an earlier attempt got
-//! and finishes from there (DESIGN.md, "Delivery guarantees").
+//! and their reviews, and the **ingest cursors** (where each poller and backfill stands, under a
+//! lease). It is what turns at-least-once delivery into exactly-once effects: a redelivered
+//! event claims its key, sees how far an earlier attempt got and finishes from there (DESIGN.md,
+//! "Delivery guarantees").
 //!
 //! **One code path, two backends.** Queries run through sqlx's `AnyPool` with portable SQL (`$N`
 //! placeholders, `ON CONFLICT`, `RETURNING`, window functions); only the clock expression differs
@@ -37,6 +38,7 @@ mod finish;
 mod handle;
 mod ledger;
 mod migrate;
+mod own_writes;
 mod pool;
 mod proposals;
 mod record;
@@ -44,6 +46,7 @@ pub(crate) mod sql;
 mod stats;
 mod writer;
 
+pub use cursors::{CursorClaim, CursorStep, IngestCursor, SeenChange};
 pub use entry::{ClaimOutcome, Entry, LedgerKey, Step};
 pub use error::StoreError;
 pub use handle::Store;

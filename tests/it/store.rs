@@ -14,8 +14,8 @@ use deskpilot::{
     act::record_of,
     events::EventKind,
     store::{
-        ClaimOutcome, DecisionRecord, Entry, LedgerKey, NewProposal, ProposalFilter, ProposalStatus, Step,
-        Store, StoreError, StoreOptions,
+        ClaimOutcome, CursorClaim, CursorStep, DecisionRecord, Entry, LedgerKey, NewProposal, ProposalFilter,
+        ProposalStatus, Step, Store, StoreError, StoreOptions,
     },
     ticketing::model::PriorityLevel,
     triage::{
@@ -109,7 +109,9 @@ on_both_backends!(
     proposal_status_changes_are_conditional,
     stats_add_up,
     migrations_are_idempotent,
-    poll_cursors_are_kept,
+    ingest_cursors_are_leased_and_fenced,
+    ingest_cursor_claimers_at_once_one_winner,
+    own_writes_are_found_by_when_they_happened,
 );
 
 fn key(ticket: &str) -> LedgerKey {
@@ -902,14 +904,107 @@ async fn migrations_are_idempotent(db: TestDb) {
     third.ping().await.unwrap();
 }
 
-async fn poll_cursors_are_kept(db: TestDb) {
+async fn ingest_cursors_are_leased_and_fenced(db: TestDb) {
     let store = db.store().await;
-    assert_eq!(store.poll_cursor("demo").await.unwrap(), None);
-    store.set_poll_cursor("demo", "2026-11-17T07:35:00Z").await.unwrap();
-    store.set_poll_cursor("demo", "2026-11-17T08:00:00Z").await.unwrap();
-    store.set_poll_cursor("acme", "1700000000").await.unwrap();
-    assert_eq!(store.poll_cursor("demo").await.unwrap().as_deref(), Some("2026-11-17T08:00:00Z"));
-    assert_eq!(store.poll_cursor("acme").await.unwrap().as_deref(), Some("1700000000"));
+    let name = "poll/demo";
+    let Ok(CursorClaim::Held(fresh)) = store.claim_cursor(name, "demo", "r1", LEASE).await else {
+        panic!("a new cursor is held by its first claimer")
+    };
+    assert_eq!((fresh.position, fresh.seen.len(), fresh.published), (None, 0, 0));
+    assert!(
+        matches!(store.claim_cursor(name, "demo", "r2", LEASE).await.unwrap(), CursorClaim::Busy { holder, .. } if holder == "r1")
+    );
+
+    let at = time::macros::datetime!(2026-11-17 07:35:00.123 UTC);
+    let seen = vec![("1044".to_owned(), 1_763_364_900_123), ("1045".to_owned(), 1_763_364_900_123)];
+    let step = CursorStep { position: at, seen: &seen, tickets_seen: 2, published: 1 };
+    store.advance_cursor(name, "r1", step).await.unwrap();
+    assert_lease_lost(store.advance_cursor(name, "r2", step).await, Some("r1"));
+    store.advance_cursor(name, "r1", CursorStep { seen: &seen[..1], ..step }).await.unwrap();
+    let c = store.cursor(name).await.unwrap().unwrap();
+    assert_eq!((c.position, c.seen, c.tickets_seen, c.published), (Some(at), seen[..1].to_vec(), 4, 2));
+
+    // Released: another replica carries on from the stored position.
+    store.release_cursor(name, "r2").await.unwrap(); // not the holder: nothing happens
+    assert!(matches!(store.claim_cursor(name, "demo", "r2", LEASE).await.unwrap(), CursorClaim::Busy { .. }));
+    store.release_cursor(name, "r1").await.unwrap();
+    let Ok(CursorClaim::Held(taken)) = store.claim_cursor(name, "demo", "r2", LEASE).await else {
+        panic!("a released cursor is free")
+    };
+    assert_eq!(taken.position, Some(at));
+
+    // Expired: taken over, and the old holder is fenced off.
+    let short = "backfill/demo/0/open/all";
+    store.claim_cursor(short, "demo", "r1", Duration::from_millis(200)).await.unwrap();
+    let until = store.cursor(short).await.unwrap().unwrap().lease_until.unwrap();
+    let left = until - time::OffsetDateTime::now_utc() + time::Duration::milliseconds(100);
+    tokio::time::sleep(left.try_into().unwrap_or_default()).await;
+    assert!(matches!(store.claim_cursor(short, "demo", "r2", LEASE).await.unwrap(), CursorClaim::Held(_)));
+    assert_lease_lost(store.advance_cursor(short, "r1", step).await, Some("r2"));
+    assert!(matches!(store.finish_cursor(short, "r1").await, Err(StoreError::LeaseLost { .. })));
+
+    // Finished: claims say so, until the cursor is forgotten.
+    assert!(!store.forget_cursor(short).await.unwrap(), "a held cursor is not forgotten");
+    store.finish_cursor(short, "r2").await.unwrap();
+    assert!(
+        matches!(store.claim_cursor(short, "demo", "r3", LEASE).await.unwrap(), CursorClaim::Finished(c) if c.finished_at.is_some())
+    );
+    assert!(store.forget_cursor(short).await.unwrap());
+    assert!(
+        matches!(store.claim_cursor(short, "demo", "r3", LEASE).await.unwrap(), CursorClaim::Held(c) if c.position.is_none())
+    );
+    let names: Vec<String> = store.cursors_of("demo").await.unwrap().into_iter().map(|c| c.name).collect();
+    assert_eq!(names, [short, name]);
+}
+
+async fn ingest_cursor_claimers_at_once_one_winner(db: TestDb) {
+    let store = db.store().await;
+    let barrier = Arc::new(Barrier::new(20));
+    let claims = (0..20).map(|i| {
+        let (store, barrier) = (store.clone(), barrier.clone());
+        tokio::spawn(async move {
+            barrier.wait().await;
+            store.claim_cursor("poll/acme", "acme", &format!("r{i}"), LEASE).await.unwrap()
+        })
+    });
+    let outcomes = futures::future::join_all(claims).await;
+    let held = outcomes.iter().filter(|o| matches!(o.as_ref().unwrap(), CursorClaim::Held(_))).count();
+    assert_eq!(held, 1, "{outcomes:?}");
+}
+
+async fn own_writes_are_found_by_when_they_happened(db: TestDb) {
+    let store = db.store().await;
+    let tolerance = Duration::from_secs(2);
+    let applied = key("5001");
+    claimed(&store, &applied, "e1", "w").await;
+    store.record_decision(&applied, "w", &record(&decision(llm()), &report(10, 5, None, 10))).await.unwrap();
+    store.advance(&applied, "w", Step::TicketUpdated, None).await.unwrap();
+    // In the middle of the write (patched, note not yet posted) the patch is already explained.
+    let entry = store.entry(&applied).await.unwrap().unwrap();
+    let during = entry.updated_at;
+    assert!(store.own_write_near("demo", "5001", during, tolerance).await.unwrap().is_some());
+    store.finish(&applied, "w", Some("n-1"), "applied; note n-1").await.unwrap();
+    let done = store.entry(&applied).await.unwrap().unwrap().finished_at.unwrap();
+
+    let near = |at: time::OffsetDateTime, ticket: &'static str| {
+        let store = store.clone();
+        async move { store.own_write_near("demo", ticket, at, tolerance).await.unwrap() }
+    };
+    assert_eq!(near(done, "5001").await, Some(done));
+    assert!(near(done + time::Duration::seconds(1), "5001").await.is_some(), "within the tolerance");
+    assert!(
+        near(done + time::Duration::seconds(3), "5001").await.is_none(),
+        "a later change is someone else's"
+    );
+    assert!(near(entry.decided_at.unwrap() - time::Duration::seconds(3), "5001").await.is_none());
+    assert!(near(done, "5002").await.is_none(), "another ticket");
+
+    // Shadowed work wrote nothing to the helpdesk.
+    let shadowed = key("5003");
+    claimed(&store, &shadowed, "e3", "w").await;
+    store.finish(&shadowed, "w", None, "shadowed as proposal 1: mode is shadow").await.unwrap();
+    let at = store.entry(&shadowed).await.unwrap().unwrap().finished_at.unwrap();
+    assert!(near(at, "5003").await.is_none());
 }
 
 // ---------------------------------------------------------------------------------------------
