@@ -83,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
     let tickets = collect_all(all_tickets(&client, ListQuery::default())).await?;
     let mut corpus = Vec::new();
     for t in &tickets {
-        corpus.push(context::gather(&client as &dyn Ticketing, t.id.as_deref().unwrap()).await?);
+        corpus.push(
+            context::gather(&client as &dyn Ticketing, t.id.as_deref().unwrap(), context::DEFAULT_MAX_NOTES)
+                .await?,
+        );
     }
     let notes: usize = corpus.iter().map(|g| g.notes.len()).sum();
     println!("corpus: {} tickets, {notes} notes (sandbox `demo`), {ROUNDS} rounds each", corpus.len());

@@ -200,6 +200,10 @@ pub struct TriageConfig {
     /// Strip HTML, quoted history and signatures before counting.
     #[serde(default = "default_true")]
     pub clean: bool,
+    /// Most notes read per ticket, newest first: a thread of thousands costs no more to read
+    /// than its newest ones (the budget would drop the older ones anyway).
+    #[serde(default = "default_max_notes")]
+    pub max_notes: usize,
     /// `when_needed` (count only a prompt whose size does not prove it within budget) or
     /// `always` (count every prompt, for the per-part figures).
     #[serde(default)]
@@ -308,10 +312,19 @@ pub struct HttpConfig {
     /// Requests in flight to one helpdesk connection at once (and connections kept open to it).
     #[serde(default = "default_max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Largest helpdesk answer read, in MiB; a larger one fails the call (it is not a ticket).
+    #[serde(default = "default_max_response_mb")]
+    pub max_response_mb: u64,
 }
 
 fn default_max_concurrent_requests() -> usize {
     16
+}
+fn default_max_notes() -> usize {
+    crate::triage::context::DEFAULT_MAX_NOTES
+}
+fn default_max_response_mb() -> u64 {
+    8
 }
 
 /// `[server]`: the one HTTP listener of the service (metrics, health, readiness).

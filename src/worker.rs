@@ -31,7 +31,7 @@ use crate::{
     http::error_chain,
     store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
     ticketing::{DynTicketing, Ticket, TicketingError},
-    triage::{Engine, Policy, Report, Triage, TriageError, context, decision::Decision},
+    triage::{Engine, Policy, Report, Triage, TriageError, decision::Decision},
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -444,9 +444,9 @@ impl Worker {
     /// Reads the ticket and decides, keeping the ticket as read so acting need not read it again
     /// just to describe a proposal.
     async fn decide(&self, conn: &Connection, event: &TicketEvent) -> Result<(Triage, Ticket), TriageError> {
-        let gathered = context::gather(conn.helpdesk.as_ref(), &event.ticket_id).await?;
-        let triage = self.engine.decide(&gathered, &conn.triage).await?;
-        Ok((triage, gathered.ticket))
+        let gathered = Arc::new(self.engine.gather(conn.helpdesk.as_ref(), &event.ticket_id).await?);
+        let triage = self.engine.decide_shared(gathered.clone(), &conn.triage).await?;
+        Ok((triage, gathered.ticket.clone()))
     }
 
     async fn retry(&self, delivery: Delivery, event: &TicketEvent, f: Failure) -> Disposition {

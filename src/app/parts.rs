@@ -33,6 +33,7 @@ pub fn http_settings(config: &Config) -> HttpSettings {
             ..RetryPolicy::default()
         },
         max_concurrent_requests: http.max_concurrent_requests,
+        max_response_bytes: usize::try_from(http.max_response_mb << 20).unwrap_or(usize::MAX),
     }
 }
 
@@ -96,6 +97,7 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         output_mode: config.llm.output_mode,
         price: config.llm.price(),
         counting: t.count_tokens,
+        max_notes: t.max_notes,
     };
     Ok(Engine::new(llm, prompts, rules, &config.llm.model, settings))
 }

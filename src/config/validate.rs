@@ -57,6 +57,20 @@ impl Config {
             format!("worker.threads = {} must be between 1 and 256", self.worker.threads),
         );
         check(
+            (1..=1024).contains(&self.http.max_response_mb),
+            format!(
+                "http.max_response_mb = {} must be between 1 and 1024 (largest helpdesk answer read, MiB)",
+                self.http.max_response_mb
+            ),
+        );
+        check(
+            (1..=100_000).contains(&self.triage.max_notes),
+            format!(
+                "triage.max_notes = {} must be between 1 and 100000 (notes read per ticket, newest first)",
+                self.triage.max_notes
+            ),
+        );
+        check(
             (1..=1024).contains(&self.http.max_concurrent_requests),
             format!(
                 "http.max_concurrent_requests = {} must be between 1 and 1024 (requests in flight to one helpdesk)",

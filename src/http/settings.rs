@@ -17,6 +17,8 @@ pub struct HttpSettings {
     /// kept open: without a cap, a burst opens a connection per concurrent request (and keeps
     /// their buffers), and helpdesks rate-limit per account anyway.
     pub max_concurrent_requests: usize,
+    /// Largest answer body read; a larger one fails the call instead of filling memory.
+    pub max_response_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -26,6 +28,7 @@ impl Default for HttpSettings {
             request_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             max_concurrent_requests: 16,
+            max_response_bytes: 8 << 20,
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct HttpClient {
     retry: RetryPolicy,
     /// One permit per request in flight ([`HttpSettings::max_concurrent_requests`]).
     permits: Arc<Semaphore>,
+    /// Largest answer body read ([`HttpSettings::max_response_bytes`]).
+    max_body: usize,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -169,7 +171,15 @@ impl HttpClient {
             .build()
             .map_err(|e| TicketingError::Invalid { detail: format!("could not build HTTP client: {e}") })?;
         let permits = Arc::new(Semaphore::new(max_in_flight));
-        Ok(Self { backend, client, base, auth, retry: settings.retry.clone(), permits })
+        Ok(Self {
+            backend,
+            client,
+            base,
+            auth,
+            retry: settings.retry.clone(),
+            permits,
+            max_body: settings.max_response_bytes.max(1),
+        })
     }
 
     /// The base URL with any credentials masked.
@@ -180,12 +190,24 @@ impl HttpClient {
     /// Sends `call`, retrying transient failures, and decodes the JSON answer.
     pub async fn send<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
         let bytes = self.send_raw(&call).await?;
-        serde_json::from_slice(&bytes).map_err(|e| TicketingError::Invalid {
-            detail: format!(
-                "{} {} returned a body that does not match the expected shape: {e}",
-                call.method,
-                self.path_of(&call)
-            ),
+        serde_json::from_slice(&bytes).map_err(|e| {
+            let text = String::from_utf8_lossy(&bytes);
+            let start = text.trim_start();
+            let detail = if let Err(bad) = std::str::from_utf8(&bytes) {
+                format!("a body that is not valid UTF-8 (at byte {}): {e}", bad.valid_up_to())
+            } else if start.starts_with(['{', '[']) {
+                format!("a body that does not match the expected shape: {e}")
+            } else {
+                // A proxy's or a login page's HTML, an empty body: the URL is not the API.
+                format!(
+                    "a body that is not JSON (it starts with `{}`); check that the connection's \
+                     base_url points at the helpdesk's API",
+                    snippet(start.as_bytes(), self.auth.secret()).chars().take(60).collect::<String>()
+                )
+            };
+            TicketingError::Invalid {
+                detail: format!("{} {} returned {detail}", call.method, self.path_of(&call)),
+            }
         })
     }
 
@@ -255,9 +277,23 @@ impl HttpClient {
             "helpdesk call"
         );
         let retry_after = parse_retry_after(resp.headers());
-        let body = match resp.bytes().await {
+        let body = match read_capped(resp, self.max_body).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(BodyError::TooLarge) => {
+                return Err(AttemptError {
+                    error: TicketingError::Invalid {
+                        detail: format!(
+                            "{} {} answered more than {} MiB; raise [http] max_response_mb if answers \
+                             this large are expected",
+                            call.method,
+                            url.path(),
+                            self.max_body >> 20
+                        ),
+                    },
+                    resend_safe: false,
+                });
+            }
+            Err(BodyError::Read(e)) => {
                 return Err(AttemptError {
                     error: TicketingError::Transient {
                         detail: format!(
@@ -311,6 +347,30 @@ fn extend_path(url: &mut Url, segments: &[&str]) {
             path.push(s);
         }
     }
+}
+
+/// Why an answer's body was not read.
+enum BodyError {
+    /// It is larger than allowed.
+    TooLarge,
+    /// The connection failed while reading it.
+    Read(reqwest::Error),
+}
+
+/// The body of `resp`, refused as soon as it is known to exceed `max` bytes (by its
+/// `Content-Length`, or while reading), so a huge answer never fills memory.
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Bytes, BodyError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 /// The start of an error body, for the error's message, with `secret` and anything shaped like a

@@ -13,26 +13,39 @@ pub type PageStream<'a, T> = Pin<Box<dyn Stream<Item = Result<T>> + Send + 'a>>;
 /// Page size the paging helpers ask for when the query sets none; Unified.to caps lists at 100.
 pub const PAGE_SIZE: u32 = 100;
 
+/// Most pages one listing walks: a runaway guard far above any real list (a million items at
+/// the usual page size), for a backend whose paging never ends.
+pub const MAX_PAGES: usize = 10_000;
+
 /// Walks every page of a list as a stream, from `query.page` (the first page when unset) until a
 /// page has no `next`; stops at the first error.
 ///
-/// Every page asks for `query.limit` items ([`PAGE_SIZE`] when unset).
+/// Every page asks for `query.limit` items ([`PAGE_SIZE`] when unset). A backend that ignores the
+/// page asked for (the same items again, or its own token back) or pages past [`MAX_PAGES`] ends
+/// the walk with [`TicketingError::Invalid`] instead of looping forever.
 pub fn paginate<'a, T, F, Fut>(query: ListQuery, fetch: F) -> PageStream<'a, T>
 where
-    T: Send + 'a,
+    T: PartialEq + Clone + Send + 'a,
     F: Fn(ListQuery) -> Fut + Send + Sync + 'a,
     Fut: Future<Output = Result<Page<T>>> + Send + 'a,
 {
     let limit = query.limit.unwrap_or(PAGE_SIZE).max(1);
     let first = query.page.clone();
-    // The state is the token of the page to fetch next, or `None` once the list has ended.
-    let pages = stream::try_unfold(Some(first), move |page| {
+    // The state: the token of the page to fetch next (`None` once the list has ended), how many
+    // pages were read, and the first and last items of the page before.
+    let start = (Some(first), 0usize, None::<(T, T)>);
+    let pages = stream::try_unfold(start, move |(page, read, previous)| {
         let request = page.map(|page| {
             let fut = fetch(ListQuery { limit: Some(limit), page: page.clone(), ..query.clone() });
             (page, fut)
         });
         async move {
             let Some((asked, fut)) = request else { return Ok(None) };
+            if read >= MAX_PAGES {
+                return Err(TicketingError::Invalid {
+                    detail: format!("the helpdesk's list went on past {MAX_PAGES} pages; stopped reading it"),
+                });
+            }
             let Page { items, next } = fut.await?;
             // A backend that hands back the token it was given would walk the same page forever.
             if next.is_some() && next == asked {
@@ -40,7 +53,17 @@ where
                     detail: format!("the helpdesk gave page {asked:?} as its own next page"),
                 });
             }
-            Ok(Some((stream::iter(items.into_iter().map(Ok)), next.map(Some))))
+            let ends = items.first().cloned().zip(items.last().cloned());
+            // So would one that ignores the offset asked for and answers the first page again.
+            if ends.is_some() && ends == previous {
+                return Err(TicketingError::Invalid {
+                    detail: format!(
+                        "the helpdesk answered page {asked:?} with the same items as the page before: \
+                         it ignores the paging parameters"
+                    ),
+                });
+            }
+            Ok(Some((stream::iter(items.into_iter().map(Ok)), (next.map(Some), read + 1, ends))))
         }
     });
     Box::pin(pages.try_flatten())
@@ -152,5 +175,24 @@ mod tests {
             matches!(&err, TicketingError::Invalid { detail } if detail.contains("own next page")),
             "{err}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_ignores_the_offset_is_an_error_not_a_loop() {
+        let calls = Arc::new(Mutex::new(0));
+        let seen = calls.clone();
+        let deaf = move |q: ListQuery| {
+            *seen.lock().unwrap() += 1;
+            let start = match q.page {
+                Some(PageToken::Offset(n)) => n,
+                _ => 0,
+            };
+            let limit = q.limit.unwrap();
+            // The first page whatever the offset, with a next token that moves on as it should.
+            std::future::ready(Ok(Page::by_offset((0..limit).collect::<Vec<u32>>(), start, limit)))
+        };
+        let err = collect_all(paginate(ListQuery::default(), deaf)).await.unwrap_err();
+        assert!(matches!(&err, TicketingError::Invalid { detail } if detail.contains("ignores")), "{err}");
+        assert_eq!(*calls.lock().unwrap(), 2, "stopped at the first repeated page");
     }
 }

@@ -5,15 +5,15 @@
 //! (cut from the middle only when one alone exceeds the budget); older notes are dropped oldest
 //! first and replaced by one "[N earlier notes omitted]" line.
 
-use futures::TryFutureExt;
+use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{clean::clean_message, tokens::Tokenizer};
 use crate::{
     http::clip_with_ellipsis,
     ticketing::{
-        AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, Ticket, TicketReader, TicketingError,
-        all_notes, collect_all, model::format_timestamp,
+        AuthorKind, Category, Customer, ListQuery, Note, PriorityLevel, SortField, SortOrder, Ticket,
+        TicketReader, TicketingError, all_notes, model::format_timestamp,
     },
 };
 
@@ -30,8 +30,23 @@ pub struct Gathered {
     pub categories: Vec<Category>,
 }
 
-/// Reads a ticket, its customer, all its notes (every page) and the categories, concurrently.
-pub async fn gather(helpdesk: &dyn TicketReader, ticket_id: &str) -> Result<Gathered, TicketingError> {
+impl Gathered {
+    /// Bytes of the texts a prompt is built from: subject, description and notes.
+    pub fn text_bytes(&self) -> usize {
+        let len = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        len(&self.ticket.subject)
+            + len(&self.ticket.description)
+            + self.notes.iter().map(|n| len(&n.description)).sum::<usize>()
+    }
+}
+
+/// Reads a ticket, its customer, its newest `max_notes` notes (in order of creation) and the
+/// categories, concurrently.
+pub async fn gather(
+    helpdesk: &dyn TicketReader,
+    ticket_id: &str,
+    max_notes: usize,
+) -> Result<Gathered, TicketingError> {
     let ticket = helpdesk.get_ticket(ticket_id).await?;
     let customer = async {
         match ticket.customer_id.as_deref() {
@@ -44,7 +59,13 @@ pub async fn gather(helpdesk: &dyn TicketReader, ticket_id: &str) -> Result<Gath
             None => Ok(None),
         }
     };
-    let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(ticket_id))).map_ok(|mut notes| {
+    // Newest first, so a thread of thousands stops after `max_notes` (a page or two).
+    let newest = ListQuery {
+        sort: Some(SortField::CreatedAt),
+        order: Some(SortOrder::Desc),
+        ..ListQuery::notes_of(ticket_id)
+    };
+    let notes = all_notes(helpdesk, newest).take(max_notes).try_collect::<Vec<_>>().map_ok(|mut notes| {
         notes.sort_by_key(|n| n.created_at);
         notes
     });
@@ -159,6 +180,9 @@ impl Default for ContextOptions {
         Self { clean: true, budget: Some(6000) }
     }
 }
+
+/// Notes read per ticket unless `[triage] max_notes` says otherwise.
+pub const DEFAULT_MAX_NOTES: usize = 200;
 
 /// Token cost of one rendered message beyond its text (author, date, separators).
 const MESSAGE_FRAMING_TOKENS: usize = 16;

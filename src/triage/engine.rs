@@ -19,6 +19,11 @@ use super::{
 };
 use crate::ticketing::{TicketReader, TicketingError};
 
+/// Tickets whose texts (subject, description, notes) exceed this many bytes have their prompt
+/// built on the blocking pool ([`Engine::decide_shared`]); smaller ones take well under a
+/// millisecond and stay on the runtime.
+const OFFLOAD_BYTES: usize = 64 * 1024;
+
 /// Fewest tokens left for the ticket itself below which a prompt is refused, not cut: a
 /// ticket cut to less tells the model nothing.
 const MIN_USER_TOKENS: usize = 64;
@@ -53,6 +58,8 @@ pub struct EngineSettings {
     pub price: Option<Price>,
     /// Which prompts are counted token by token.
     pub counting: TokenCounting,
+    /// Most notes read per ticket, newest first.
+    pub max_notes: usize,
 }
 
 impl Default for EngineSettings {
@@ -64,6 +71,7 @@ impl Default for EngineSettings {
             output_mode: OutputMode::JsonSchema,
             price: None,
             counting: TokenCounting::default(),
+            max_notes: context::DEFAULT_MAX_NOTES,
         }
     }
 }
@@ -243,8 +251,18 @@ impl Engine {
         ticket_id: &str,
         policy: &Policy,
     ) -> Result<Triage, TriageError> {
-        let gathered = context::gather(helpdesk, ticket_id).await?;
+        let gathered = self.gather(helpdesk, ticket_id).await?;
         self.decide(&gathered, policy).await
+    }
+
+    /// Reads what triage needs of a ticket: the ticket, its customer, its newest notes (at most
+    /// `max_notes`) and the helpdesk's categories.
+    pub async fn gather(
+        &self,
+        helpdesk: &dyn TicketReader,
+        ticket_id: &str,
+    ) -> Result<Gathered, TicketingError> {
+        context::gather(helpdesk, ticket_id, self.settings.max_notes).await
     }
 
     /// Builds the prompt for a gathered ticket, fitted to the budget: the context and its messages.
@@ -326,8 +344,39 @@ impl Engine {
 
     /// Decides for an already gathered ticket.
     pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
+        let prompt = self.counted_prompt(g)?;
+        self.decide_with(g, prompt, policy).await
+    }
+
+    /// As [`Engine::decide`], but a large ticket's prompt is built (cleaned, counted, fitted) on
+    /// the blocking pool: that work grows with the text, and on the async runtime it would stall
+    /// the other tickets' timers and lease renewals.
+    pub async fn decide_shared(
+        self: &Arc<Self>,
+        g: Arc<Gathered>,
+        policy: &Policy,
+    ) -> Result<Triage, TriageError> {
+        let prompt = if g.text_bytes() > OFFLOAD_BYTES {
+            let (engine, gathered) = (self.clone(), g.clone());
+            match tokio::task::spawn_blocking(move || engine.counted_prompt(&gathered)).await {
+                Ok(prompt) => prompt?,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => panic!("building a prompt was cancelled: {e}"),
+            }
+        } else {
+            self.counted_prompt(&g)?
+        };
+        self.decide_with(&g, prompt, policy).await
+    }
+
+    async fn decide_with(
+        &self,
+        g: &Gathered,
+        prompt: Prompt,
+        policy: &Policy,
+    ) -> Result<Triage, TriageError> {
         // The count made while fitting, not a second tokenization of the whole prompt.
-        let Prompt { ctx, messages, tokens: prompt_tokens, schema } = self.counted_prompt(g)?;
+        let Prompt { ctx, messages, tokens: prompt_tokens, schema } = prompt;
         let mut report = Report {
             prompt_version: self.prompts.version().to_owned(),
             encoding: self.tokenizer.name(),

@@ -37,7 +37,7 @@ async fn quoted_history_and_signatures_are_removed_from_long_threads() {
     let (_sb, c) = start().await;
     let tok = Tokenizer::for_model("gpt-4o-mini");
     for id in ["1006", "1015", "1016", "1020", "1021", "1025"] {
-        let g = context::gather(&c, id).await.unwrap();
+        let g = context::gather(&c, id, context::DEFAULT_MAX_NOTES).await.unwrap();
         assert!(g.notes.len() >= 10, "ticket {id} is one of the long threads");
         let ctx = context::build(&g, &tok, ContextOptions { clean: true, budget: None });
         let raw: usize = g.notes.iter().map(|n| n.description.as_deref().unwrap_or("").len()).sum();
@@ -89,7 +89,7 @@ async fn forty_message_thread_fits_with_the_newest_customer_message_whole() {
         c.create_note(&note).await.unwrap();
     }
     // The sandbox records the author of a note by user_id only; the customer's notes carry none.
-    let mut g: Gathered = context::gather(&c, ticket).await.unwrap();
+    let mut g: Gathered = context::gather(&c, ticket, context::DEFAULT_MAX_NOTES).await.unwrap();
     for n in &mut g.notes {
         if n.user_id.is_none() {
             n.customer_id = g.ticket.customer_id.clone();
@@ -129,7 +129,7 @@ async fn forty_message_thread_fits_with_the_newest_customer_message_whole() {
 #[tokio::test]
 async fn a_single_huge_message_is_cut_from_the_middle() {
     let (_sb, c) = start().await;
-    let mut g = context::gather(&c, "1082").await.unwrap();
+    let mut g = context::gather(&c, "1082", context::DEFAULT_MAX_NOTES).await.unwrap();
     let log: String = (0..4000)
         .map(|i| format!("2026-11-20T10:{:02}:{:02}Z ERROR worker-{i} timeout\n", i % 60, i % 60))
         .collect();
@@ -145,7 +145,7 @@ async fn a_single_huge_message_is_cut_from_the_middle() {
 #[tokio::test]
 async fn without_cleaning_or_budget_everything_is_kept() {
     let (_sb, c) = start().await;
-    let g = context::gather(&c, "1015").await.unwrap();
+    let g = context::gather(&c, "1015", context::DEFAULT_MAX_NOTES).await.unwrap();
     let tok = Tokenizer::for_model("gpt-4o-mini");
     let raw = context::build(&g, &tok, ContextOptions { clean: false, budget: None });
     let clean = context::build(&g, &tok, ContextOptions::default());

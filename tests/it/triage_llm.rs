@@ -578,7 +578,7 @@ async fn a_long_thread_is_fitted_to_a_small_budget() {
         let note = NewNote { ticket_id: TICKET.into(), description, user_id: Some("u-01".into()), raw: None };
         hd.create_note(&note).await.unwrap();
     }
-    let gathered = context::gather(&hd, TICKET).await.unwrap();
+    let gathered = context::gather(&hd, TICKET, context::DEFAULT_MAX_NOTES).await.unwrap();
     let roomy = engine_with(
         llm_settings(&llm),
         EngineSettings {
@@ -630,7 +630,7 @@ async fn huge_single_fields_never_send_a_prompt_over_budget() {
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
     let llm = mock_llm(ok(&valid_answer(Some("cat-billing"))), None).await;
-    let mut g = context::gather(&hd, "1006").await.unwrap();
+    let mut g = context::gather(&hd, "1006", context::DEFAULT_MAX_NOTES).await.unwrap();
     g.ticket.subject = Some("refund now ".repeat(3_000));
     g.ticket.tags = (0..400).map(|i| format!("tag-{i}-{}", "x".repeat(200))).collect();
     if let Some(c) = g.customer.as_mut() {
@@ -674,7 +674,7 @@ async fn a_prompt_that_fits_exactly_is_sent_whole_and_one_token_less_is_fitted()
     };
     let roomy = with_budget(1_000_000);
     for ticket in ["1006", "1025"] {
-        let gathered = context::gather(&hd, ticket).await.unwrap();
+        let gathered = context::gather(&hd, ticket, context::DEFAULT_MAX_NOTES).await.unwrap();
         let (ctx, whole) = roomy.prompt(&gathered).unwrap();
         assert_eq!(ctx.breakdown.notes_dropped, 0);
         let tokens = roomy.tokenizer().count_chat(whole.iter().map(|m| m.content.as_str()));
@@ -705,7 +705,7 @@ async fn a_prompt_whose_size_proves_it_fits_is_sent_uncounted_and_unchanged() {
             },
         )
     };
-    let gathered = context::gather(&hd, "1001").await.unwrap();
+    let gathered = context::gather(&hd, "1001", context::DEFAULT_MAX_NOTES).await.unwrap();
     let (_, exact) = engine(1_000_000, TokenCounting::Always).prompt(&gathered).unwrap();
     let bytes: usize = exact.iter().map(|m| m.content.len()).sum();
     let framing = 2 * TOKENS_PER_MESSAGE + TOKENS_REPLY_PRIMING;

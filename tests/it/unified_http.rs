@@ -27,6 +27,7 @@ fn fast_settings() -> HttpSettings {
             max_retry_after: Duration::from_secs(2),
         },
         max_concurrent_requests: 16,
+        max_response_bytes: 1 << 20,
     }
 }
 
@@ -362,4 +363,63 @@ async fn requests_in_flight_are_capped_per_client() {
         assert_eq!(t.unwrap().id.as_deref(), Some(id.as_str()));
     }
     assert_eq!(gauge.max.load(Ordering::SeqCst), 2, "at most 2 requests reach the server at once");
+}
+
+/// An answer larger than `[http] max_response_mb` fails the call with what to raise, instead of
+/// being read into memory, and is not sent again.
+#[tokio::test]
+async fn an_answer_over_the_size_cap_is_refused() {
+    let server = MockServer::start().await;
+    let mut huge = ticket_json("1");
+    huge["description"] = json!("x".repeat(2 << 20));
+    Mock::given(method("GET"))
+        .and(path("/ticketing/conn_1/ticket/1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&huge))
+        .mount(&server)
+        .await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    assert!(
+        matches!(&err, TicketingError::Invalid { detail } if detail.contains("max_response_mb")),
+        "{err}"
+    );
+    assert!(!err.is_retryable());
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket/1").await, 1);
+}
+
+/// A 200 with HTML (a proxy's or a login page) says the URL is not the API, not a parse error.
+#[tokio::test]
+async fn html_instead_of_json_says_the_base_url_is_not_the_api() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ticketing/conn_1/ticket/1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw("<!DOCTYPE html><html><body>Sign in</body></html>", "text/html"),
+        )
+        .mount(&server)
+        .await;
+    let err = client(&server).get_ticket("1").await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("not JSON") && text.contains("<!DOCTYPE html>") && text.contains("base_url"),
+        "{text}"
+    );
+    assert!(!err.is_retryable());
+}
+
+/// A backend that ignores `offset` (the first page again and again) ends the listing with an
+/// error after the second page instead of walking forever.
+#[tokio::test]
+async fn a_backend_that_ignores_the_offset_ends_the_listing() {
+    let server = MockServer::start().await;
+    let page: Vec<Value> = (0..100).map(|i| ticket_json(&i.to_string())).collect();
+    Mock::given(method("GET"))
+        .and(path("/ticketing/conn_1/ticket"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(&page))
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    let err = collect_all(all_tickets(&c, ListQuery::default())).await.unwrap_err();
+    assert!(matches!(&err, TicketingError::Invalid { detail } if detail.contains("ignores")), "{err}");
+    assert_eq!(requests_to(&server, "/ticketing/conn_1/ticket").await, 2);
 }

@@ -41,8 +41,11 @@ use wiremock::{
 };
 
 mod fencing;
+mod input;
 mod person;
+mod proxy;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
+use input::bad_or_huge_input_ends_clearly_while_others_finish;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
 
 /// Retry tiers of every test bus.
@@ -668,6 +671,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
     a_note_in_flight_at_shutdown_is_never_posted_twice,
     a_person_s_edits_during_triage_are_kept,
     a_ticket_closed_during_triage_is_left_alone,
+    bad_or_huge_input_ends_clearly_while_others_finish,
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
