@@ -34,8 +34,10 @@
 //!   ticket's `updated_at`. DELETE answers 200 with an empty body; deleting a ticket deletes its
 //!   notes.
 //! - **Webhooks.** A ticket created (`created`), updated by PUT/PATCH or given a new note
-//!   (`updated`) is POSTed Unified-style to the hook URL in the background, signed with
-//!   [`sign_delivery`].
+//!   (`updated`) is POSTed Unified-style in the background, signed with [`sign_delivery`], to the
+//!   sandbox's hook URL and to every subscription made with `POST /unified/webhook` for that
+//!   connection, `ticketing_ticket` and event (`GET /unified/webhook[/{id}]` lists and reads them,
+//!   `DELETE /unified/webhook/{id}` removes one; kept in memory).
 //! - **State.** In memory; with a state file, loaded from it at start and saved after each change.
 
 mod data;
@@ -44,6 +46,7 @@ mod query;
 mod resource;
 mod routes;
 mod server;
+mod subscription;
 mod table;
 mod webhook;
 

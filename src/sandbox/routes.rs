@@ -32,6 +32,7 @@ pub(crate) fn router(app: Shared) -> Router {
     let api = [resource::<Ticket>, resource::<Customer>, resource::<Note>, resource::<Category>]
         .into_iter()
         .fold(Router::new(), |router, add| add(router))
+        .merge(super::subscription::routes())
         .route_layer(middleware::from_fn_with_state(app.clone(), require_api_key));
     Router::new()
         .route("/health", get(health))

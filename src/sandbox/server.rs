@@ -12,6 +12,7 @@ use super::{
     query::Fields,
     resource::TicketChange,
     routes,
+    subscription::Subscriptions,
     webhook::Webhooks,
 };
 
@@ -48,9 +49,11 @@ pub(crate) struct AppState {
     /// Every connection's helpdesk. Writers hold the lock through the state-file save, so saves
     /// happen in the order of the changes.
     pub(crate) desks: RwLock<Connections>,
+    /// Webhook subscriptions (`/unified/webhook`).
+    pub(crate) subscriptions: std::sync::Mutex<Subscriptions>,
     api_key: String,
     state_path: Option<PathBuf>,
-    webhooks: Option<Webhooks>,
+    webhooks: Webhooks,
 }
 
 impl AppState {
@@ -70,11 +73,17 @@ impl AppState {
         })
     }
 
-    /// Queues the webhook delivery of a ticket change, if webhooks are on.
+    /// Queues the webhook deliveries of a ticket change: to `--webhook-url` and to every
+    /// matching subscription.
     pub(crate) fn announce(&self, connection: &str, change: Option<TicketChange>) {
-        let (Some(hooks), Some(change)) = (&self.webhooks, change) else { return };
+        let Some(change) = change else { return };
+        let subscribed = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ticket_hooks(connection, change.event.as_str());
         match Fields::default().render(&change.ticket) {
-            Ok(ticket) => hooks.ticket_event(connection, change.event, ticket),
+            Ok(ticket) => self.webhooks.ticket_event(connection, change.event, &ticket, subscribed),
             Err(e) => tracing::error!(error = ?e, "could not render a ticket for a webhook"),
         }
     }
@@ -83,7 +92,7 @@ impl AppState {
 /// A loaded sandbox, ready to serve.
 struct Prepared {
     state: Arc<AppState>,
-    webhook_task: Option<JoinHandle<()>>,
+    webhook_task: JoinHandle<()>,
     webhook_shutdown: CancellationToken,
 }
 
@@ -93,17 +102,17 @@ fn prepare(opts: SandboxOptions, shutdown: &CancellationToken) -> anyhow::Result
     }
     let desks = data::load(opts.data_dir.as_deref(), opts.state.as_deref())?;
     let webhook_shutdown = shutdown.child_token();
-    let (webhooks, webhook_task) = match opts.webhook_url {
-        Some(url) => {
-            let started = time::OffsetDateTime::now_utc();
-            let (hooks, task) = Webhooks::start(url, opts.webhook_secret, started, webhook_shutdown.clone())
-                .context("starting the sandbox webhook sender")?;
-            (Some(hooks), Some(task))
-        }
-        None => (None, None),
+    let started = time::OffsetDateTime::now_utc();
+    let (webhooks, webhook_task) =
+        Webhooks::start(opts.webhook_url, opts.webhook_secret, started, webhook_shutdown.clone())
+            .context("starting the sandbox webhook sender")?;
+    let state = AppState {
+        desks: RwLock::new(desks),
+        subscriptions: Default::default(),
+        api_key: opts.api_key,
+        state_path: opts.state,
+        webhooks,
     };
-    let state =
-        AppState { desks: RwLock::new(desks), api_key: opts.api_key, state_path: opts.state, webhooks };
     Ok(Prepared { state: Arc::new(state), webhook_task, webhook_shutdown })
 }
 
@@ -117,9 +126,7 @@ async fn run(listener: TcpListener, prepared: Prepared, shutdown: CancellationTo
         .await
         .context("sandbox server failed");
     webhook_shutdown.cancel();
-    if let Some(task) = webhook_task
-        && let Err(e) = task.await
-    {
+    if let Err(e) = webhook_task.await {
         tracing::error!(error = %e, "sandbox webhook task panicked");
     }
     served

@@ -1,7 +1,9 @@
 //! The webhook simulator: Unified.to-style deliveries of ticket events (unified-ticketing.md §6.3).
 //!
 //! Each delivery is `{"data": [<ticket>], "webhook": {..}, "nonce", "sig", "type": "VIRTUAL"}`,
-//! signed with [`sign_delivery`]. Deliveries go through a bounded queue to one background task,
+//! signed with [`sign_delivery`]. A change goes to the sandbox's own hook URL (`--webhook-url`),
+//! if any, and to every matching subscription (`POST /unified/webhook`), each delivery carrying
+//! its subscription as `webhook`. Deliveries go through a bounded queue to one background task,
 //! so an API response never waits for, or fails because of, the hook URL. A failed delivery is
 //! retried a few times with growing delays (Unified itself retries up to 20 times over hours;
 //! that would only slow a sandbox down). When the queue is full the delivery is dropped and logged.
@@ -45,17 +47,17 @@ pub fn sign_delivery(secret: &str, data: &Value, nonce: &str) -> String {
 
 /// The sender side: builds, signs and queues deliveries.
 pub(crate) struct Webhooks {
-    tx: mpsc::Sender<Value>,
-    hook_url: String,
+    tx: mpsc::Sender<(String, Value)>,
+    hook_url: Option<String>,
     secret: Option<String>,
     created_at: String,
 }
 
 impl Webhooks {
-    /// Starts the delivery task for `hook_url`; it stops when `shutdown` fires (after one last
-    /// attempt for each queued delivery).
+    /// Starts the delivery task (changes go to `hook_url`, if any, and to subscriptions); it
+    /// stops when `shutdown` fires (after one last attempt for each queued delivery).
     pub(crate) fn start(
-        hook_url: String,
+        hook_url: Option<String>,
         secret: Option<String>,
         started_at: time::OffsetDateTime,
         shutdown: CancellationToken,
@@ -64,51 +66,69 @@ impl Webhooks {
             .user_agent(concat!("deskpilot-sandbox/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(run(rx, client, hook_url.clone(), shutdown));
+        let task = tokio::spawn(run(rx, client, shutdown));
         let created_at = format_timestamp(started_at);
         Ok((Self { tx, hook_url, secret, created_at }, task))
     }
 
-    /// Queues the delivery of one ticket event; never waits.
-    pub(crate) fn ticket_event(&self, connection: &str, event: TicketEvent, ticket: Value) {
-        let payload = self.delivery(connection, event, ticket, &random_nonce());
-        match self.tx.try_send(payload) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!(connection, event = event.as_str(), "webhook queue full; delivery dropped");
-            }
-            Err(TrySendError::Closed(_)) => {
-                tracing::warn!(connection, event = event.as_str(), "webhook task stopped; delivery dropped");
+    /// Queues the deliveries of one ticket event, to the own hook URL and to each `(hook_url,
+    /// subscription)` given; never waits.
+    pub(crate) fn ticket_event(
+        &self,
+        connection: &str,
+        event: TicketEvent,
+        ticket: &Value,
+        subscriptions: Vec<(String, Value)>,
+    ) {
+        let own =
+            self.hook_url.as_ref().map(|url| (url.clone(), self.own_subscription(connection, event, url)));
+        for (url, webhook) in own.into_iter().chain(subscriptions) {
+            let payload = self.delivery(webhook, ticket.clone(), &random_nonce());
+            match self.tx.try_send((url, payload)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        connection,
+                        event = event.as_str(),
+                        "webhook queue full; delivery dropped"
+                    );
+                }
+                Err(TrySendError::Closed(_)) => {
+                    tracing::warn!(
+                        connection,
+                        event = event.as_str(),
+                        "webhook task stopped; delivery dropped"
+                    );
+                }
             }
         }
     }
 
     /// The delivery body; `sig` is empty without a secret.
-    fn delivery(&self, connection: &str, event: TicketEvent, ticket: Value, nonce: &str) -> Value {
+    fn delivery(&self, webhook: Value, ticket: Value, nonce: &str) -> Value {
         let data = json!([ticket]);
         let sig = self.secret.as_deref().map(|s| sign_delivery(s, &data, nonce)).unwrap_or_default();
+        json!({"data": data, "webhook": webhook, "nonce": nonce, "sig": sig, "type": "VIRTUAL"})
+    }
+
+    /// The subscription object a delivery to `--webhook-url` carries.
+    fn own_subscription(&self, connection: &str, event: TicketEvent, hook_url: &str) -> Value {
         let event = event.as_str();
         json!({
-            "data": data,
-            "webhook": {
-                "id": format!("sandbox-{connection}-ticketing_ticket-{event}"),
-                "connection_id": connection,
-                "hook_url": self.hook_url,
-                "object_type": "ticketing_ticket",
-                "event": event,
-                "webhook_type": "virtual",
-                "interval": 1,
-                "integration_type": "sandbox",
-                "environment": "Production",
-                "is_healthy": true,
-                "is_paused": false,
-                "created_at": self.created_at,
-                "updated_at": self.created_at,
-                "checked_at": format_timestamp(time::OffsetDateTime::now_utc()),
-            },
-            "nonce": nonce,
-            "sig": sig,
-            "type": "VIRTUAL",
+            "id": format!("sandbox-{connection}-ticketing_ticket-{event}"),
+            "connection_id": connection,
+            "hook_url": hook_url,
+            "object_type": "ticketing_ticket",
+            "event": event,
+            "webhook_type": "virtual",
+            "interval": 1,
+            "integration_type": "sandbox",
+            "environment": "Production",
+            "is_healthy": true,
+            "is_paused": false,
+            "created_at": self.created_at,
+            "updated_at": self.created_at,
+            "checked_at": format_timestamp(time::OffsetDateTime::now_utc()),
         })
     }
 }
@@ -117,25 +137,20 @@ fn random_nonce() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-async fn run(
-    mut rx: mpsc::Receiver<Value>,
-    client: reqwest::Client,
-    url: String,
-    shutdown: CancellationToken,
-) {
+async fn run(mut rx: mpsc::Receiver<(String, Value)>, client: reqwest::Client, shutdown: CancellationToken) {
     loop {
-        let payload = tokio::select! {
+        let (url, payload) = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
             next = rx.recv() => match next {
-                Some(payload) => payload,
+                Some(next) => next,
                 None => return,
             },
         };
         deliver(&client, &url, &payload, &shutdown).await;
     }
     rx.close();
-    while let Ok(payload) = rx.try_recv() {
+    while let Ok((url, payload)) = rx.try_recv() {
         deliver(&client, &url, &payload, &shutdown).await;
     }
 }
@@ -182,8 +197,9 @@ mod tests {
         let token = CancellationToken::new();
         let now = time::macros::datetime!(2026-11-24 10:00 UTC);
         let (hooks, _task) =
-            Webhooks::start("http://127.0.0.1:9/hook".into(), None, now, token.clone()).unwrap();
-        let body = hooks.delivery("demo", TicketEvent::Created, json!({"id": "7"}), "n1");
+            Webhooks::start(Some("http://127.0.0.1:9/hook".into()), None, now, token.clone()).unwrap();
+        let webhook = hooks.own_subscription("demo", TicketEvent::Created, "http://127.0.0.1:9/hook");
+        let body = hooks.delivery(webhook, json!({"id": "7"}), "n1");
         assert_eq!(body["sig"], "");
         assert_eq!(body["type"], "VIRTUAL");
         assert_eq!(body["webhook"]["id"], "sandbox-demo-ticketing_ticket-created");

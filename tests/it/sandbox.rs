@@ -486,3 +486,43 @@ async fn bundled_data_is_served_clean() {
         .await;
     assert_eq!(note["id"], "n-00268", "new ids keep the sample data's zero-padded sequence");
 }
+
+#[tokio::test]
+async fn webhook_subscriptions_are_managed_and_receive_their_events_signed() {
+    let hook = MockServer::start().await;
+    Mock::given(matchers::method("POST")).respond_with(ResponseTemplate::new(200)).mount(&hook).await;
+    let opts = SandboxOptions { webhook_secret: Some("workspace".into()), ..options(fixtures()) };
+    let app = TestApp::start(opts).await;
+    let hook_url = format!("{}/webhooks/mini", hook.uri());
+    let new = |connection: &str, object_type: &str, event: &str| json!({"connection_id": connection, "hook_url": hook_url, "object_type": object_type, "event": event});
+    for (body, status) in [
+        (new("mini", "crm_contact", "updated"), StatusCode::BAD_REQUEST),
+        (new("mini", "ticketing_ticket", "touched"), StatusCode::BAD_REQUEST),
+        (
+            json!({"connection_id": "mini", "object_type": "ticketing_ticket", "event": "updated"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (new("nope", "ticketing_ticket", "updated"), StatusCode::NOT_FOUND),
+    ] {
+        let (got, answer) = app.call(Method::POST, "/unified/webhook", Some(body)).await;
+        assert_eq!(got, status, "{answer}");
+    }
+    let sub =
+        app.ok(Method::POST, "/unified/webhook", Some(new("mini", "ticketing_ticket", "updated"))).await;
+    let id = sub["id"].as_str().unwrap().to_owned();
+    assert_eq!((sub["webhook_type"].as_str(), sub["is_paused"].as_bool()), (Some("virtual"), Some(false)));
+    assert_eq!(app.ok(Method::GET, "/unified/webhook?connection_id=mini", None).await, json!([sub]));
+    assert_eq!(app.ok(Method::GET, &format!("/unified/webhook/{id}"), None).await, sub);
+    assert_eq!(app.ok(Method::GET, "/unified/webhook?connection_id=other", None).await, json!([]));
+
+    app.ok(Method::PATCH, "/ticketing/mini/ticket/103", Some(json!({"priority": "high"}))).await;
+    let body = received_bodies(&hook, 1).await.remove(0);
+    assert_eq!(body["webhook"], sub, "the delivery carries its subscription");
+    assert_eq!(body["data"][0]["id"], "103");
+    let nonce = body["nonce"].as_str().unwrap();
+    assert_eq!(body["sig"], sign_delivery("workspace", &body["data"], nonce));
+
+    assert_eq!(app.call(Method::DELETE, &format!("/unified/webhook/{id}"), None).await.0, StatusCode::OK);
+    assert_eq!(app.get(&format!("/unified/webhook/{id}")).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.call(Method::GET, "/unified/webhook", None).await.1, json!([]));
+}
