@@ -2,8 +2,10 @@
 //! bus, the triage engine and the act policies are built once here, and every command, the demo,
 //! the tests and the benchmarks start the service through [`App`].
 //!
-//! [`App::serve`] runs the chosen services under one shutdown signal, with one HTTP router for
-//! every surface ([`App::router`]: `GET /metrics`, `GET /healthz`, `GET /readyz`) on `[server] addr`.
+//! [`App::serve`] runs the chosen [`Services`] (the worker, ingest, or both) under one shutdown
+//! signal, with one HTTP router for every surface on `[server] addr`: `GET /metrics`,
+//! `GET /healthz`, `GET /readyz` ([`App::router`]) and, when ingest runs,
+//! `POST /webhooks/{connection_id}` ([`App::ingest`]).
 
 pub mod parts;
 mod server;
@@ -23,11 +25,33 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     bus::{Bus, Publisher},
     config::Config,
+    ingest::{
+        Ingest,
+        webhook::{WebhookConnection, WebhookReceiver, WebhookSettings},
+    },
     store::Store,
     ticketing::DynTicketing,
     triage::Engine,
     worker::{Connection, Worker, WorkerSettings},
 };
+
+/// Which services [`App::serve`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Services {
+    /// Consume events, triage and act (`deskpilot worker`).
+    pub worker: bool,
+    /// Receive webhooks and run the pollers (`deskpilot ingest`).
+    pub ingest: bool,
+}
+
+impl Services {
+    /// The worker alone.
+    pub const WORKER: Services = Services { worker: true, ingest: false };
+    /// Ingest alone.
+    pub const INGEST: Services = Services { worker: false, ingest: true };
+    /// Both, in one process (`deskpilot serve`).
+    pub const ALL: Services = Services { worker: true, ingest: true };
+}
 
 /// The wired service.
 pub struct App {
@@ -35,10 +59,15 @@ pub struct App {
     bus: Bus,
     engine: Arc<Engine>,
     connections: HashMap<String, Connection>,
+    webhook_connections: HashMap<String, WebhookConnection>,
+    webhook_settings: WebhookSettings,
     worker_settings: WorkerSettings,
+    services: Services,
     server_addr: Option<String>,
     /// Whether the worker is taking events (`/readyz`).
     consuming: Arc<AtomicBool>,
+    /// Whether ingest is taking webhooks (`/readyz`).
+    ingesting: Arc<AtomicBool>,
     /// The store was opened here (not supplied), so [`App::serve`] closes it at the end.
     owns_store: bool,
 }
@@ -50,6 +79,7 @@ pub struct AppBuilder<'a> {
     bus: Option<Bus>,
     store: Option<Store>,
     worker_settings: Option<WorkerSettings>,
+    services: Services,
 }
 
 impl AppBuilder<'_> {
@@ -71,12 +101,19 @@ impl AppBuilder<'_> {
         self
     }
 
+    /// Run these services (default: the worker alone).
+    pub fn services(mut self, services: Services) -> Self {
+        self.services = services;
+        self
+    }
+
     /// Builds the helpdesk clients and the engine (checking the prompts and rules), opens the
     /// store (running its migrations) and describes the bus. Nothing connects to the broker yet.
     pub async fn build(self) -> anyhow::Result<App> {
         let config = self.config;
         let engine = Arc::new(parts::engine(config)?);
         let connections = parts::connections(config)?;
+        let webhook_connections = parts::webhook_connections(config)?;
         let owns_store = self.store.is_none();
         let store = match self.store {
             Some(store) => store,
@@ -87,9 +124,13 @@ impl AppBuilder<'_> {
             bus: self.bus.unwrap_or_else(|| parts::bus(config)),
             engine,
             connections,
+            webhook_connections,
+            webhook_settings: parts::webhook_settings(config),
             worker_settings: self.worker_settings.unwrap_or_else(|| parts::worker_settings(config)),
+            services: self.services,
             server_addr: config.server.addr().map(str::to_owned),
             consuming: Arc::new(AtomicBool::new(false)),
+            ingesting: Arc::new(AtomicBool::new(false)),
             owns_store,
         })
     }
@@ -103,7 +144,7 @@ impl App {
 
     /// A builder that may replace some parts (see [`AppBuilder`]).
     pub fn builder(config: &Config) -> AppBuilder<'_> {
-        AppBuilder { config, bus: None, store: None, worker_settings: None }
+        AppBuilder { config, bus: None, store: None, worker_settings: None, services: Services::WORKER }
     }
 
     /// The store.
@@ -152,44 +193,90 @@ impl App {
         Ok(Some(listener))
     }
 
-    /// Runs the worker (and the HTTP router on `listener`, if any) until `shutdown`, then drains
-    /// the worker, stops the server and closes the store it opened.
+    /// The services [`App::serve`] runs.
+    pub fn services(&self) -> Services {
+        self.services
+    }
+
+    /// The ingest side: the webhook receiver over every connection, publishing with `publisher`,
+    /// and the tasks that run beside it.
+    pub fn ingest(&self, publisher: Publisher) -> Ingest {
+        let receiver =
+            WebhookReceiver::new(self.webhook_connections.clone(), publisher, self.webhook_settings.clone());
+        Ingest::new(receiver)
+    }
+
+    /// Runs the chosen services (and the HTTP router on `listener`, if any) until `shutdown`,
+    /// then drains the worker, lets open webhook requests finish, stops the server and closes
+    /// what it opened.
     pub async fn serve(
         self,
         listener: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let (_publisher, consumer) = self.bus.connect().await.context("could not connect to the bus")?;
+        let (publisher, mut consumer) = self.bus.connect().await.context("could not connect to the bus")?;
+        let ingest = self.services.ingest.then(|| self.ingest(publisher.clone()));
+        let mut router = self.router();
+        if let Some(ingest) = &ingest {
+            router = router.merge(ingest.receiver().router());
+        }
         let http_stop = CancellationToken::new();
         let http = match listener {
-            Some(listener) => Some(server::spawn(listener, self.router(), http_stop.clone())?),
+            Some(listener) => Some(server::spawn(listener, router, http_stop.clone())?),
             None => None,
         };
         tracing::info!(
+            worker = self.services.worker,
+            ingest = self.services.ingest,
             connections = %self.connection_ids(),
             store = self.store.backend(),
             bus = %self.bus.describe(),
             model = ?self.engine.model(),
-            "worker ready"
+            "ready"
         );
-        let worker = self.worker();
-        self.consuming.store(true, Ordering::Release);
-        worker.run_until_stopped(consumer, shutdown).await;
-        self.consuming.store(false, Ordering::Release);
-        // Metrics and health stay up while the worker drains, then go.
+        let ingesting = ingest.map(|ingest| {
+            tracing::info!(
+                webhooks = ?ingest.receiver().connections(),
+                tasks = ?ingest.task_names(),
+                "ingest running"
+            );
+            self.ingesting.store(true, Ordering::Release);
+            tokio::spawn(ingest.run_until_stopped(shutdown.child_token()))
+        });
+        if self.services.worker {
+            let worker = self.worker();
+            self.consuming.store(true, Ordering::Release);
+            worker.run_until_stopped(consumer, shutdown).await;
+            self.consuming.store(false, Ordering::Release);
+        } else {
+            consumer.close().await;
+            shutdown.cancelled().await;
+        }
+        if let Some(task) = ingesting {
+            let _ = task.await;
+        }
+        self.ingesting.store(false, Ordering::Release);
+        // Metrics and health stay up while the worker drains; webhook requests in flight finish
+        // (and get their confirms) before the publisher closes.
         http_stop.cancel();
         if let Some(task) = http {
             let _ = task.await;
         }
+        publisher.close().await;
         if self.owns_store {
             self.store.close().await;
         }
         Ok(())
     }
 
-    /// Every HTTP surface of the service: `/metrics`, `/healthz`, `/readyz`.
+    /// The HTTP surfaces every process has: `/metrics`, `/healthz`, `/readyz` (ready when the
+    /// chosen services run).
     pub fn router(&self) -> axum::Router {
-        server::router(self.store.clone(), self.consuming.clone())
+        let readiness = server::Readiness {
+            consuming: self.services.worker.then(|| self.consuming.clone()),
+            ingesting: self.services.ingest.then(|| self.ingesting.clone()),
+        };
+        server::router(self.store.clone(), readiness)
     }
 
     fn connection_ids(&self) -> String {
@@ -199,10 +286,10 @@ impl App {
     }
 }
 
-/// Runs the service `config` describes until `shutdown`: the worker, and the HTTP server on
+/// Runs `services` as `config` describes them until `shutdown`, with the HTTP server on
 /// `[server] addr`.
-pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let app = App::build(config).await?;
+pub async fn run(config: &Config, services: Services, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let app = App::builder(config).services(services).build().await?;
     let listener = app.bind().await?;
     app.serve(listener, shutdown).await
 }

@@ -7,6 +7,7 @@
 mod check;
 mod demo;
 mod sandbox;
+mod serve;
 mod tickets;
 mod triage;
 mod worker;
@@ -57,6 +58,11 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Consume ticket events from RabbitMQ, triage and act on them until SIGTERM/Ctrl-C
     Worker,
+    /// Receive helpdesk webhooks (POST /webhooks/<connection>) and poll, publishing ticket events
+    /// to RabbitMQ, until SIGTERM/Ctrl-C
+    Ingest,
+    /// Run ingest and the worker in one process (a small team: the in-process bus or RabbitMQ)
+    Serve,
     /// Publish one ticket event by hand (confirmed by the broker); prints it
     Publish(worker::PublishArgs),
     /// Broker topology
@@ -119,6 +125,8 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Triage(args) => triage::run(&config?, args).await,
         Command::Demo(args) => demo::run(&config?, args).await,
         Command::Worker => worker::worker(&config?).await,
+        Command::Ingest => serve::ingest(&config?).await,
+        Command::Serve => serve::serve(&config?).await,
         Command::Publish(args) => worker::publish(&config?, args).await,
         Command::Bus(cmd) => worker::bus(&config?, cmd).await,
         Command::Dead(cmd) => worker::dead(&config?, cmd).await,

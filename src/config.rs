@@ -22,6 +22,7 @@
 
 mod backend;
 mod connection;
+mod ingest;
 mod load;
 mod report;
 mod secrets;
@@ -38,6 +39,7 @@ pub use backend::{
     UnifiedConfig, ZendeskConfig,
 };
 pub use connection::{ConnectionConfig, DEFAULT_CONFIDENCE_THRESHOLD, Mode};
+pub use ingest::IngestConfig;
 pub use secrets::{Dsn, redact_url};
 
 use secrets::EnvVars;
@@ -83,6 +85,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// Prompt budget, templates, rules and answer limits.
     pub triage: TriageConfig,
+    /// How helpdesk changes come in: webhooks and polling.
+    #[serde(default)]
+    pub ingest: IngestConfig,
     /// The helpdesks deskpilot works on.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -379,5 +384,11 @@ impl Config {
     /// or from the environment variable it names.
     pub fn credential(&self, conn: &ConnectionConfig) -> anyhow::Result<SecretString> {
         conn.credential(&self.env)
+    }
+
+    /// The webhook secret of `conn`, from the value in the config or the variable it names;
+    /// `None` when the connection takes no webhooks.
+    pub fn webhook_secret(&self, conn: &ConnectionConfig) -> anyhow::Result<Option<SecretString>> {
+        conn.webhook_secret(&self.env)
     }
 }

@@ -10,6 +10,7 @@ use crate::{
     bus::{Bus, BusSettings, memory::MemoryBus},
     config::{BackendConfig, Config, ConnectionConfig, LlmConfig},
     http::{HttpSettings, RetryPolicy},
+    ingest::webhook::{Scheme, WebhookConnection, WebhookSettings},
     ticketing::{DynTicketing, unified::UnifiedClient},
     triage::{
         Budget, Engine, EngineSettings, Policy,
@@ -165,6 +166,28 @@ pub fn connections(config: &Config) -> anyhow::Result<HashMap<String, Connection
             let conn =
                 Connection { helpdesk: helpdesk(config, c)?, triage: triage_policy(c), act: act_policy(c) };
             Ok((c.id.clone(), conn))
+        })
+        .collect()
+}
+
+/// The webhook receiver's limits (`[ingest]`).
+pub fn webhook_settings(config: &Config) -> WebhookSettings {
+    WebhookSettings {
+        max_body_bytes: config.ingest.webhook_max_body_bytes,
+        timestamp_tolerance: config.ingest.webhook_timestamp_tolerance(),
+        ..WebhookSettings::default()
+    }
+}
+
+/// Every connection as the webhook receiver sees it: its backend's scheme and its secret.
+pub fn webhook_connections(config: &Config) -> anyhow::Result<HashMap<String, WebhookConnection>> {
+    config
+        .connections
+        .iter()
+        .map(|c| {
+            let scheme = Scheme::for_backend(c.backend.name())
+                .with_context(|| format!("connection `{}`: no webhook scheme for its backend", c.id))?;
+            Ok((c.id.clone(), WebhookConnection { scheme, secret: config.webhook_secret(c)? }))
         })
         .collect()
 }

@@ -17,14 +17,38 @@ use crate::store::Store;
 /// How long `/readyz` waits for the store to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// What must be running for the process to be ready: each flag that is present must be set.
+#[derive(Clone, Default)]
+pub(super) struct Readiness {
+    /// The worker takes events.
+    pub(super) consuming: Option<Arc<AtomicBool>>,
+    /// Ingest takes webhooks and runs its pollers.
+    pub(super) ingesting: Option<Arc<AtomicBool>>,
+}
+
+impl Readiness {
+    /// Why the process is not ready yet, if it is not.
+    fn waiting_for(&self) -> Option<&'static str> {
+        let unset =
+            |flag: &Option<Arc<AtomicBool>>| flag.as_ref().is_some_and(|f| !f.load(Ordering::Acquire));
+        if unset(&self.consuming) {
+            Some("the worker is not taking events")
+        } else if unset(&self.ingesting) {
+            Some("ingest is not taking webhooks")
+        } else {
+            None
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Health {
     store: Store,
-    consuming: Arc<AtomicBool>,
+    readiness: Readiness,
 }
 
 /// `/metrics` (Prometheus text), `/healthz` (the process is up), `/readyz` (it takes work).
-pub(super) fn router(store: Store, consuming: Arc<AtomicBool>) -> Router {
+pub(super) fn router(store: Store, readiness: Readiness) -> Router {
     let metrics = crate::telemetry::metrics();
     Router::new()
         .route(
@@ -41,14 +65,15 @@ pub(super) fn router(store: Store, consuming: Arc<AtomicBool>) -> Router {
         )
         .route("/healthz", get(|| std::future::ready("ok\n")))
         .route("/readyz", get(ready))
-        .with_state(Health { store, consuming })
+        .with_state(Health { store, readiness })
 }
 
-/// 200 when the worker is taking events and the store answers; 503 with the reason otherwise (a
-/// load balancer or orchestrator then routes around this replica).
+/// 200 when the services of this process run (the worker takes events, ingest takes webhooks)
+/// and the store answers; 503 with the reason otherwise (a load balancer or orchestrator then
+/// routes around this replica).
 async fn ready(State(health): State<Health>) -> (StatusCode, String) {
-    if !health.consuming.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: the worker is not taking events\n".into());
+    if let Some(reason) = health.readiness.waiting_for() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"));
     }
     match tokio::time::timeout(READY_TIMEOUT, health.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),

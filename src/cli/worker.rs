@@ -58,7 +58,7 @@ fn parse_kind(s: &str) -> Result<EventKind, String> {
         .ok_or_else(|| format!("`{s}` is not an event kind; use ticket.created or ticket.updated"))
 }
 
-fn amqp_url(config: &Config) -> anyhow::Result<&str> {
+pub(super) fn amqp_url(config: &Config) -> anyhow::Result<&str> {
     match config.bus.amqp_url() {
         Some(url) => Ok(url),
         None => bail!(
@@ -71,7 +71,7 @@ fn amqp_url(config: &Config) -> anyhow::Result<&str> {
 /// `deskpilot worker`: consume, triage and act until SIGTERM/Ctrl-C, serving metrics and health.
 pub(super) async fn worker(config: &Config) -> anyhow::Result<()> {
     amqp_url(config)?;
-    crate::app::run(config, crate::shutdown::on_signals()).await
+    crate::app::run(config, crate::app::Services::WORKER, crate::shutdown::on_signals()).await
 }
 
 /// `deskpilot publish`: one manual event, confirmed by the broker.

@@ -77,6 +77,12 @@ pub struct ConnectionConfig {
     /// Decide with the fallback rules when the LLM fails past its retry budget, instead of
     /// retrying the event later.
     pub rules_fallback: bool,
+    /// The secret webhook deliveries of this connection are verified with (Unified.to's workspace
+    /// secret, Zendesk's signing secret, Intercom's client secret, or a shared secret); without
+    /// one the connection takes no webhooks.
+    pub webhook_secret: Option<SecretString>,
+    /// Environment variable holding the webhook secret.
+    pub webhook_secret_env: Option<String>,
     /// The backend and its own settings.
     pub backend: BackendConfig,
 }
@@ -96,6 +102,8 @@ const COMMON_KEYS: &[&str] = &[
     "routing",
     "priority_values",
     "note_user_id",
+    "webhook_secret",
+    "webhook_secret_env",
 ];
 
 #[derive(Deserialize)]
@@ -120,6 +128,10 @@ struct CommonFields {
     priority_values: BTreeMap<PriorityLevel, String>,
     #[serde(default)]
     note_user_id: Option<String>,
+    #[serde(default)]
+    webhook_secret: Option<SecretString>,
+    #[serde(default)]
+    webhook_secret_env: Option<String>,
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -140,8 +152,31 @@ impl ConnectionConfig {
             priority_values: BTreeMap::new(),
             note_user_id: None,
             rules_fallback: false,
+            webhook_secret: None,
+            webhook_secret_env: None,
             backend,
         }
+    }
+
+    /// Whether a webhook secret is set (by value or by variable), i.e. the connection takes webhooks.
+    pub fn takes_webhooks(&self) -> bool {
+        self.webhook_secret.as_ref().is_some_and(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
+            || self.webhook_secret_env.as_deref().is_some_and(|n| !n.is_empty())
+    }
+
+    /// The webhook secret, given by value or by environment variable; `None` when neither is set.
+    pub(super) fn webhook_secret(&self, env: &EnvVars) -> anyhow::Result<Option<SecretString>> {
+        if !self.takes_webhooks() {
+            return Ok(None);
+        }
+        resolve_secret(
+            "webhook_secret",
+            self.webhook_secret.as_ref(),
+            self.webhook_secret_env.as_deref(),
+            env,
+        )
+        .map(Some)
+        .map_err(|e| e.context(format!("connection `{}`", self.id)))
     }
 
     /// The credential (key, token or password), given by value or by environment variable.
@@ -180,6 +215,14 @@ impl ConnectionConfig {
         let key = cred.key;
         need(by_value || by_env, format!("backend `{name}` needs `{key}` or `{key}_env`"));
         need(!(by_value && by_env), format!("set only one of `{key}` and `{key}_env`"));
+        need(
+            !(self
+                .webhook_secret
+                .as_ref()
+                .is_some_and(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
+                && self.webhook_secret_env.as_deref().is_some_and(|n| !n.is_empty())),
+            "set only one of `webhook_secret` and `webhook_secret_env`".into(),
+        );
 
         let mut non_empty = |value: &str, key: &str, example: &str| {
             if value.trim().is_empty() {
@@ -280,6 +323,8 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         routing: common.routing,
         priority_values: common.priority_values,
         note_user_id: common.note_user_id,
+        webhook_secret: common.webhook_secret,
+        webhook_secret_env: common.webhook_secret_env,
         backend: backend_config,
     })
 }

@@ -119,6 +119,8 @@ impl Config {
         check(self.http.connect_timeout_secs > 0, "http.connect_timeout_secs must be at least 1".into());
         check(self.http.request_timeout_secs > 0, "http.request_timeout_secs must be at least 1".into());
 
+        problems.extend(self.ingest.problems());
+
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, conn) in self.connections.iter().enumerate() {
             let at = format!("connections[{i}] (id = {:?})", conn.id);
