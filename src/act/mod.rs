@@ -8,8 +8,12 @@
 
 mod fence;
 mod patch;
+mod vocabulary;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use serde::Deserialize;
 use sha1::{Digest, Sha1};
@@ -29,6 +33,7 @@ use crate::{
 pub use crate::config::Mode;
 pub use fence::{Fence, Stop};
 pub use patch::{TriageFields, patch_for};
+pub use vocabulary::TagVocabulary;
 
 /// How one connection acts.
 #[derive(Debug, Clone, Default)]
@@ -48,6 +53,9 @@ pub struct ActPolicy {
     pub priority_values: BTreeMap<PriorityLevel, String>,
     /// Agent to post notes as, if the backend needs one.
     pub note_user_id: Option<String>,
+    /// Set when the connection lists no `allowed_tags`: only tags the helpdesk already uses are
+    /// written (triage filtered the others out already when there is a list).
+    pub tag_vocabulary: Option<Arc<TagVocabulary>>,
 }
 
 impl ActPolicy {
@@ -226,7 +234,11 @@ pub async fn act(
         // Decisions recorded before snapshots were kept compare with nothing: the older rules
         // (a category or assignee already set stays) still hold.
         let before = record.ticket_before.as_ref().and_then(|v| TriageFields::deserialize(v).ok());
-        let patch = patch_for(&ticket, before.as_ref(), decision, policy, &mut kept);
+        let vocabulary = match &policy.tag_vocabulary {
+            Some(v) => Some(v.get(helpdesk).await?),
+            None => None,
+        };
+        let patch = patch_for(&ticket, before.as_ref(), decision, policy, vocabulary.as_deref(), &mut kept);
         if !patch.is_empty() {
             ctx.fence.pass()?;
             helpdesk.update_ticket(&ctx.key.ticket_id, &patch).await?;

@@ -1,11 +1,13 @@
 //! What acting writes to a ticket: the decision's fields, except where a person has the say.
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
 
 use super::ActPolicy;
 use crate::{
     ticketing::{Ticket, TicketPatch},
-    triage::decision::Decision,
+    triage::decision::{Decision, normalize_tag},
 };
 
 /// The fields of a ticket that triage reads and acting may write: what a person may change
@@ -44,11 +46,15 @@ impl TriageFields {
 /// triage read the ticket (`before`) was changed by a person and stays; a category or assignee
 /// already set stays; a tag a person removed is not added back. What is left alone is said in
 /// `kept`.
+///
+/// With a `vocabulary` (the connection lists no `allowed_tags`), only tags the helpdesk already
+/// uses are added.
 pub fn patch_for(
     ticket: &Ticket,
     before: Option<&TriageFields>,
     d: &Decision,
     policy: &ActPolicy,
+    vocabulary: Option<&BTreeSet<String>>,
     kept: &mut Vec<String>,
 ) -> TicketPatch {
     let mut patch = TicketPatch::default();
@@ -100,6 +106,12 @@ pub fn patch_for(
             kept.push(format!("tag `{t}` removed by a person during triage not added back"));
             continue;
         }
+        if vocabulary.is_some_and(|v| !normalize_tag(t).is_some_and(|n| v.contains(&n))) {
+            kept.push(format!(
+                "tag `{t}` not written: not used on this helpdesk yet (list it in allowed_tags to allow it)"
+            ));
+            continue;
+        }
         tags.push(t.clone());
     }
     if tags != ticket.tags {
@@ -141,7 +153,7 @@ mod tests {
         let ticket =
             Ticket { tags: vec!["vip".into()], priority: Some("normal".into()), ..Ticket::default() };
         let mut kept = Vec::new();
-        let p = patch_for(&ticket, None, &decision(), &policy, &mut kept);
+        let p = patch_for(&ticket, None, &decision(), &policy, None, &mut kept);
         assert_eq!(p.tags, Some(vec!["vip".into(), "outage".into()]));
         assert_eq!(p.priority.as_deref(), Some("urgent"));
         assert_eq!(p.category_id.as_deref(), Some("cat-outage"));
@@ -156,7 +168,7 @@ mod tests {
             ..Ticket::default()
         };
         let mut kept = Vec::new();
-        let p = patch_for(&triaged, None, &decision(), &policy, &mut kept);
+        let p = patch_for(&triaged, None, &decision(), &policy, None, &mut kept);
         assert!(p.is_empty(), "{p:?}");
         assert_eq!(kept.len(), 2, "{kept:?}");
     }
@@ -181,7 +193,7 @@ mod tests {
             ..Ticket::default()
         };
         let mut kept = Vec::new();
-        let p = patch_for(&now, Some(&before), &decision(), &policy, &mut kept);
+        let p = patch_for(&now, Some(&before), &decision(), &policy, None, &mut kept);
         assert_eq!(p.priority, None, "{kept:?}");
         assert_eq!(p.tags, None, "`VIP` is not added back: {kept:?}");
         assert_eq!(p.user_id, None);
@@ -197,9 +209,28 @@ mod tests {
 
         // Nothing changed since triage read it: the decision is applied whole.
         let mut kept = Vec::new();
-        let p = patch_for(&read, Some(&before), &decision(), &policy, &mut kept);
+        let p = patch_for(&read, Some(&before), &decision(), &policy, None, &mut kept);
         assert_eq!(p.priority.as_deref(), Some("urgent"));
         assert_eq!(p.tags, None, "both proposed tags are there already");
         assert!(kept.is_empty(), "{kept:?}");
+    }
+
+    #[test]
+    fn without_allowed_tags_only_tags_in_use_are_written() {
+        let vocabulary: BTreeSet<String> = ["outage".to_owned(), "billing".to_owned()].into();
+        let mut kept = Vec::new();
+        let p = patch_for(
+            &Ticket::default(),
+            None,
+            &decision(),
+            &ActPolicy::default(),
+            Some(&vocabulary),
+            &mut kept,
+        );
+        assert_eq!(p.tags, Some(vec!["outage".to_owned()]));
+        assert_eq!(
+            kept,
+            ["tag `VIP` not written: not used on this helpdesk yet (list it in allowed_tags to allow it)"]
+        );
     }
 }

@@ -154,6 +154,7 @@ pub fn act_policy(conn: &ConnectionConfig) -> ActPolicy {
         routing: conn.routing.clone(),
         priority_values: conn.priority_values.clone(),
         note_user_id: conn.note_user_id.clone(),
+        tag_vocabulary: conn.allowed_tags.is_empty().then(Default::default),
     }
 }
 

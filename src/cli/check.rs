@@ -21,6 +21,12 @@ pub(super) async fn run(config: &Config) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for (conn, result) in config.connections.iter().zip(results) {
         println!("{}", describe_connection(conn));
+        if conn.mode != Mode::Shadow && conn.allowed_tags.is_empty() {
+            println!(
+                "    warning: no allowed_tags: only tags already used on this helpdesk's tickets are \
+                 written; list the tags deskpilot may add in allowed_tags"
+            );
+        }
         match result {
             Ok(line) => println!("    OK: {line}"),
             Err(e) => {

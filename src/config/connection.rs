@@ -64,7 +64,8 @@ pub struct ConnectionConfig {
     /// Someone checked that notes deskpilot creates through this connection are internal
     /// (agent-only) in the helpdesk; Unified.to does not report a note's visibility.
     pub notes_internal_verified: bool,
-    /// Tags deskpilot may propose; empty = any (normalised) tag.
+    /// Tags deskpilot may propose and write; empty = any (normalised) tag is proposed, and only
+    /// tags the helpdesk already uses are written.
     pub allowed_tags: Vec<String>,
     /// Categories `apply_if_confident` may apply; empty = none (everything is shadowed).
     pub automated_categories: Vec<String>,

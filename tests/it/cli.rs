@@ -138,6 +138,16 @@ async fn check_summarises_the_config_and_tries_every_connection() {
         assert!(out.contains(line), "`{line}` missing from:\n{out}");
     }
     assert!(!out.contains(KEY), "the key must never be printed:\n{out}");
+    assert!(!out.contains("warning: no allowed_tags"), "shadow mode writes no tags:\n{out}");
+
+    // Apply mode without allowed_tags: the check says which tags will be written.
+    let applying = setup("mode = \"apply\"\n").await;
+    let o = run(Some(applying.config.path()), &["check"]).await;
+    let out = stdout(&o);
+    assert!(
+        out.contains("    warning: no allowed_tags: only tags already used on this helpdesk's tickets"),
+        "{out}"
+    );
 
     // A second connection the sandbox does not serve: its probe fails, and so does the check.
     let s = setup("").await;

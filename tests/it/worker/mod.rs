@@ -43,10 +43,12 @@ use wiremock::{
 mod fencing;
 mod input;
 mod person;
+mod policy;
 mod proxy;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
+use policy::without_allowed_tags_only_tags_in_use_are_written;
 
 /// Retry tiers of every test bus.
 const TIERS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(500)];
@@ -421,6 +423,17 @@ impl Pipeline {
         started.elapsed()
     }
 
+    /// Publishes `ticket.created` for `ticket` and waits until its ledger entry is done, then stops
+    /// the workers.
+    async fn publish_and_wait(&mut self, ticket: &str) -> Entry {
+        let tickets = [ticket.to_owned()];
+        self.publish(&tickets).await;
+        let entry = self.wait_done(&tickets, WAIT).await.remove(0);
+        self.stop_workers().await;
+        self.assert_bus_drained().await;
+        entry
+    }
+
     /// Stops every worker still running.
     async fn stop_workers(&mut self) {
         for i in 0..self.workers.len() {
@@ -672,6 +685,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
     a_person_s_edits_during_triage_are_kept,
     a_ticket_closed_during_triage_is_left_alone,
     bad_or_huge_input_ends_clearly_while_others_finish,
+    without_allowed_tags_only_tags_in_use_are_written,
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
@@ -706,6 +720,7 @@ scenarios!(memory_sqlite, Memory, Sqlite:
     graceful_shutdown_hands_back_what_misses_the_deadline,
     duplicate_events_in_flight_post_one_note,
     a_note_in_flight_at_shutdown_is_never_posted_twice,
+    without_allowed_tags_only_tags_in_use_are_written,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -995,7 +1010,7 @@ async fn resumes_after_every_ledger_step_with_exactly_one_note(mut p: Pipeline) 
         }
         if updated {
             let current = p.helpdesk.get_ticket(ticket).await.unwrap();
-            let patch = act::patch_for(&current, None, &d, &policy, &mut Vec::new());
+            let patch = act::patch_for(&current, None, &d, &policy, None, &mut Vec::new());
             p.helpdesk.update_ticket(ticket, &patch).await.unwrap();
         }
         if step >= Step::TicketUpdated {
