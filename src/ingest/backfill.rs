@@ -20,8 +20,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    loop_guard::LoopGuard,
-    walk::{Change, CursorWalk, Pages, Seen, Tally, WalkError},
+    loop_guard::{self, LoopGuard},
+    walk::{Change, CursorWalk, Pages, Tally, WalkError},
 };
 use crate::{
     bus::Publisher,
@@ -97,11 +97,18 @@ pub struct BackfillSettings {
     pub max_requests_per_sec: Option<f64>,
     /// The first pause after a failed page (doubled each time).
     pub first_pause: Duration,
+    /// How far a change may lie from deskpilot's own write and still be taken for it.
+    pub own_write_tolerance: Duration,
 }
 
 impl Default for BackfillSettings {
     fn default() -> Self {
-        Self { page_size: PAGE_SIZE, max_requests_per_sec: None, first_pause: Duration::from_secs(2) }
+        Self {
+            page_size: PAGE_SIZE,
+            max_requests_per_sec: None,
+            first_pause: Duration::from_secs(2),
+            own_write_tolerance: loop_guard::DEFAULT_TOLERANCE,
+        }
     }
 }
 
@@ -178,7 +185,7 @@ impl Backfill {
         settings: BackfillSettings,
         holder: impl Into<String>,
     ) -> Self {
-        let guard = LoopGuard::new(store.clone());
+        let guard = LoopGuard::new(store.clone()).with_tolerance(settings.own_write_tolerance);
         Self { reader, store, publisher, guard, settings, holder: holder.into() }
     }
 
@@ -213,19 +220,9 @@ impl Backfill {
         progress: &mut dyn ProgressSink,
         stop: &CancellationToken,
     ) -> Result<BackfillOutcome, WalkError> {
-        let mut walk = CursorWalk {
-            store: &self.store,
-            publisher: &self.publisher,
-            guard: &self.guard,
-            name,
-            holder: &self.holder,
-            connection_id: &spec.connection_id,
-            source: EventSource::Backfill,
-            overlap: time::Duration::ZERO,
-            position: None,
-            seen: Seen::default(),
-        };
-        walk.resume(cursor);
+        let parts = (&self.store, &self.publisher, &self.guard);
+        let mut walk =
+            CursorWalk::resume(parts, cursor, &self.holder, EventSource::Backfill, time::Duration::ZERO);
         let from = cursor.position.unwrap_or(spec.since).max(spec.since);
         // A backfill of created tickets cannot stop at `until`: a ticket created in the window may
         // have changed since, which puts it later in `updated_at` order.
@@ -248,7 +245,7 @@ impl Backfill {
                 Next::End => break,
                 Next::Stopped => return Ok(BackfillOutcome::Stopped { tally, progress: totals }),
             };
-            let done = walk.report(&page, |change, _| spec.classify(change)).await?;
+            let done = walk.report(&page, pages.ended(), |change, _| spec.classify(change)).await?;
             tally += done;
             totals.position = walk.position;
             totals.tickets_seen += done.tickets;

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    loop_guard::LoopGuard,
+    loop_guard::{self, LoopGuard},
     walk::{Change, CursorWalk, Pages, Seen, Tally, WalkError},
 };
 use crate::{
@@ -50,6 +50,8 @@ pub struct PollSettings {
     /// The first `updated_gte` of a connection never polled before; `None` = now minus `overlap`
     /// (the history before is for `deskpilot backfill`).
     pub start: Option<OffsetDateTime>,
+    /// How far a change may lie from deskpilot's own write and still be taken for it.
+    pub own_write_tolerance: Duration,
 }
 
 impl PollSettings {
@@ -62,6 +64,7 @@ impl PollSettings {
             page_size: PAGE_SIZE,
             lease: interval * 2 + Duration::from_secs(30),
             start: None,
+            own_write_tolerance: loop_guard::DEFAULT_TOLERANCE,
         }
     }
 }
@@ -109,7 +112,7 @@ impl Poller {
         settings: PollSettings,
         holder: impl Into<String>,
     ) -> Self {
-        let guard = LoopGuard::new(store.clone());
+        let guard = LoopGuard::new(store.clone()).with_tolerance(settings.own_write_tolerance);
         Self {
             connection_id: connection_id.into(),
             reader,
@@ -133,6 +136,11 @@ impl Poller {
 
     /// One poll: claim the cursor, walk every page from it, publish, move it.
     pub async fn poll_once(&self) -> Result<PollOutcome, WalkError> {
+        self.poll(&CancellationToken::new()).await
+    }
+
+    /// [`Poller::poll_once`], ending after the page in progress once `stop` is cancelled.
+    async fn poll(&self, stop: &CancellationToken) -> Result<PollOutcome, WalkError> {
         let name = Self::cursor_name(&self.connection_id);
         let cursor = match self
             .store
@@ -150,28 +158,25 @@ impl Poller {
             Some(position) => position - overlap,
             None => self.settings.start.unwrap_or_else(|| OffsetDateTime::now_utc() - overlap),
         };
-        let mut walk = CursorWalk {
-            store: &self.store,
-            publisher: &self.publisher,
-            guard: &self.guard,
-            name: &name,
-            holder: &self.holder,
-            connection_id: &self.connection_id,
-            source: EventSource::Poll,
-            overlap,
-            position: None,
-            seen: Seen::default(),
-        };
-        walk.resume(&cursor);
+        // Tickets created after the start of a walk cut short were not reported yet, even where
+        // the position has moved past their creation.
+        let created_since = cursor.created_since.unwrap_or(from);
+        let parts = (&self.store, &self.publisher, &self.guard);
+        let mut walk = CursorWalk::resume(parts, &cursor, &self.holder, EventSource::Poll, overlap);
+        walk.created_since = Some(created_since);
         let mut pages = Pages::new(self.reader.as_ref(), from, self.settings.page_size);
         let mut tally = Tally::default();
-        while let Some(page) = pages.next().await? {
-            tally += walk.report(&page, |change, seen| Some(classify(change, from, seen))).await?;
+        while !stop.is_cancelled()
+            && let Some(page) = pages.next().await?
+        {
+            let classify = |change: &Change, seen: &Seen| Some(classify(change, created_since, seen));
+            tally += walk.report(&page, pages.ended(), classify).await?;
         }
         if walk.position.is_none() {
             // Nothing yet: remember where this poll started, so the next one does not start from a
             // later "now" and miss what changed in between.
-            let step = CursorStep { position: from, seen: &[], tickets_seen: 0, published: 0 };
+            let step =
+                CursorStep { position: from, seen: &[], tickets_seen: 0, published: 0, created_since: None };
             self.store.advance_cursor(&name, &self.holder, step).await?;
         }
         if let Some(position) = walk.position {
@@ -182,8 +187,8 @@ impl Poller {
     }
 
     /// Polls every `interval` until `shutdown`, then releases the cursor so another replica can
-    /// take over at once. A poll in progress at shutdown is dropped: its unconfirmed page is
-    /// polled again by whoever polls next.
+    /// take over at once. A poll in progress at shutdown ends after its current page, so what was
+    /// published is recorded and nobody publishes it again.
     pub async fn run(self, shutdown: CancellationToken) {
         tracing::info!(
             connection = %self.connection_id,
@@ -191,11 +196,8 @@ impl Poller {
             overlap_secs = self.settings.overlap.as_secs(),
             "poller started"
         );
-        loop {
-            let outcome = tokio::select! {
-                () = shutdown.cancelled() => break,
-                outcome = self.poll_once() => outcome,
-            };
+        while !shutdown.is_cancelled() {
+            let outcome = self.poll(&shutdown).await;
             self.record(&outcome);
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -245,14 +247,15 @@ impl Poller {
     }
 }
 
-/// `ticket.created` for a ticket created since the poll's start and not reported before in the
-/// overlap (or never changed since it was created), `ticket.updated` otherwise. Counting creation
-/// from the start of the overlap rather than the cursor's position means a ticket that the
-/// helpdesk listed late is still triaged; a created event reported twice is one ledger key, so
-/// the worker drops the second.
-fn classify(change: &Change, from: OffsetDateTime, seen: &Seen) -> EventKind {
+/// `ticket.created` for a ticket created since `created_since` (the start of the poll's window,
+/// or of a walk cut short that this one resumes) and not reported in the overlap, or never
+/// changed since it was created; `ticket.updated` otherwise. Counting creation from the start of
+/// the overlap rather than the cursor's position means a ticket that the helpdesk listed late is
+/// still triaged; a created event reported twice is one ledger key, so the worker drops the
+/// second.
+fn classify(change: &Change, created_since: OffsetDateTime, seen: &Seen) -> EventKind {
     let created = change.created_at.is_some_and(|created| {
-        created == change.updated_at || (created >= from && !seen.has_ticket(&change.ticket_id))
+        created == change.updated_at || (created >= created_since && !seen.has_ticket(&change.ticket_id))
     });
     if created { EventKind::TicketCreated } else { EventKind::TicketUpdated }
 }

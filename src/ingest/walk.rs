@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use futures::{StreamExt, stream};
 use time::OffsetDateTime;
 
 use super::loop_guard::LoopGuard;
@@ -109,6 +108,11 @@ impl<'a> Pages<'a> {
             previous: None,
             ended: false,
         }
+    }
+
+    /// Whether the list has ended: the last page was handed out.
+    pub(crate) fn ended(&self) -> bool {
+        self.ended
     }
 
     /// Ends the walk at the last change at or before `until`.
@@ -272,32 +276,60 @@ impl std::ops::AddAssign for Tally {
 
 /// A claimed cursor and what reporting a page of changes needs.
 pub(crate) struct CursorWalk<'a> {
-    pub(crate) store: &'a Store,
-    pub(crate) publisher: &'a Publisher,
-    pub(crate) guard: &'a LoopGuard,
-    pub(crate) name: &'a str,
-    pub(crate) holder: &'a str,
-    pub(crate) connection_id: &'a str,
-    pub(crate) source: EventSource,
+    store: &'a Store,
+    publisher: &'a Publisher,
+    guard: &'a LoopGuard,
+    name: &'a str,
+    holder: &'a str,
+    connection_id: &'a str,
+    source: EventSource,
     /// How far before the position handled changes are remembered.
-    pub(crate) overlap: time::Duration,
+    overlap: time::Duration,
+    /// The newest `updated_at` handled.
     pub(crate) position: Option<OffsetDateTime>,
-    pub(crate) seen: Seen,
+    seen: Seen,
+    /// Recorded with each page until the walk reaches the end of the list (see
+    /// [`CursorStep::created_since`]).
+    pub(crate) created_since: Option<OffsetDateTime>,
+    /// What the cursor holds now.
+    stored_created_since: Option<OffsetDateTime>,
 }
 
-impl CursorWalk<'_> {
-    /// Loads where `cursor` stands.
-    pub(crate) fn resume(&mut self, cursor: &IngestCursor) {
-        self.position = cursor.position;
-        self.seen = Seen::from_stored(&cursor.seen);
+impl<'a> CursorWalk<'a> {
+    /// A walk of the cursor `name` held by `holder`, reporting changes of `connection_id` as
+    /// `source`, starting where `cursor` stands.
+    pub(crate) fn resume(
+        parts: (&'a Store, &'a Publisher, &'a LoopGuard),
+        cursor: &'a IngestCursor,
+        holder: &'a str,
+        source: EventSource,
+        overlap: time::Duration,
+    ) -> Self {
+        let (store, publisher, guard) = parts;
+        Self {
+            store,
+            publisher,
+            guard,
+            name: &cursor.name,
+            holder,
+            connection_id: &cursor.connection_id,
+            source,
+            overlap,
+            position: cursor.position,
+            seen: Seen::from_stored(&cursor.seen),
+            created_since: None,
+            stored_created_since: cursor.created_since,
+        }
     }
 
     /// Reports a page: every change not handled before, classified by `classify` (`None` = not
     /// reported), not explained by deskpilot's own write, is published; once the bus confirmed
-    /// them all the cursor moves past the page. Nothing moves when a publish fails.
+    /// them all the cursor moves past the page. Nothing moves when a publish fails. `last` says
+    /// the list ended with this page.
     pub(crate) async fn report(
         &mut self,
         page: &[Change],
+        last: bool,
         classify: impl Fn(&Change, &Seen) -> Option<EventKind>,
     ) -> Result<Tally, WalkError> {
         let mut tally = Tally::default();
@@ -325,45 +357,55 @@ impl CursorWalk<'_> {
         }
         self.publish(&events, &mut tally).await?;
 
-        let Some(last) = page.last() else { return Ok(tally) };
+        let created_since = if last { None } else { self.created_since };
+        let newest = page.last().map(|c| c.updated_at);
+        let Some(position) = self.position.max(newest) else { return Ok(tally) };
+        if newest.is_none() && created_since == self.stored_created_since {
+            return Ok(tally);
+        }
         for change in page {
             self.seen.insert(change.key());
         }
-        let position = self.position.map_or(last.updated_at, |p| p.max(last.updated_at));
         self.seen.prune(epoch_ms(position - self.overlap));
         let stored = self.seen.to_stored();
-        let step =
-            CursorStep { position, seen: &stored, tickets_seen: tally.tickets, published: tally.published };
+        let step = CursorStep {
+            position,
+            seen: &stored,
+            tickets_seen: tally.tickets,
+            published: tally.published,
+            created_since,
+        };
         self.store.advance_cursor(self.name, self.holder, step).await?;
         self.position = Some(position);
+        self.stored_created_since = created_since;
         Ok(tally)
     }
 
     async fn publish(&self, events: &[TicketEvent], tally: &mut Tally) -> Result<(), WalkError> {
-        let publisher = self.publisher;
-        let results: Vec<_> = stream::iter(events)
-            .map(|event| async move { (event, publisher.publish(event).await) })
-            .buffer_unordered(PUBLISH_CONCURRENCY)
-            .collect()
-            .await;
         let mut failure = None;
-        for (event, result) in results {
-            let labels = [
-                ("connection", self.connection_id.to_owned()),
-                ("source", self.source.as_str().to_owned()),
-                ("kind", event.kind.as_str().to_owned()),
-            ];
-            match result {
-                Ok(()) => {
-                    tally.published += 1;
-                    metrics::counter!("deskpilot_ingest_events_total", &labels).increment(1);
+        for chunk in events.chunks(PUBLISH_CONCURRENCY) {
+            let mut confirms = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                confirms.push(self.publisher.publish(event));
+            }
+            for (event, result) in chunk.iter().zip(futures::future::join_all(confirms).await) {
+                let labels = [
+                    ("connection", self.connection_id.to_owned()),
+                    ("source", self.source.as_str().to_owned()),
+                    ("kind", event.kind.as_str().to_owned()),
+                ];
+                match result {
+                    Ok(()) => {
+                        tally.published += 1;
+                        metrics::counter!("deskpilot_ingest_events_total", &labels).increment(1);
+                    }
+                    // Nobody consumes this kind yet: the broker returned it rather than store it.
+                    Err(BusError::Unroutable { .. }) => {
+                        tally.unrouted += 1;
+                        metrics::counter!("deskpilot_ingest_unrouted_total", &labels).increment(1);
+                    }
+                    Err(e) => failure = failure.or(Some(e)),
                 }
-                // Nobody consumes this kind yet: the broker returned it rather than store it.
-                Err(BusError::Unroutable { .. }) => {
-                    tally.unrouted += 1;
-                    metrics::counter!("deskpilot_ingest_unrouted_total", &labels).increment(1);
-                }
-                Err(e) => failure = failure.or(Some(e)),
             }
         }
         match failure {

@@ -46,6 +46,9 @@ pub struct IngestCursor {
     pub updated_at: OffsetDateTime,
     /// When the walk reached its end (backfills only).
     pub finished_at: Option<OffsetDateTime>,
+    /// While a walk is cut short: the start of its window, before which tickets were reported
+    /// (see [`CursorStep::created_since`]).
+    pub created_since: Option<OffsetDateTime>,
 }
 
 /// What [`Store::claim_cursor`] found.
@@ -75,12 +78,15 @@ pub struct CursorStep<'a> {
     pub tickets_seen: u64,
     /// Events confirmed in this step.
     pub published: u64,
+    /// The start of the window of a walk that has not reached the end of the list yet (tickets
+    /// created after it were not reported as created, whatever the position); `None` once it has.
+    pub created_since: Option<OffsetDateTime>,
 }
 
 macro_rules! cursor_columns {
     () => {
         "name, connection_id, position_ms, seen, tickets_seen, published, lease_holder, lease_until, \
-         created_at, updated_at, finished_at"
+         created_at, updated_at, finished_at, created_since_ms"
     };
 }
 
@@ -101,7 +107,8 @@ const SELECT: sql::Sql =
 /// The lease check and the move are one statement: no window between "do I hold it?" and the write.
 const ADVANCE: sql::Sql = sql!(
     "UPDATE ingest_cursors SET position_ms = $3, seen = $4, tickets_seen = tickets_seen + $5, \
-     published = published + $6, lease_until = " NOW " + lease_ms, updated_at = " NOW " \
+     published = published + $6, created_since_ms = $7, lease_until = " NOW " + lease_ms, \
+     updated_at = " NOW " \
      WHERE name = $1 AND lease_holder = $2 AND lease_until IS NOT NULL"
 );
 const RELEASE: sql::Sql = sql!(
@@ -172,7 +179,8 @@ impl Store {
             .bind(position_ms)
             .bind(seen)
             .bind(to_i64(step.tickets_seen))
-            .bind(to_i64(step.published));
+            .bind(to_i64(step.published))
+            .bind(step.created_since.map(epoch_ms));
         if self.write("advance_cursor", query).await? == 0 {
             return Err(self.cursor_lost(name, holder).await?);
         }
@@ -252,5 +260,6 @@ fn cursor_from_row(row: &AnyRow) -> Result<IngestCursor, StoreError> {
         created_at: from_ms("ingest_cursors.created_at", get(row, "created_at")?)?,
         updated_at: from_ms("ingest_cursors.updated_at", get(row, "updated_at")?)?,
         finished_at: from_opt_ms("ingest_cursors.finished_at", get(row, "finished_at")?)?,
+        created_since: from_opt_ms("ingest_cursors.created_since_ms", get(row, "created_since_ms")?)?,
     })
 }

@@ -22,6 +22,11 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (1, "store", include_str!("../../migrations/sqlite/0001_store.sql")),
     (2, "ledger_ticket_before", include_str!("../../migrations/sqlite/0002_ledger_ticket_before.sql")),
     (3, "poll_cursor_lease", include_str!("../../migrations/sqlite/0003_poll_cursor_lease.sql")),
+    (
+        4,
+        "ingest_cursor_created_since",
+        include_str!("../../migrations/sqlite/0004_ingest_cursor_created_since.sql"),
+    ),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -29,6 +34,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "store", include_str!("../../migrations/postgres/0001_store.sql")),
     (2, "ledger_ticket_before", include_str!("../../migrations/postgres/0002_ledger_ticket_before.sql")),
     (3, "poll_cursor_lease", include_str!("../../migrations/postgres/0003_poll_cursor_lease.sql")),
+    (
+        4,
+        "ingest_cursor_created_since",
+        include_str!("../../migrations/postgres/0004_ingest_cursor_created_since.sql"),
+    ),
 ];
 
 /// The migrator for a backend. Runs each migration in a transaction; on PostgreSQL sqlx takes an

@@ -15,6 +15,8 @@ mod bus_memory;
 mod cli;
 mod config;
 mod decision;
+mod ingest_loop_guard;
+mod ingest_poll;
 mod metrics;
 mod sandbox;
 mod serve;

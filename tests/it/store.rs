@@ -917,12 +917,19 @@ async fn ingest_cursors_are_leased_and_fenced(db: TestDb) {
 
     let at = time::macros::datetime!(2026-11-17 07:35:00.123 UTC);
     let seen = vec![("1044".to_owned(), 1_763_364_900_123), ("1045".to_owned(), 1_763_364_900_123)];
-    let step = CursorStep { position: at, seen: &seen, tickets_seen: 2, published: 1 };
+    let since = at - time::Duration::hours(1);
+    let step =
+        CursorStep { position: at, seen: &seen, tickets_seen: 2, published: 1, created_since: Some(since) };
     store.advance_cursor(name, "r1", step).await.unwrap();
+    assert_eq!(store.cursor(name).await.unwrap().unwrap().created_since, Some(since));
     assert_lease_lost(store.advance_cursor(name, "r2", step).await, Some("r1"));
-    store.advance_cursor(name, "r1", CursorStep { seen: &seen[..1], ..step }).await.unwrap();
+    store
+        .advance_cursor(name, "r1", CursorStep { seen: &seen[..1], created_since: None, ..step })
+        .await
+        .unwrap();
     let c = store.cursor(name).await.unwrap().unwrap();
     assert_eq!((c.position, c.seen, c.tickets_seen, c.published), (Some(at), seen[..1].to_vec(), 4, 2));
+    assert_eq!(c.created_since, None);
 
     // Released: another replica carries on from the stored position.
     store.release_cursor(name, "r2").await.unwrap(); // not the holder: nothing happens
