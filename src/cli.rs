@@ -10,6 +10,7 @@ mod sandbox;
 mod serve;
 mod tickets;
 mod triage;
+mod webhooks;
 mod worker;
 
 use std::{
@@ -63,6 +64,9 @@ pub enum Command {
     Ingest,
     /// Run ingest and the worker in one process (a small team: the in-process bus or RabbitMQ)
     Serve,
+    /// Helpdesk webhook subscriptions
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
     /// Publish one ticket event by hand (confirmed by the broker); prints it
     Publish(worker::PublishArgs),
     /// Broker topology
@@ -127,6 +131,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Worker => worker::worker(&config?).await,
         Command::Ingest => serve::ingest(&config?).await,
         Command::Serve => serve::serve(&config?).await,
+        Command::Webhooks(cmd) => webhooks::run(&config?, cmd).await,
         Command::Publish(args) => worker::publish(&config?, args).await,
         Command::Bus(cmd) => worker::bus(&config?, cmd).await,
         Command::Dead(cmd) => worker::dead(&config?, cmd).await,

@@ -1,5 +1,11 @@
 //! `deskpilot demo`: the whole pipeline in one process on the embedded defaults — the sandbox
 //! helpdesk, the in-process bus, a SQLite store — over the demo helpdesk's untriaged tickets.
+//!
+//! The tickets travel the real path: the demo subscribes to the sandbox's webhooks with
+//! `include_all` (as `deskpilot webhooks register --include-all` does), the sandbox posts them,
+//! signed, to the service's `POST /webhooks/demo`, and the receiver publishes them to the bus the
+//! worker consumes. The sandbox keeps only the tickets the demo triages, so its initial sync
+//! carries exactly those.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -9,12 +15,12 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use crate::{
-    app::App,
+    app::{App, Services, parts::http_settings},
     bus::Bus,
     config::{BackendConfig, Config, ConnectionConfig, Dsn, Mode, UnifiedConfig},
-    events::{EventKind, EventSource, TicketEvent},
+    ingest::webhook::subscribe::UnifiedSubscriptions,
     sandbox::{self, SandboxOptions},
-    store::ProposalFilter,
+    store::{ProposalFilter, Store},
     ticketing::{ListQuery, TicketStatus, Ticketing, all_tickets, collect_all},
     triage::decision::Decision,
 };
@@ -24,6 +30,12 @@ const DEMO_CONNECTION: &str = "demo";
 
 /// The key of the demo's own sandbox.
 const SANDBOX_KEY: &str = "demo";
+
+/// The workspace secret the demo's sandbox signs its webhooks with.
+const WEBHOOK_SECRET: &str = "demo-webhook-secret";
+
+/// How long the demo waits for the next ticket to be handled before it gives up waiting.
+const STALL: Duration = Duration::from_secs(120);
 
 /// Options of `demo`.
 #[derive(Debug, Args)]
@@ -51,29 +63,38 @@ fn parse_mode(s: &str) -> Result<Mode, String> {
 
 pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     let shutdown = crate::shutdown::on_signals();
-    let sb = sandbox::spawn(SandboxOptions { api_key: SANDBOX_KEY.into(), ..SandboxOptions::default() })
-        .await
-        .context("could not start the sandbox helpdesk")?;
+    let sb = sandbox::spawn(SandboxOptions {
+        api_key: SANDBOX_KEY.into(),
+        webhook_secret: Some(WEBHOOK_SECRET.into()),
+        ..SandboxOptions::default()
+    })
+    .await
+    .context("could not start the sandbox helpdesk")?;
     // A fresh ledger each run: the sandbox starts from its bundled data every time.
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.store.display()));
     }
     let config = demo_config(config, &sb.base_url, &args);
-    let app = App::build(&config).await?;
+    let store = Store::connect(config.store.url.expose()).await.context("could not open the store")?;
+    let app = App::builder(&config).services(Services::ALL).store(store.clone()).build().await?;
     let Bus::Memory(memory) = app.bus().clone() else { unreachable!("the demo config empties bus.url") };
     let helpdesk = app.helpdesk(DEMO_CONNECTION).expect("the demo connection is configured").clone();
-    let publisher = app.publisher().await?;
-    let store = app.store().clone();
     let engine = app.engine().clone();
 
-    let untriaged: Vec<_> =
+    let (untriaged, others): (Vec<_>, Vec<_>) =
         collect_all(all_tickets(helpdesk.as_ref() as &dyn Ticketing, ListQuery::default()))
             .await?
             .into_iter()
-            .filter(|t| t.category_id.is_none() && t.status != Some(TicketStatus::Closed))
-            .filter_map(|t| t.id)
-            .take(args.limit.unwrap_or(usize::MAX))
-            .collect();
+            .filter_map(|t| {
+                let open = t.category_id.is_none() && t.status != Some(TicketStatus::Closed);
+                t.id.map(|id| (id, open))
+            })
+            .partition(|(_, open)| *open);
+    let limit = args.limit.unwrap_or(usize::MAX);
+    let keep: Vec<String> = untriaged.iter().take(limit).map(|(id, _)| id.clone()).collect();
+    let drop_ids = others.into_iter().chain(untriaged.into_iter().skip(limit)).map(|(id, _)| id);
+    remove_tickets(&sb.base_url, drop_ids).await?;
+
     let by = match engine.model() {
         Some(model) => format!("LLM {model}"),
         None => "the fallback rules (no LLM configured: set OPENAI_API_KEY or [llm])".to_owned(),
@@ -81,26 +102,47 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "demo: sandbox helpdesk at {}, {} untriaged tickets, mode {}, decided by {by}",
         sb.base_url,
-        untriaged.len(),
+        keep.len(),
         args.mode.as_str()
     );
-    for id in &untriaged {
-        let event = TicketEvent::new(EventKind::TicketCreated, DEMO_CONNECTION, id, EventSource::Backfill);
-        publisher.publish(&event).await?;
-    }
 
+    let listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.context("could not bind the receiver")?;
+    let hook_url = format!("http://{}/webhooks/{DEMO_CONNECTION}", listener.local_addr()?);
     let stop = shutdown.child_token();
-    let running = tokio::spawn(app.worker().run_until_stopped(memory.consumer(), stop.clone()));
+    let serving = tokio::spawn(app.serve(Some(listener), stop.clone()));
+    let subscriptions = UnifiedSubscriptions::new(&sb.base_url, SANDBOX_KEY.into(), &http_settings(&config))?;
+    let sub = subscriptions.create(DEMO_CONNECTION, &hook_url, "created", true).await?;
+    println!(
+        "demo: subscribed {} to the sandbox's ticket webhooks; they arrive signed at {hook_url}",
+        sub["id"].as_str().unwrap_or("?")
+    );
+
     let started = Instant::now();
+    let (mut handled, mut progress_at) = (0, Instant::now());
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let stats = store.stats(Some(DEMO_CONNECTION)).await?;
+        let now_handled = stats.connection(DEMO_CONNECTION).map_or(0, |s| s.done + s.failed) as usize
+            + memory.dead_letters(usize::MAX).len();
+        if now_handled != handled {
+            (handled, progress_at) = (now_handled, Instant::now());
+        }
         let idle = memory.ready() == 0 && memory.unacked() == 0 && memory.scheduled() == 0;
-        if idle || shutdown.is_cancelled() {
+        if (idle && handled >= keep.len()) || shutdown.is_cancelled() {
+            break;
+        }
+        if progress_at.elapsed() > STALL {
+            println!(
+                "demo: {handled} of {} tickets handled; nothing moved for {}s, stopping",
+                keep.len(),
+                STALL.as_secs()
+            );
             break;
         }
     }
     stop.cancel();
-    running.await.context("worker task")?;
+    serving.await.context("service task")??;
     let elapsed = started.elapsed();
 
     let proposals = store
@@ -165,6 +207,7 @@ fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
     config.bus.url = Dsn::default();
     config.worker.retry_delays_secs = vec![1, 5];
     config.store.url = Dsn::from(format!("sqlite://{}", args.store.display()));
+    // The demo serves its own listener (the webhook receiver) on a free port.
     config.server.addr = String::new();
     let backend = BackendConfig::Unified(UnifiedConfig {
         base_url: Some(sandbox_url.to_owned()),
@@ -183,6 +226,23 @@ fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
     demo.mode = args.mode;
     // The sandbox's notes are agent-only by construction, so drafts may be posted in apply mode.
     demo.notes_internal_verified = true;
+    demo.webhook_secret = Some(WEBHOOK_SECRET.into());
+    demo.webhook_secret_env = None;
     config.connections = vec![demo];
     config
+}
+
+/// Deletes these tickets from the sandbox (a deletion sends no webhook).
+async fn remove_tickets(base_url: &str, ids: impl Iterator<Item = String>) -> anyhow::Result<()> {
+    let client = crate::http::client_builder(Duration::from_secs(5), Duration::from_secs(30)).build()?;
+    for id in ids {
+        let url = format!("{base_url}/ticketing/{DEMO_CONNECTION}/ticket/{id}");
+        let response = client.delete(&url).bearer_auth(SANDBOX_KEY).send().await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "could not set the sandbox up: DELETE {url}: {}",
+            response.status()
+        );
+    }
+    Ok(())
 }

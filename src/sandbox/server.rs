@@ -73,6 +73,16 @@ impl AppState {
         })
     }
 
+    /// Queues the initial sync of a new subscription (`include_all=true`) to `hook_url`.
+    pub(crate) fn announce_existing(
+        &self,
+        hook_url: &str,
+        subscription: &serde_json::Value,
+        objects: Vec<serde_json::Value>,
+    ) {
+        self.webhooks.initial(hook_url, subscription, objects);
+    }
+
     /// Queues the webhook deliveries of a ticket change: to `--webhook-url` and to every
     /// matching subscription.
     pub(crate) fn announce(&self, connection: &str, change: Option<TicketChange>) {

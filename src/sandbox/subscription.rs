@@ -4,8 +4,9 @@
 //! `object_type = ticketing_ticket` and the change's `event`, carrying that subscription as
 //! `webhook`, signed like every delivery.
 //!
-//! Kept in memory (not in the state file). `include_all` (a backfill of existing objects) is
-//! accepted and ignored; so are `fields` and `filters`.
+//! `POST /unified/webhook?include_all=true` on `ticketing_ticket` also sends every existing ticket
+//! of the connection, in pages typed `INITIAL-PARTIAL`, the last one `INITIAL-COMPLETE` (§6.2–6.3).
+//! Kept in memory (not in the state file); `fields` and `filters` are accepted and ignored.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -19,7 +20,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{error::ApiError, server::AppState};
+use super::{error::ApiError, query::Fields, server::AppState};
 use crate::ticketing::model::format_timestamp;
 
 type Shared = Arc<AppState>;
@@ -125,8 +126,17 @@ async fn remove(State(app): State<Shared>, Path(id): Path<String>) -> Result<Sta
     subs.by_id.remove(&id).map(|_| StatusCode::OK).ok_or_else(|| missing(&id))
 }
 
+#[derive(Deserialize)]
+struct CreateParams {
+    include_all: Option<bool>,
+}
+
 /// POST: 200 with the created subscription (as the ticketing objects, §2).
-async fn create(State(app): State<Shared>, body: Bytes) -> Result<Json<Subscription>, ApiError> {
+async fn create(
+    State(app): State<Shared>,
+    Query(params): Query<CreateParams>,
+    body: Bytes,
+) -> Result<Json<Subscription>, ApiError> {
     let new: NewSubscription =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid webhook: {e}")))?;
     let required = |value: Option<String>, field: &str| {
@@ -156,9 +166,16 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Result<Json<Subscript
             "`webhook_type` {webhook_type:?} is not virtual or native"
         )));
     }
-    if !app.desks.read().await.contains_key(&connection_id) {
-        return Err(ApiError::not_found(format!("connection {connection_id} not found")));
-    }
+    let existing = {
+        let desks = app.desks.read().await;
+        let desk = desks
+            .get(&connection_id)
+            .ok_or_else(|| ApiError::not_found(format!("connection {connection_id} not found")))?;
+        let wanted = params.include_all == Some(true) && object_type == "ticketing_ticket";
+        let fields = Fields::default();
+        let render = desk.tickets.values().map(|t| fields.render(t));
+        if wanted { Some(render.collect::<Result<Vec<_>, _>>()?) } else { None }
+    };
     let now = format_timestamp(time::OffsetDateTime::now_utc());
     let mut subs = app.subscriptions.lock().unwrap_or_else(|e| e.into_inner());
     subs.issued += 1;
@@ -179,6 +196,11 @@ async fn create(State(app): State<Shared>, body: Bytes) -> Result<Json<Subscript
         is_paused: new.is_paused.unwrap_or(false),
     };
     subs.by_id.insert(subscription.id.clone(), subscription.clone());
+    drop(subs);
+    if let Some(tickets) = existing {
+        let webhook = serde_json::to_value(&subscription).unwrap_or_default();
+        app.announce_existing(&subscription.hook_url, &webhook, tickets);
+    }
     Ok(Json(subscription))
 }
 

@@ -28,6 +28,8 @@ const QUEUE_CAPACITY: usize = 256;
 /// Pauses before the 2nd, 3rd and 4th attempt of one delivery.
 const RETRY_DELAYS: [Duration; 3] =
     [Duration::from_millis(250), Duration::from_secs(1), Duration::from_secs(4)];
+/// Objects per page of an initial sync (`include_all`).
+const INITIAL_PAGE: usize = 100;
 /// Time limit of one POST to the hook URL.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -104,11 +106,29 @@ impl Webhooks {
         }
     }
 
-    /// The delivery body; `sig` is empty without a secret.
+    /// Queues the initial sync of a new subscription made with `include_all=true`: `objects` in
+    /// pages of [`INITIAL_PAGE`], `INITIAL-PARTIAL` each but the last, `INITIAL-COMPLETE`.
+    pub(crate) fn initial(&self, hook_url: &str, webhook: &Value, objects: Vec<Value>) {
+        let pages: Vec<&[Value]> =
+            if objects.is_empty() { vec![&[]] } else { objects.chunks(INITIAL_PAGE).collect() };
+        let last = pages.len() - 1;
+        for (i, page) in pages.into_iter().enumerate() {
+            let kind = if i == last { "INITIAL-COMPLETE" } else { "INITIAL-PARTIAL" };
+            let payload = self.signed(json!(page), webhook.clone(), kind, &random_nonce());
+            if self.tx.try_send((hook_url.to_owned(), payload)).is_err() {
+                tracing::warn!(hook_url, "webhook queue full or stopped; initial page dropped");
+            }
+        }
+    }
+
+    /// The delivery body of one ticket change; `sig` is empty without a secret.
     fn delivery(&self, webhook: Value, ticket: Value, nonce: &str) -> Value {
-        let data = json!([ticket]);
+        self.signed(json!([ticket]), webhook, "VIRTUAL", nonce)
+    }
+
+    fn signed(&self, data: Value, webhook: Value, kind: &str, nonce: &str) -> Value {
         let sig = self.secret.as_deref().map(|s| sign_delivery(s, &data, nonce)).unwrap_or_default();
-        json!({"data": data, "webhook": webhook, "nonce": nonce, "sig": sig, "type": "VIRTUAL"})
+        json!({"data": data, "webhook": webhook, "nonce": nonce, "sig": sig, "type": kind})
     }
 
     /// The subscription object a delivery to `--webhook-url` carries.

@@ -113,7 +113,7 @@ async fn help_lists_the_commands() {
     let o = run(None, &["--help"]).await;
     assert!(o.status.success());
     let help = stdout(&o);
-    for word in ["sandbox", "check", "tickets", "--config", "--log-format"] {
+    for word in ["sandbox", "check", "tickets", "ingest", "serve", "webhooks", "--config", "--log-format"] {
         assert!(help.contains(word), "`{word}` missing from:\n{help}");
     }
     let o = run(None, &["tickets", "list", "--help"]).await;
@@ -372,9 +372,43 @@ async fn demo_runs_the_whole_pipeline_on_the_embedded_defaults() {
         assert!(out.status.success(), "stderr: {}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains("5 untriaged tickets, mode"), "{text}");
+        // They reach the worker as the sandbox's signed webhooks, through the service's receiver.
+        assert!(text.contains("to the sandbox's ticket webhooks; they arrive signed at http://127.0.0.1:"), "{text}");
         assert!(text.contains("0 dead-lettered"), "{text}");
         assert!(text.contains("5 decided (0 by the LLM, 5 by rules), 5 done, 0 failed"), "{text}");
         // The fallback rules' decisions ask for a person, so apply mode shadows them as well.
         assert!(text.contains("5 proposals stored"), "{mode}: {text}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_register_subscribes_created_and_updated_and_list_shows_them() {
+    let s = setup("").await;
+    let config = Some(s.config.path());
+    let hook = "https://deskpilot.example.com/webhooks/demo";
+    let o = run(config, &["webhooks", "register", "--connection", "demo", "--url", hook]).await;
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!("subscribed: wh-00001 ticket created of connection demo -> {hook}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("subscribed: wh-00002 ticket updated of connection demo -> {hook}")),
+        "{out}"
+    );
+    assert!(out.contains("has no webhook_secret yet"), "{out}");
+
+    let o = run(config, &["webhooks", "list", "--connection", "demo", "--json"]).await;
+    assert!(o.status.success(), "stderr: {}", stderr(&o));
+    let listed: Vec<Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(&str, &str)> =
+        listed.iter().map(|s| (s["event"].as_str().unwrap(), s["hook_url"].as_str().unwrap())).collect();
+    assert_eq!(got, [("created", hook), ("updated", hook)]);
+    let o = run(config, &["webhooks", "list"]).await;
+    assert!(stdout(&o).contains("wh-00002  demo  ticketing_ticket updated  -> https://"), "{}", stdout(&o));
+
+    let o = run(config, &["webhooks", "register", "--connection", "demo", "--url", "ftp://x"]).await;
+    assert_eq!(o.status.code(), Some(2), "a bad URL is a usage error");
+    assert!(stderr(&o).contains("expected an http:// or https:// URL"), "{}", stderr(&o));
 }

@@ -28,4 +28,5 @@ mod triage_llm;
 mod unified_http;
 mod unified_sandbox;
 mod webhook;
+mod webhook_props;
 mod worker;

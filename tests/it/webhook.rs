@@ -16,7 +16,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::datetime};
 
-use crate::helpers::{amqp_test_url, delete_bus_topology, http_client, random_bus_settings, require_broker};
+use crate::helpers::{
+    Proxy, amqp_test_url, delete_bus_topology, http_client, random_bus_settings, require_broker,
+};
 
 /// The secret of every test connection.
 pub const SECRET: &str = "whsec-test";
@@ -323,4 +325,41 @@ async fn forged_unsigned_stale_tampered_and_oversized_requests_publish_nothing()
     // The untouched delivery still goes through.
     assert_eq!(hook.post("demo", HeaderMap::new(), good).await.0, 200);
     assert_eq!(hook.next_event().await.ticket_id, "3001");
+}
+
+#[tokio::test]
+async fn while_the_broker_is_away_deliveries_get_503_and_the_retry_is_published() {
+    let mut hook = Hook::start(&[("demo", Scheme::Unified)], WebhookSettings::default()).await;
+    // A second receiver whose publisher reaches the broker through a proxy that can cut it off.
+    let proxy = Proxy::start(&amqp_test_url()).await;
+    let (cut_off, mut unused) = bus::connect(&proxy.url, &hook.settings).await.unwrap();
+    unused.close().await;
+    let url =
+        Hook::serve(&[("demo", Scheme::Unified)], WebhookSettings::default(), cut_off, "127.0.0.1:0").await;
+    let body =
+        unified_delivery("created", json!([ticket("4001", "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z")]));
+
+    proxy.set_up(false);
+    let response =
+        http_client().post(format!("{url}/webhooks/demo")).body(body.clone()).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503, "the sender is told to try again");
+    assert_eq!(response.headers()["retry-after"], "5");
+
+    // The helpdesk sends the delivery again (Unified retries for hours) until it is taken.
+    proxy.set_up(true);
+    let started = std::time::Instant::now();
+    loop {
+        let (status, answer) = post(&url, "demo", HeaderMap::new(), body.clone()).await;
+        if status == 200 {
+            assert_eq!(answer["published"], 1);
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert!(started.elapsed() < Duration::from_secs(30), "the receiver never recovered");
+    }
+    let event = hook.next_event().await;
+    assert_eq!((event.ticket_id.as_str(), event.kind), ("4001", EventKind::TicketCreated));
+    // At least once: a retry whose confirm was lost meanwhile is a copy with the same id.
+    let copies = hook.published_so_far().await;
+    assert!(copies.iter().all(|e| e.event_id == event.event_id), "{copies:?}");
 }

@@ -18,6 +18,7 @@ mod payload;
 mod receiver;
 mod shared_secret;
 mod signature;
+pub mod subscribe;
 mod unified;
 mod zendesk;
 

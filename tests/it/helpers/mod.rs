@@ -547,3 +547,72 @@ pub fn http_client() -> reqwest::Client {
         .build()
         .unwrap()
 }
+
+/// A TCP proxy to the broker that can cut every connection and refuse new ones, like a broker
+/// restart or a network partition.
+pub struct Proxy {
+    /// The broker URL through the proxy.
+    pub url: String,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// Starts a proxy to the broker at `broker_url`, up.
+    pub async fn start(broker_url: &str) -> Self {
+        let uri: lapin::uri::AMQPUri = broker_url.parse().unwrap();
+        let upstream = format!("{}:{}", uri.authority.host, uri.authority.port);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let state = up.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let mut up = state.subscribe();
+                if !*up.borrow_and_update() {
+                    continue; // refused: dropped at once
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
+                    tokio::select! {
+                        _ = pump(&client, &server) => {}
+                        _ = pump(&server, &client) => {}
+                        _ = up.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        let url = broker_url.replacen(&format!(":{}", uri.authority.port), &format!(":{port}"), 1);
+        assert_ne!(url, broker_url, "the proxy URL points to the proxy");
+        Self { url, up }
+    }
+
+    /// Up: connections pass; down: open ones are cut and new ones refused.
+    pub fn set_up(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+/// Copies bytes from `from` to `to` until either side closes.
+async fn pump(from: &tokio::net::TcpStream, to: &tokio::net::TcpStream) -> std::io::Result<()> {
+    use std::io::ErrorKind::WouldBlock;
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        from.readable().await?;
+        let n = match from.try_read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut sent = 0;
+        while sent < n {
+            to.writable().await?;
+            match to.try_write(&buf[sent..n]) {
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
