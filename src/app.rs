@@ -8,6 +8,7 @@
 //! `POST /webhooks/{connection_id}` ([`App::ingest`]).
 
 pub mod parts;
+mod probe;
 mod server;
 
 use std::{
@@ -23,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    bus::{Bus, Publisher},
+    bus::{Bus, BusHealth, Publisher},
     config::Config,
     ingest::{
         Ingest,
@@ -68,6 +69,10 @@ pub struct App {
     consuming: Arc<AtomicBool>,
     /// Whether ingest is taking webhooks (`/readyz`).
     ingesting: Arc<AtomicBool>,
+    /// The worker's consumer once connected (`/readyz`).
+    bus_health: Arc<std::sync::Mutex<Option<BusHealth>>>,
+    /// Whether the helpdesks answer (`/readyz`).
+    probes: Arc<probe::HelpdeskProbes>,
     /// The store was opened here (not supplied), so [`App::serve`] closes it at the end.
     owns_store: bool,
 }
@@ -114,6 +119,9 @@ impl AppBuilder<'_> {
         let engine = Arc::new(parts::engine(config)?);
         let connections = parts::connections(config)?;
         let webhook_connections = parts::webhook_connections(config)?;
+        let probes = probe::HelpdeskProbes::new(
+            connections.iter().map(|(id, c)| (id.clone(), c.helpdesk.clone())).collect(),
+        );
         let owns_store = self.store.is_none();
         let store = match self.store {
             Some(store) => store,
@@ -131,6 +139,8 @@ impl AppBuilder<'_> {
             server_addr: config.server.addr().map(str::to_owned),
             consuming: Arc::new(AtomicBool::new(false)),
             ingesting: Arc::new(AtomicBool::new(false)),
+            bus_health: Arc::default(),
+            probes: Arc::new(probes),
             owns_store,
         })
     }
@@ -215,6 +225,10 @@ impl App {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let (publisher, mut consumer) = self.bus.connect().await.context("could not connect to the bus")?;
+        if self.services.worker {
+            *self.bus_health.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(consumer.health());
+        }
         let ingest = self.services.ingest.then(|| self.ingest(publisher.clone()));
         let mut router = self.router();
         if let Some(ingest) = &ingest {
@@ -275,6 +289,8 @@ impl App {
         let readiness = server::Readiness {
             consuming: self.services.worker.then(|| self.consuming.clone()),
             ingesting: self.services.ingest.then(|| self.ingesting.clone()),
+            bus: self.bus_health.clone(),
+            helpdesks: Some(self.probes.clone()),
         };
         server::router(self.store.clone(), readiness)
     }

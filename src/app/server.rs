@@ -12,7 +12,8 @@ use axum::{Router, extract::State, http::StatusCode, routing::get};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
-use crate::store::Store;
+use super::probe::HelpdeskProbes;
+use crate::{bus::BusHealth, store::Store};
 
 /// How long `/readyz` waits for the store to answer.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,6 +25,10 @@ pub(super) struct Readiness {
     pub(super) consuming: Option<Arc<AtomicBool>>,
     /// Ingest takes webhooks and runs its pollers.
     pub(super) ingesting: Option<Arc<AtomicBool>>,
+    /// The worker's consumer, once it is connected: is it consuming?
+    pub(super) bus: Arc<std::sync::Mutex<Option<BusHealth>>>,
+    /// The connections' helpdesks: do they answer?
+    pub(super) helpdesks: Option<Arc<HelpdeskProbes>>,
 }
 
 impl Readiness {
@@ -69,19 +74,34 @@ pub(super) fn router(store: Store, readiness: Readiness) -> Router {
 }
 
 /// 200 when the services of this process run (the worker takes events, ingest takes webhooks)
-/// and the store answers; 503 with the reason otherwise (a load balancer or orchestrator then
-/// routes around this replica).
+/// and what they depend on answers: the store, the broker, every connection's helpdesk. 503
+/// otherwise, naming each dependency that does not (a load balancer or orchestrator then routes
+/// around this replica); 200 again once they are back.
 async fn ready(State(health): State<Health>) -> (StatusCode, String) {
     if let Some(reason) = health.readiness.waiting_for() {
         return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n"));
     }
+    let mut problems = Vec::new();
     match tokio::time::timeout(READY_TIMEOUT, health.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n".into()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: the store fails: {e}\n")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the store did not answer within {}s\n", READY_TIMEOUT.as_secs()),
-        ),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("the store fails: {e}")),
+        Err(_) => problems.push(format!("the store did not answer within {}s", READY_TIMEOUT.as_secs())),
+    }
+    let bus = health.readiness.bus.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if let Some(bus) = bus {
+        match tokio::time::timeout(READY_TIMEOUT, bus.problem()).await {
+            Ok(None) => {}
+            Ok(Some(problem)) => problems.push(format!("the broker: {problem}")),
+            Err(_) => problems.push("the broker: still connecting".into()),
+        }
+    }
+    if let Some(probes) = &health.readiness.helpdesks {
+        problems.extend(probes.problems().await);
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", problems.join("; ")))
     }
 }
 

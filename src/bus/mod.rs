@@ -25,6 +25,38 @@ use tokio_util::sync::CancellationToken;
 use crate::events::{EventDecodeError, EventKind, TicketEvent};
 
 pub use amqp::{connect, dead_letters, replay_dead_letters, setup};
+
+/// Whether a consumer is consuming, for readiness: no problem while it is; the problem while it
+/// waits for the broker (a lost connection being recovered, a reconnection refused).
+#[derive(Clone, Default)]
+pub struct BusHealth {
+    /// What the consumer last ran into, until it consumes again.
+    seen: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    /// The RabbitMQ link, whose connection lapin may be recovering without the consumer knowing.
+    link: Option<std::sync::Arc<amqp::Link>>,
+}
+
+impl BusHealth {
+    /// What keeps the consumer from consuming, if anything.
+    pub async fn problem(&self) -> Option<String> {
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        match (seen, &self.link) {
+            (Some(problem), _) => Some(problem),
+            (None, Some(link)) => link.down().await,
+            (None, None) => None,
+        }
+    }
+
+    fn set(&self, problem: Option<String>) {
+        *self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = problem;
+    }
+}
+
+impl fmt::Debug for BusHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusHealth").field("seen", &self.seen).finish_non_exhaustive()
+    }
+}
 pub use settings::BusSettings;
 
 /// The event kinds bound to the work queue (routing keys of the `queue` binding).
@@ -244,6 +276,14 @@ impl Consumer {
         match &mut self.0 {
             ConsumerInner::Amqp(c) => c.next().await,
             ConsumerInner::Memory(c) => c.next().await.map(Ok),
+        }
+    }
+
+    /// Whether this consumer is consuming (the in-process bus always is).
+    pub fn health(&self) -> BusHealth {
+        match &self.0 {
+            ConsumerInner::Amqp(c) => c.health(),
+            ConsumerInner::Memory(_) => BusHealth::default(),
         }
     }
 

@@ -89,3 +89,96 @@ async fn serve_answers_health_readiness_and_metrics_until_shutdown() {
         "the server is gone"
     );
 }
+
+/// Polls `/readyz` until its status is `want`; returns the body.
+async fn ready_becomes(url: &str, want: u16, within: Duration) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = get(&format!("{url}/readyz")).await;
+        if status == want {
+            return body;
+        }
+        assert!(started.elapsed() < within, "/readyz stayed {status} ({body}), wanted {want}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A connection whose helpdesk does not answer makes `/readyz` 503, naming it; once the helpdesk
+/// answers again, 200. (Before, `/readyz` looked at the store only.)
+#[tokio::test]
+async fn readiness_names_a_helpdesk_that_does_not_answer_until_it_is_back() {
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&sandbox, dir.path());
+    // A second connection at a port nothing listens on (yet).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    // The sandbox's second connection, at the wrong address.
+    let mut away = config.connections[0].clone();
+    away.id = "acme-retail".into();
+    let deskpilot::config::BackendConfig::Unified(u) = &mut away.backend else { unreachable!() };
+    u.base_url = Some(format!("http://{addr}"));
+    config.connections.push(away);
+    config.http.max_retries = 0;
+
+    let app = App::build(&config).await.unwrap();
+    let listener = app.bind().await.unwrap().unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(app.serve(Some(listener), shutdown.clone()));
+
+    let body = ready_becomes(&url, 503, Duration::from_secs(10)).await;
+    assert!(body.contains("connection `acme-retail` does not answer"), "{body}");
+    assert!(!body.contains("connection `demo`"), "{body}");
+
+    // The helpdesk comes (back) up at that address.
+    let stop = CancellationToken::new();
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("the port is free again");
+    let opts = deskpilot::sandbox::SandboxOptions {
+        api_key: crate::helpers::KEY.into(),
+        ..deskpilot::sandbox::SandboxOptions::default()
+    };
+    tokio::spawn(deskpilot::sandbox::serve(listener, opts, stop.clone()));
+    assert_eq!(ready_becomes(&url, 200, Duration::from_secs(15)).await, "ready\n");
+
+    shutdown.cancel();
+    stop.cancel();
+    serving.await.unwrap().unwrap();
+}
+
+/// The worker's broker refusing it (its permissions on the virtual host revoked and its
+/// connections closed) makes `/readyz` 503 naming the broker; with the permissions back it
+/// reconnects and `/readyz` is 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_the_broker_while_it_refuses_the_worker() {
+    use crate::helpers::rabbitmqctl;
+    crate::helpers::require_broker(&crate::helpers::amqp_test_url());
+    let vhost = format!("test-ready-{}", uuid::Uuid::new_v4().simple());
+    rabbitmqctl(&["add_vhost", &vhost]);
+    let grant = || rabbitmqctl(&["set_permissions", "-p", &vhost, "guest", ".*", ".*", ".*"]);
+    grant();
+
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&sandbox, dir.path());
+    config.bus.url = format!("amqp://guest:guest@127.0.0.1:5672/{vhost}").into();
+    let app = App::build(&config).await.unwrap();
+    let listener = app.bind().await.unwrap().unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(app.serve(Some(listener), shutdown.clone()));
+    assert_eq!(ready_becomes(&url, 200, Duration::from_secs(10)).await, "ready\n");
+
+    rabbitmqctl(&["clear_permissions", "-p", &vhost, "guest"]);
+    rabbitmqctl(&["close_all_connections", "--vhost", &vhost, "--limit", "100", "readiness test"]);
+    let body = ready_becomes(&url, 503, Duration::from_secs(15)).await;
+    assert!(body.contains("the broker:"), "{body}");
+
+    grant();
+    assert_eq!(ready_becomes(&url, 200, Duration::from_secs(30)).await, "ready\n");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), serving).await.unwrap().unwrap().unwrap();
+    rabbitmqctl(&["delete_vhost", &vhost]);
+}

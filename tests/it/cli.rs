@@ -373,7 +373,10 @@ async fn demo_runs_the_whole_pipeline_on_the_embedded_defaults() {
         let text = stdout(&out);
         assert!(text.contains("5 untriaged tickets, mode"), "{text}");
         // They reach the worker as the sandbox's signed webhooks, through the service's receiver.
-        assert!(text.contains("to the sandbox's ticket webhooks; they arrive signed at http://127.0.0.1:"), "{text}");
+        assert!(
+            text.contains("to the sandbox's ticket webhooks; they arrive signed at http://127.0.0.1:"),
+            "{text}"
+        );
         assert!(text.contains("0 dead-lettered"), "{text}");
         assert!(text.contains("5 decided (0 by the LLM, 5 by rules), 5 done, 0 failed"), "{text}");
         // The fallback rules' decisions ask for a person, so apply mode shadows them as well.

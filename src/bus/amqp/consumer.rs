@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     bus::{
-        BusError, Delivery, DeliveryHandle, HEADER_ATTEMPT, HEADER_FAILED_AT, HEADER_LAST_ERROR,
+        BusError, BusHealth, Delivery, DeliveryHandle, HEADER_ATTEMPT, HEADER_FAILED_AT, HEADER_LAST_ERROR,
         HEADER_ORIGINAL_ROUTING_KEY, HEADER_REASON, Outgoing,
     },
     events::TicketEvent,
@@ -40,6 +40,7 @@ pub(crate) struct AmqpConsumer {
     /// Backoff of the current reconnection streak, and when the next attempt may run.
     reconnect: Option<(ExponentialBackoff, Instant)>,
     ended: bool,
+    health: BusHealth,
 }
 
 struct Active {
@@ -51,6 +52,7 @@ struct Active {
 impl AmqpConsumer {
     pub(crate) async fn start(link: Arc<Link>, publisher: AmqpPublisher) -> Result<Self, BusError> {
         let active = open(&link).await?;
+        let link_for_health = link.clone();
         Ok(Self {
             link,
             publisher,
@@ -58,7 +60,12 @@ impl AmqpConsumer {
             active: Some(active),
             reconnect: None,
             ended: false,
+            health: BusHealth { seen: Arc::default(), link: Some(link_for_health) },
         })
+    }
+
+    pub(crate) fn health(&self) -> BusHealth {
+        self.health.clone()
     }
 
     pub(crate) fn set_shutdown(&mut self, token: CancellationToken) {
@@ -89,13 +96,18 @@ impl AmqpConsumer {
                 Some(Ok(delivery)) => return Some(Ok(self.wrap(delivery))),
                 Some(Err(error)) => {
                     tracing::warn!(error = %error, "RabbitMQ consumer failed; waiting for recovery");
+                    self.health
+                        .set(Some(format!("the connection to RabbitMQ was lost ({error}); recovering")));
                     let (channel, generation) = (active.channel.clone(), active.generation);
                     let recovered = tokio::select! {
                         () = self.shutdown.cancelled() => continue,
                         recovered = tokio::time::timeout(RECOVERY_TIMEOUT, channel.wait_for_recovery(error)) => recovered,
                     };
                     match recovered {
-                        Ok(Ok(())) => tracing::info!("RabbitMQ connection recovered; consuming again"),
+                        Ok(Ok(())) => {
+                            tracing::info!("RabbitMQ connection recovered; consuming again");
+                            self.health.set(None);
+                        }
                         Ok(Err(error)) => {
                             tracing::warn!(error = %error, "not recoverable; reconnecting");
                             self.drop_active(generation).await;
@@ -131,6 +143,7 @@ impl AmqpConsumer {
         match opened {
             Ok(active) => {
                 tracing::info!("consuming from RabbitMQ again");
+                self.health.set(None);
                 self.active = Some(active);
                 self.reconnect = None;
                 None
@@ -148,6 +161,7 @@ impl AmqpConsumer {
                 let delay = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
                 self.reconnect.as_mut().expect("set above").1 = Instant::now() + delay;
                 tracing::warn!(error = %error, ?delay, "cannot consume from RabbitMQ; retrying");
+                self.health.set(Some(format!("cannot consume from RabbitMQ: {error}")));
                 Some(error)
             }
         }

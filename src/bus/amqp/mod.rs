@@ -357,6 +357,19 @@ impl Link {
         }
     }
 
+    /// Why the connection is not up, if it is not (lapin may be recovering it).
+    pub(crate) async fn down(&self) -> Option<String> {
+        let state = self.state.lock().await;
+        match &state.conn {
+            Some(conn) if conn.status().connected() => None,
+            Some(conn) if conn.status().reconnecting() => {
+                Some("the connection to RabbitMQ was lost; reconnecting".into())
+            }
+            Some(_) => Some("the connection to RabbitMQ is closed; a new one will be opened".into()),
+            None => Some("not connected to RabbitMQ".into()),
+        }
+    }
+
     pub(crate) async fn publishing_closed(&self) -> bool {
         self.state.lock().await.closed
     }
