@@ -115,14 +115,19 @@ fn sqlx_retryable(err: &sqlx::Error) -> bool {
                     .and_then(|c| c.parse::<i32>().ok())
                     .is_some_and(|n| matches!(n & 0xff, 5 | 6 | 10 | 13));
             }
-            // PostgreSQL SQLSTATEs: class 08 connection exception, 40001 serialization_failure,
-            // 40P01 deadlock_detected, 55P03 lock_not_available, 57P01..57P03 shutdown /
-            // cannot connect now, class 53 insufficient resources (53100 disk_full, 53200
-            // out_of_memory, 53300 too_many_connections).
+            // PostgreSQL SQLSTATEs: class 08 connection exception, 25006 read_only_sql_transaction
+            // (a failover left this connection on a standby), 40001 serialization_failure,
+            // 40P01 deadlock_detected, 55P03 lock_not_available, 57014 query_canceled (a
+            // statement timeout), 57P01..57P03 shutdown / cannot connect now, class 53
+            // insufficient resources (53100 disk_full, 53200 out_of_memory, 53300
+            // too_many_connections).
             db.code().is_some_and(|code| {
                 code.starts_with("08")
                     || code.starts_with("53")
-                    || matches!(&*code, "40001" | "40P01" | "55P03" | "57P01" | "57P02" | "57P03")
+                    || matches!(
+                        &*code,
+                        "25006" | "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03"
+                    )
             })
         }
         _ => false,

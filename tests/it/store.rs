@@ -1056,6 +1056,24 @@ async fn sqlite_memory_store_keeps_its_data() {
     assert!(store.proposal(id).await.unwrap().is_some());
 }
 
+/// A statement timeout and a write on a standby after a failover (PostgreSQL's own errors, from
+/// the real server) are worth another attempt; a constraint violation is not.
+#[tokio::test]
+async fn postgres_failover_and_timeout_errors_are_retryable() {
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = sqlx::PgConnection::connect(&crate::helpers::pg_admin_url()).await.expect("PostgreSQL");
+    let store_error = |source| StoreError::Query { op: "t", source };
+    let timeout = conn.execute("SET statement_timeout = 10; SELECT pg_sleep(1)").await.unwrap_err();
+    assert!(store_error(timeout).is_retryable(), "57014 query_canceled");
+    conn.execute("SET statement_timeout = 0; SET default_transaction_read_only = on").await.unwrap();
+    let read_only = conn.execute("CREATE TEMP TABLE t (x int)").await.unwrap_err();
+    let text = read_only.to_string();
+    assert!(store_error(read_only).is_retryable(), "25006 read_only_sql_transaction: {text}");
+    conn.execute("SET default_transaction_read_only = off").await.unwrap();
+    let violation = conn.execute("SELECT 1 / 0").await.unwrap_err();
+    assert!(!store_error(violation).is_retryable(), "22012 division_by_zero");
+}
+
 #[tokio::test]
 async fn bad_urls_say_what_is_wrong() {
     let err = Store::connect("mysql://root:hunter2@db/app").await.unwrap_err();
