@@ -21,6 +21,10 @@ pub struct BusSettings {
     pub delivery_limit: u32,
     /// Un-acked deliveries handed to this consumer at once (`basic.qos`, per consumer; default 10).
     pub prefetch: u16,
+    /// How long a publish waits for the broker's confirm before it counts as failed and is tried
+    /// again on a fresh channel (default 30 s): a confirm that never comes must not hang a
+    /// webhook, a retry or shutdown.
+    pub confirm_timeout: Duration,
 }
 
 impl BusSettings {
@@ -38,6 +42,7 @@ impl BusSettings {
             retry_delays: [5, 30, 120, 600].into_iter().map(Duration::from_secs).collect(),
             delivery_limit: 10,
             prefetch: 10,
+            confirm_timeout: Duration::from_secs(30),
         }
     }
 

@@ -475,6 +475,33 @@ async fn outage_then_delivery(down: Duration, ticket: &str) {
     d.ack().await.unwrap();
 }
 
+/// A confirm that never comes (the broker's answers lost on a connection that stays open) fails
+/// the publish, retryable, after the confirm timeout and its retries, instead of hanging whoever
+/// publishes: a webhook answer, a retry, shutdown. Once answers flow again, publishing works.
+#[tokio::test]
+async fn a_confirm_that_never_comes_times_out_into_a_retryable_error() {
+    let broker = TestBroker::new(|s| s.confirm_timeout = Duration::from_millis(500)).await;
+    let proxy = Proxy::start(&broker.url).await;
+    let (publisher, _consumer) = bus::connect(&proxy.url, &broker.settings).await.expect("connect via proxy");
+    publisher.publish(&created("21")).await.expect("published while answers flow");
+
+    proxy.set_frozen(true);
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(30), publisher.publish(&created("22")))
+        .await
+        .expect("the publish gives up instead of hanging")
+        .unwrap_err();
+    eprintln!("gave up after {:?}: {err}", started.elapsed());
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(format!("{err:?}").contains("no confirm from RabbitMQ within 0.5s"), "{err:?}");
+
+    proxy.set_frozen(false);
+    tokio::time::timeout(Duration::from_secs(30), publisher.publish(&created("23")))
+        .await
+        .expect("publishing works again")
+        .expect("published once answers flow again");
+}
+
 #[tokio::test]
 async fn prefetch_bounds_the_unacked_deliveries() {
     let broker = TestBroker::new(|s| s.prefetch = 2).await;

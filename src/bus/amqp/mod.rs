@@ -347,6 +347,17 @@ impl Link {
         }
     }
 
+    /// Drops the publish channel (the next publish opens a new one), closing it in the background.
+    /// Does nothing while another task holds the link (it is connecting, and will set a channel).
+    pub(crate) fn forget_publish_channel(&self) {
+        let Ok(mut state) = self.state.try_lock() else { return };
+        if let Some(channel) = state.publish.take() {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
+            });
+        }
+    }
+
     /// Waits for outstanding confirms and closes the publish channel; publishing is refused after.
     pub(crate) async fn close_publishing(&self) {
         let mut state = self.state.lock().await;

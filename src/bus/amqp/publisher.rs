@@ -65,11 +65,23 @@ impl AmqpPublisher {
             .with_max_times(PUBLISH_RETRIES)
             .with_jitter()
             .build();
+        let timeout = self.settings().confirm_timeout;
         loop {
-            let error = match self.try_publish(exchange, routing_key, body, properties.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(e) if e.is_retryable() => e,
-                Err(e) => return Err(e),
+            let attempt = self.try_publish(exchange, routing_key, body, properties.clone());
+            let error = match tokio::time::timeout(timeout, attempt).await {
+                Ok(Ok(())) => return Ok(()),
+                Ok(Err(e)) if e.is_retryable() => e,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    // A blocked or half-dead connection: the next try opens a fresh channel. The
+                    // message may already be stored (at-least-once, as on any retry).
+                    self.link.forget_publish_channel();
+                    BusError::Publish {
+                        exchange: exchange.to_owned(),
+                        routing_key: routing_key.to_owned(),
+                        source: format!("no confirm from RabbitMQ within {}s", timeout.as_secs_f32()).into(),
+                    }
+                }
             };
             let Some(delay) = delays.next() else { return Err(error) };
             tracing::warn!(error = %error, ?delay, exchange, routing_key, "publish failed; trying again");
@@ -102,13 +114,13 @@ impl AmqpPublisher {
                 )
                 .await?
                 .await
-        }
-        .await;
+        };
         let publish_error = |source| BusError::Publish {
             exchange: exchange.to_owned(),
             routing_key: routing_key.to_owned(),
             source,
         };
+        let sent = sent.await;
         match sent {
             Ok(Confirmation::Ack(None)) => Ok(()),
             Ok(Confirmation::Ack(Some(returned))) | Ok(Confirmation::Nack(Some(returned))) => {

@@ -549,11 +549,12 @@ pub fn http_client() -> reqwest::Client {
 }
 
 /// A TCP proxy to the broker that can cut every connection and refuse new ones, like a broker
-/// restart or a network partition.
+/// restart or a network partition, or freeze them: open, but nothing the broker sends arrives.
 pub struct Proxy {
     /// The broker URL through the proxy.
     pub url: String,
     up: tokio::sync::watch::Sender<bool>,
+    frozen: tokio::sync::watch::Sender<bool>,
 }
 
 impl Proxy {
@@ -564,7 +565,9 @@ impl Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (up, _) = tokio::sync::watch::channel(true);
+        let (frozen, _) = tokio::sync::watch::channel(false);
         let state = up.clone();
+        let freezer = frozen.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mut up = state.subscribe();
@@ -572,11 +575,12 @@ impl Proxy {
                     continue; // refused: dropped at once
                 }
                 let upstream = upstream.clone();
+                let frozen = freezer.subscribe();
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
                     tokio::select! {
-                        _ = pump(&client, &server) => {}
-                        _ = pump(&server, &client) => {}
+                        _ = pump(&client, &server, None) => {}
+                        _ = pump(&server, &client, Some(frozen)) => {}
                         _ = up.wait_for(|up| !*up) => {}
                     }
                 });
@@ -584,7 +588,12 @@ impl Proxy {
         });
         let url = broker_url.replacen(&format!(":{}", uri.authority.port), &format!(":{port}"), 1);
         assert_ne!(url, broker_url, "the proxy URL points to the proxy");
-        Self { url, up }
+        Self { url, up, frozen }
+    }
+
+    /// Frozen: connections stay open, but what the broker sends (confirms, heartbeats) is dropped.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.frozen.send_replace(frozen);
     }
 
     /// Up: connections pass; down: open ones are cut and new ones refused.
@@ -593,8 +602,12 @@ impl Proxy {
     }
 }
 
-/// Copies bytes from `from` to `to` until either side closes.
-async fn pump(from: &tokio::net::TcpStream, to: &tokio::net::TcpStream) -> std::io::Result<()> {
+/// Copies bytes from `from` to `to` until either side closes; drops them while `frozen`.
+async fn pump(
+    from: &tokio::net::TcpStream,
+    to: &tokio::net::TcpStream,
+    frozen: Option<tokio::sync::watch::Receiver<bool>>,
+) -> std::io::Result<()> {
     use std::io::ErrorKind::WouldBlock;
     let mut buf = vec![0; 64 * 1024];
     loop {
@@ -605,6 +618,9 @@ async fn pump(from: &tokio::net::TcpStream, to: &tokio::net::TcpStream) -> std::
             Err(e) if e.kind() == WouldBlock => continue,
             Err(e) => return Err(e),
         };
+        if frozen.as_ref().is_some_and(|f| *f.borrow()) {
+            continue;
+        }
         let mut sent = 0;
         while sent < n {
             to.writable().await?;
