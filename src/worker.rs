@@ -31,7 +31,10 @@ use crate::{
     http::error_chain,
     store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
     ticketing::{DynTicketing, Ticket, TicketingError},
-    triage::{Engine, Policy, Report, Triage, TriageError, decision::Decision},
+    triage::{
+        Engine, Policy, Report, Triage, TriageError,
+        decision::{Decision, no_longer_fits},
+    },
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -402,11 +405,38 @@ impl Worker {
         entry: Entry,
         fence: &Fence,
     ) -> Result<String, Failure> {
-        let step = entry.step;
+        let mut step = entry.step;
         let mut read = None;
-        let (decision, record) = match entry.decision {
-            Some(record) if step >= Step::Decided => (recorded_decision(&record)?, record),
-            _ => {
+        let recorded = match entry.decision {
+            Some(record) if step >= Step::Decided => Some((recorded_decision(&record)?, record)),
+            _ => None,
+        };
+        // A retry or a replay hours later: a decision nothing was written for yet is checked
+        // against today's categories and tag policy, and decided again if it no longer fits.
+        // (Today's mode is applied by `act` either way.)
+        let recorded = match recorded {
+            Some((decision, record)) if step == Step::Decided => {
+                let categories = conn.helpdesk.list_categories().await.map_err(|e| Failure {
+                    retryable: e.is_retryable(),
+                    retry_after: e.retry_after(),
+                    reason: format!("re-checking the recorded decision: {}", error_chain(&e)),
+                    stopped: None,
+                })?;
+                match no_longer_fits(&decision, &categories, &conn.triage.tags) {
+                    Some(why) => {
+                        tracing::info!(%why, "the recorded decision no longer fits; deciding again");
+                        // Recorded anew: the ledger's `decided` step takes a new decision.
+                        step = Step::Claimed;
+                        None
+                    }
+                    None => Some((decision, record)),
+                }
+            }
+            other => other,
+        };
+        let (decision, record) = match recorded {
+            Some(recorded) => recorded,
+            None => {
                 let started = Instant::now();
                 let (triage, ticket) = match self.decide(conn, event).await {
                     Err(TriageError::Helpdesk(TicketingError::NotFound { resource })) => {

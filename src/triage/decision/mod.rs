@@ -46,4 +46,4 @@ pub use problem::{DecisionError, Problem};
 pub use schema::{response_schema, schema_name};
 pub use tags::{TagPolicy, normalize_tag, normalize_tags};
 pub use types::{Decision, FIELDS, Limits, LlmDecision, Origin, Sentiment, UNKNOWN_LANGUAGE};
-pub use validation::{Validated, validate};
+pub use validation::{Validated, no_longer_fits, validate};

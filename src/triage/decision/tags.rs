@@ -30,7 +30,8 @@ impl TagPolicy {
         Self::AllowList(tags.into_iter().filter_map(|t| normalize_tag(t.as_ref())).collect())
     }
 
-    fn allows(&self, tag: &str) -> bool {
+    /// Whether `tag` (normalised) may be proposed.
+    pub fn allows(&self, tag: &str) -> bool {
         match self {
             Self::Free => true,
             Self::AllowList(set) => set.contains(tag),

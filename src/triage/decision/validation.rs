@@ -27,6 +27,18 @@ pub struct Validated {
     pub notes: Vec<String>,
 }
 
+/// Why a decision recorded earlier no longer fits today's categories and tag policy (a retry or
+/// a replay hours later), if it does not: its category was removed or deactivated, or one of its
+/// tags is no longer allowed.
+pub fn no_longer_fits(d: &Decision, categories: &[Category], tags: &TagPolicy) -> Option<String> {
+    if let Some(c) = &d.category_id
+        && !categories.iter().any(|x| x.id.as_deref() == Some(c.as_str()) && x.active())
+    {
+        return Some(format!("category `{c}` is no longer an active category of the helpdesk"));
+    }
+    d.tags.iter().find(|t| !tags.allows(t)).map(|t| format!("tag `{t}` is no longer in allowed_tags"))
+}
+
 /// Validates the model's raw answer against this connection's categories, tag policy and limits.
 ///
 /// Returns the decision with `origin` set as given, or every problem found. See the module docs

@@ -48,7 +48,10 @@ mod proxy;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
-use policy::without_allowed_tags_only_tags_in_use_are_written;
+use policy::{
+    a_recorded_decision_that_no_longer_fits_is_decided_again,
+    without_allowed_tags_only_tags_in_use_are_written,
+};
 
 /// Retry tiers of every test bus.
 const TIERS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(500)];
@@ -686,6 +689,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
     a_ticket_closed_during_triage_is_left_alone,
     bad_or_huge_input_ends_clearly_while_others_finish,
     without_allowed_tags_only_tags_in_use_are_written,
+    a_recorded_decision_that_no_longer_fits_is_decided_again,
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
@@ -706,6 +710,7 @@ scenarios!(amqp_postgres, Amqp, Postgres:
     a_note_in_flight_at_shutdown_is_never_posted_twice,
     a_person_s_edits_during_triage_are_kept,
     a_ticket_closed_during_triage_is_left_alone,
+    a_recorded_decision_that_no_longer_fits_is_decided_again,
 );
 
 // The single-process setup: the in-process bus.

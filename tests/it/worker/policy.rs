@@ -19,3 +19,25 @@ pub(super) async fn without_allowed_tags_only_tags_in_use_are_written(mut p: Pip
     let outcome = entry.outcome.unwrap();
     assert!(outcome.contains("tag `free-money-now` not written: not used on this helpdesk yet"), "{outcome}");
 }
+
+/// A decision recorded hours ago (a crashed attempt, a replayed dead letter) whose category the
+/// helpdesk has since removed is not applied: it is decided again against today's categories.
+/// (Before, the recorded decision was applied as it was.)
+pub(super) async fn a_recorded_decision_that_no_longer_fits_is_decided_again(mut p: Pipeline) {
+    let t = p.untriaged(1).remove(0);
+    let k = key(&t);
+    let crashed = "crashed-worker";
+    p.store.claim(&k, &created(&t).event_id, crashed, Duration::from_millis(1)).await.unwrap();
+    let retired = decision("cat-retired");
+    p.store.record_decision(&k, crashed, &act::record_of(&retired, &Report::default())).await.unwrap();
+
+    p.spawn_worker(apply(true), settings(Duration::from_secs(30))).await;
+    let entry = p.publish_and_wait(&t).await;
+
+    assert_eq!(p.answers.asked(), std::slice::from_ref(&t), "decided again by the LLM");
+    let now = decided(&entry).expect("a decision");
+    assert_eq!(now.category_id.as_deref(), Some(DEFAULT_CATEGORY), "the new decision is recorded");
+    let after = p.snapshot().await;
+    assert_eq!(after.tickets[&t].category_id.as_deref(), Some(DEFAULT_CATEGORY));
+    assert_one_note_each(&after, &[entry]);
+}
