@@ -28,10 +28,11 @@ use crate::{
     config::Config,
     ingest::{
         Ingest,
+        poll::{PollSettings, Poller, replica_id},
         webhook::{WebhookConnection, WebhookReceiver, WebhookSettings},
     },
     store::Store,
-    ticketing::DynTicketing,
+    ticketing::{DynTicketReader, DynTicketing},
     triage::Engine,
     worker::{Connection, Worker, WorkerSettings},
 };
@@ -62,6 +63,8 @@ pub struct App {
     connections: HashMap<String, Connection>,
     webhook_connections: HashMap<String, WebhookConnection>,
     webhook_settings: WebhookSettings,
+    /// How each polled connection is polled.
+    polls: Vec<(String, PollSettings)>,
     worker_settings: WorkerSettings,
     services: Services,
     server_addr: Option<String>,
@@ -134,6 +137,7 @@ impl AppBuilder<'_> {
             connections,
             webhook_connections,
             webhook_settings: parts::webhook_settings(config),
+            polls: parts::poll_settings(config),
             worker_settings: self.worker_settings.unwrap_or_else(|| parts::worker_settings(config)),
             services: self.services,
             server_addr: config.server.addr().map(str::to_owned),
@@ -209,11 +213,24 @@ impl App {
     }
 
     /// The ingest side: the webhook receiver over every connection, publishing with `publisher`,
-    /// and the tasks that run beside it.
+    /// and beside it a poller per connection with a poll interval, under this process's
+    /// [`replica_id`].
     pub fn ingest(&self, publisher: Publisher) -> Ingest {
-        let receiver =
-            WebhookReceiver::new(self.webhook_connections.clone(), publisher, self.webhook_settings.clone());
-        Ingest::new(receiver)
+        let receiver = WebhookReceiver::new(
+            self.webhook_connections.clone(),
+            publisher.clone(),
+            self.webhook_settings.clone(),
+        );
+        let mut ingest = Ingest::new(receiver);
+        let replica = replica_id();
+        for (id, settings) in &self.polls {
+            let Some(helpdesk) = self.connections.get(id) else { continue };
+            let reader: DynTicketReader = helpdesk.helpdesk.clone();
+            let poller =
+                Poller::new(id, reader, self.store.clone(), publisher.clone(), settings.clone(), &replica);
+            ingest.add_task(format!("poll {id}"), move |stop| poller.run(stop));
+        }
+        ingest
     }
 
     /// Runs the chosen services (and the HTTP router on `listener`, if any) until `shutdown`,

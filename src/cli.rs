@@ -4,6 +4,7 @@
 //! an error prints as `error: <message>` followed by one `caused by:` line per cause, exit code 1.
 //! Usage errors are clap's (exit code 2).
 
+mod backfill;
 mod check;
 mod demo;
 mod sandbox;
@@ -67,6 +68,9 @@ pub enum Command {
     /// Helpdesk webhook subscriptions
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
+    /// Publish an event per ticket changed in a window of the helpdesk's history (the initial
+    /// sync), with a progress bar; resumes where a stopped run of the same window stood
+    Backfill(backfill::BackfillArgs),
     /// Publish one ticket event by hand (confirmed by the broker); prints it
     Publish(worker::PublishArgs),
     /// Broker topology
@@ -132,6 +136,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Ingest => serve::ingest(&config?).await,
         Command::Serve => serve::serve(&config?).await,
         Command::Webhooks(cmd) => webhooks::run(&config?, cmd).await,
+        Command::Backfill(args) => backfill::run(&config?, args).await,
         Command::Publish(args) => worker::publish(&config?, args).await,
         Command::Bus(cmd) => worker::bus(&config?, cmd).await,
         Command::Dead(cmd) => worker::dead(&config?, cmd).await,

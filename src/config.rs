@@ -38,7 +38,9 @@ pub use backend::{
     BACKENDS, BUILT_BACKENDS, BackendConfig, FreshdeskConfig, IntercomConfig, ServiceNowConfig,
     UnifiedConfig, ZendeskConfig,
 };
-pub use connection::{ConnectionConfig, DEFAULT_CONFIDENCE_THRESHOLD, Mode};
+pub use connection::{
+    ConnectionConfig, DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_POLL_INTERVAL, DEFAULT_POLL_OVERLAP, Mode,
+};
 pub use ingest::IngestConfig;
 pub use secrets::{Dsn, redact_url};
 

@@ -10,7 +10,10 @@ use crate::{
     bus::{Bus, BusSettings, memory::MemoryBus},
     config::{BackendConfig, Config, ConnectionConfig, LlmConfig},
     http::{HttpSettings, RetryPolicy},
-    ingest::webhook::{Scheme, WebhookConnection, WebhookSettings},
+    ingest::{
+        poll::PollSettings,
+        webhook::{Scheme, WebhookConnection, WebhookSettings},
+    },
     ticketing::{DynTicketing, unified::UnifiedClient},
     triage::{
         Budget, Engine, EngineSettings, Policy,
@@ -168,6 +171,15 @@ pub fn connections(config: &Config) -> anyhow::Result<HashMap<String, Connection
                 Connection { helpdesk: helpdesk(config, c)?, triage: triage_policy(c), act: act_policy(c) };
             Ok((c.id.clone(), conn))
         })
+        .collect()
+}
+
+/// How each connection with a poll interval is polled, by connection id.
+pub fn poll_settings(config: &Config) -> Vec<(String, PollSettings)> {
+    config
+        .connections
+        .iter()
+        .filter_map(|c| Some((c.id.clone(), PollSettings::new(c.poll_interval()?, c.poll_overlap()))))
         .collect()
 }
 

@@ -6,7 +6,7 @@
 //! selection too, but it buffers the table first and its errors then lose the failing key's name; so
 //! [`ConnectionConfig`] splits the table itself and lets serde read each part in place.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, time::Duration};
 
 use figment::{
     error::Kind,
@@ -84,9 +84,22 @@ pub struct ConnectionConfig {
     pub webhook_secret: Option<SecretString>,
     /// Environment variable holding the webhook secret.
     pub webhook_secret_env: Option<String>,
+    /// Seconds between polls of the helpdesk's changed tickets; `0` = no polling. Unset: polled
+    /// every [`DEFAULT_POLL_INTERVAL`] without a webhook secret, not polled with one.
+    pub poll_interval_secs: Option<u64>,
+    /// Seconds each poll reaches back before where the last one ended, for helpdesks whose lists
+    /// lag behind their writes and for clock skew; unset = [`DEFAULT_POLL_OVERLAP`].
+    pub poll_overlap_secs: Option<u64>,
     /// The backend and its own settings.
     pub backend: BackendConfig,
 }
+
+/// Default polling interval of a connection without a webhook secret.
+pub const DEFAULT_POLL_INTERVAL: Duration = crate::ingest::poll::DEFAULT_INTERVAL;
+/// Default `poll_overlap_secs`.
+pub const DEFAULT_POLL_OVERLAP: Duration = crate::ingest::poll::DEFAULT_OVERLAP;
+/// Longest `poll_interval_secs` and `poll_overlap_secs`.
+const MAX_POLL_SECS: u64 = 86_400;
 
 /// Default `confidence_threshold`.
 pub const DEFAULT_CONFIDENCE_THRESHOLD: f64 = 0.85;
@@ -105,6 +118,8 @@ const COMMON_KEYS: &[&str] = &[
     "note_user_id",
     "webhook_secret",
     "webhook_secret_env",
+    "poll_interval_secs",
+    "poll_overlap_secs",
 ];
 
 #[derive(Deserialize)]
@@ -133,6 +148,10 @@ struct CommonFields {
     webhook_secret: Option<SecretString>,
     #[serde(default)]
     webhook_secret_env: Option<String>,
+    #[serde(default)]
+    poll_interval_secs: Option<u64>,
+    #[serde(default)]
+    poll_overlap_secs: Option<u64>,
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -155,6 +174,8 @@ impl ConnectionConfig {
             rules_fallback: false,
             webhook_secret: None,
             webhook_secret_env: None,
+            poll_interval_secs: None,
+            poll_overlap_secs: None,
             backend,
         }
     }
@@ -163,6 +184,22 @@ impl ConnectionConfig {
     pub fn takes_webhooks(&self) -> bool {
         self.webhook_secret.as_ref().is_some_and(|s| !secrecy::ExposeSecret::expose_secret(s).is_empty())
             || self.webhook_secret_env.as_deref().is_some_and(|n| !n.is_empty())
+    }
+
+    /// How often the helpdesk is polled for changed tickets, or `None` when it is not: the
+    /// fallback where no webhooks come (on by default without a webhook secret), and the recovery
+    /// path where they do (`poll_interval_secs` set beside a secret).
+    pub fn poll_interval(&self) -> Option<Duration> {
+        match self.poll_interval_secs {
+            Some(0) => None,
+            Some(secs) => Some(Duration::from_secs(secs)),
+            None => (!self.takes_webhooks()).then_some(DEFAULT_POLL_INTERVAL),
+        }
+    }
+
+    /// How far each poll reaches back before where the last one ended.
+    pub fn poll_overlap(&self) -> Duration {
+        self.poll_overlap_secs.map_or(DEFAULT_POLL_OVERLAP, Duration::from_secs)
     }
 
     /// The webhook secret, given by value or by environment variable; `None` when neither is set.
@@ -224,6 +261,15 @@ impl ConnectionConfig {
                 && self.webhook_secret_env.as_deref().is_some_and(|n| !n.is_empty())),
             "set only one of `webhook_secret` and `webhook_secret_env`".into(),
         );
+
+        if let Some(secs) = self.poll_interval_secs.filter(|s| *s > MAX_POLL_SECS) {
+            out.push(format!(
+                "poll_interval_secs = {secs} must be at most {MAX_POLL_SECS} (a day); 0 = no polling"
+            ));
+        }
+        if let Some(secs) = self.poll_overlap_secs.filter(|s| *s > MAX_POLL_SECS) {
+            out.push(format!("poll_overlap_secs = {secs} must be at most {MAX_POLL_SECS} (a day)"));
+        }
 
         let mut non_empty = |value: &str, key: &str, example: &str| {
             if value.trim().is_empty() {
@@ -326,6 +372,8 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         note_user_id: common.note_user_id,
         webhook_secret: common.webhook_secret,
         webhook_secret_env: common.webhook_secret_env,
+        poll_interval_secs: common.poll_interval_secs,
+        poll_overlap_secs: common.poll_overlap_secs,
         backend: backend_config,
     })
 }
@@ -399,5 +447,26 @@ mod tests {
         let e =
             parse(&[r#"id = "x""#, r#"backend = "unified""#, r#"category_cache_secs = "soon""#]).unwrap_err();
         assert!(e.contains("`category_cache_secs`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn polling_is_the_default_only_without_a_webhook_secret() {
+        let base = [r#"id = "x""#, r#"backend = "unified""#, r#"api_key = "k""#];
+        let plain = parse(&base).unwrap();
+        assert_eq!(
+            (plain.poll_interval(), plain.poll_overlap()),
+            (Some(DEFAULT_POLL_INTERVAL), DEFAULT_POLL_OVERLAP)
+        );
+        let hooked = parse(&[&base[..], &[r#"webhook_secret = "s""#]].concat()).unwrap();
+        assert_eq!(hooked.poll_interval(), None);
+        let both =
+            parse(&[&base[..], &[r#"webhook_secret = "s""#, "poll_interval_secs = 300"]].concat()).unwrap();
+        assert_eq!(both.poll_interval(), Some(Duration::from_secs(300)));
+        let off = parse(&[&base[..], &["poll_interval_secs = 0", "poll_overlap_secs = 5"]].concat()).unwrap();
+        assert_eq!((off.poll_interval(), off.poll_overlap()), (None, Duration::from_secs(5)));
+        let long = parse(&[&base[..], &["poll_interval_secs = 90000"]].concat()).unwrap();
+        assert!(
+            long.problems().iter().any(|p| p.contains("poll_interval_secs = 90000 must be at most 86400"))
+        );
     }
 }

@@ -125,6 +125,8 @@ pub struct BackfillProgress {
 
 /// Told about a run as it goes (the CLI draws a progress bar).
 pub trait ProgressSink: Send {
+    /// The run holds its cursor and starts from `progress` (a resumed run from where it stood).
+    fn started(&mut self, progress: BackfillProgress);
     /// A page was handled.
     fn advanced(&mut self, progress: BackfillProgress);
     /// A page failed and is asked for again after `pause`.
@@ -133,6 +135,7 @@ pub trait ProgressSink: Send {
 
 /// A sink that ignores everything.
 impl ProgressSink for () {
+    fn started(&mut self, _: BackfillProgress) {}
     fn advanced(&mut self, _: BackfillProgress) {}
     fn pausing(&mut self, _: &str, _: Duration) {}
 }
@@ -233,6 +236,7 @@ impl Backfill {
             tickets_seen: cursor.tickets_seen,
             published: cursor.published,
         };
+        progress.started(totals);
         let mut tally = Tally::default();
         let mut last_request: Option<Instant> = None;
         loop {

@@ -415,3 +415,58 @@ async fn webhooks_register_subscribes_created_and_updated_and_list_shows_them() 
     assert_eq!(o.status.code(), Some(2), "a bad URL is a usage error");
     assert!(stderr(&o).contains("expected an http:// or https:// URL"), "{}", stderr(&o));
 }
+
+#[tokio::test]
+async fn backfill_publishes_a_window_once_resumably_and_reports_it() {
+    let amqp = crate::helpers::amqp_test_url();
+    crate::helpers::require_broker(&amqp);
+    let bus = crate::helpers::random_bus_settings(&[std::time::Duration::from_secs(1)]);
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(&format!(
+        "\n[bus]\nurl = \"{amqp}\"\nexchange = \"{}\"\nqueue = \"{}\"\n\n[store]\nurl = \"sqlite://{}\"\n",
+        bus.exchange,
+        bus.queue,
+        dir.path().join("store.db").display()
+    ))
+    .await;
+    let args = ["backfill", "--connection", "demo", "--since", "2024-05-02", "--kind", "created"];
+    let first = json(&run(Some(s.config.path()), &args).await);
+    assert_eq!(first["status"], "finished", "{first}");
+    assert_eq!((first["published"].as_u64(), first["this_run"]["published"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(first["window"]["kind"], "created");
+    assert_eq!(first["this_run"]["out_of_scope"], 0, "ticket 1 is before the window: not even listed");
+
+    // The same window again: already done, nothing published; --restart walks it again.
+    let again = run(Some(s.config.path()), &args).await;
+    assert_eq!(json(&again)["status"], "already_finished");
+    assert!(stderr(&again).contains("--restart"), "{}", stderr(&again));
+    let restarted = json(&run(Some(s.config.path()), &[&args[..], &["--restart"]].concat()).await);
+    assert_eq!(
+        (restarted["status"].as_str(), restarted["this_run"]["published"].as_u64()),
+        (Some("finished"), Some(2))
+    );
+    assert_eq!(ready_in_work_queue(&amqp, &bus.queue).await, 4, "ticket.created twice for each of 2 tickets");
+
+    let backwards =
+        run(Some(s.config.path()), &[&args[..], &["--until", "2024-05-01T00:00:00Z"]].concat()).await;
+    assert!(!backwards.status.success());
+    assert!(
+        stderr(&backwards).contains("--until 2024-05-01T00:00:00Z is before --since"),
+        "{}",
+        stderr(&backwards)
+    );
+    let bad = run(Some(s.config.path()), &["backfill", "--connection", "demo", "--since", "yesterday"]).await;
+    assert!(stderr(&bad).contains("neither an RFC 3339 time"), "{}", stderr(&bad));
+    crate::helpers::delete_bus_topology(&amqp, &bus);
+}
+
+/// Messages ready in the work queue `queue`.
+async fn ready_in_work_queue(amqp: &str, queue: &str) -> u32 {
+    let conn = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await.unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let declared =
+        channel.queue_declare(queue.into(), passive, lapin::types::FieldTable::default()).await.unwrap();
+    let _ = conn.close(200, "OK".into()).await;
+    declared.message_count()
+}

@@ -174,22 +174,31 @@ fn polled(outcome: PollOutcome) -> deskpilot::ingest::Tally {
     }
 }
 
-/// A helpdesk that fails one list call (1-based) with a transient error, as a crash between two
-/// pages would stop a poll.
-struct FailingOnce {
-    inner: Arc<UnifiedClient>,
-    fail_call: usize,
-    calls: AtomicUsize,
+/// The sandbox's helpdesk, except for the list calls (numbered from 1) that `fail` answers with an
+/// error, as a crash, an outage or a rate limit between two pages would.
+pub struct Flaky {
+    pub inner: Arc<UnifiedClient>,
+    pub calls: AtomicUsize,
+    pub fail: Box<dyn Fn(usize) -> Option<TicketingError> + Send + Sync>,
+}
+
+impl Flaky {
+    pub fn new(
+        inner: Arc<UnifiedClient>,
+        fail: impl Fn(usize) -> Option<TicketingError> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self { inner, calls: AtomicUsize::new(0), fail: Box::new(fail) })
+    }
 }
 
 #[async_trait]
-impl TicketReader for FailingOnce {
+impl TicketReader for Flaky {
     fn backend(&self) -> &'static str {
         "unified"
     }
     async fn list_tickets(&self, q: &ListQuery) -> deskpilot::ticketing::Result<Page<Ticket>> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_call {
-            return Err(TicketingError::Transient { detail: "connection reset".into() });
+        if let Some(error) = (self.fail)(self.calls.fetch_add(1, Ordering::SeqCst) + 1) {
+            return Err(error);
         }
         self.inner.list_tickets(q).await
     }
@@ -298,8 +307,9 @@ async fn a_restart_between_pages_loses_nothing_and_repeats_nothing(kind: TestSto
     let rig = Rig::new(kind).await;
     let settings = PollSettings { lease: Duration::from_millis(300), ..rig.settings() };
     // The third page fails: the process "dies" there, its lease left to run out.
-    let failing =
-        Arc::new(FailingOnce { inner: rig.helpdesk.clone(), fail_call: 3, calls: AtomicUsize::new(0) });
+    let failing = Flaky::new(rig.helpdesk.clone(), |call| {
+        (call == 3).then(|| TicketingError::Transient { detail: "connection reset".into() })
+    });
     let first = rig.poller_over(failing, "replica-a", settings.clone());
     let err = first.poll_once().await.unwrap_err();
     assert!(err.is_retryable(), "{err}");
