@@ -381,7 +381,8 @@ mod tests {
     use super::*;
     use crate::{events::EventKind, triage::decision::Sentiment, triage::llm::Usage};
 
-    fn decision() -> Decision {
+    /// A confident LLM decision: outage, urgent, tags `outage` and `VIP`, with a draft.
+    pub(super) fn decision() -> Decision {
         Decision {
             category_id: Some("cat-outage".into()),
             priority: PriorityLevel::Urgent,

@@ -123,26 +123,7 @@ pub fn patch_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        ticketing::PriorityLevel,
-        triage::decision::{Origin, Sentiment},
-    };
-
-    fn decision() -> Decision {
-        Decision {
-            category_id: Some("cat-outage".into()),
-            priority: PriorityLevel::Urgent,
-            tags: vec!["outage".into(), "VIP".into()],
-            language: "en".into(),
-            sentiment: Sentiment::Angry,
-            summary: "s".into(),
-            draft_reply: Some("d".into()),
-            confidence: 0.9,
-            needs_human: false,
-            reason: "r".into(),
-            origin: Origin::Llm { model: "m".into() },
-        }
-    }
+    use crate::act::tests::decision;
 
     #[test]
     fn patch_merges_tags_and_keeps_what_a_person_set() {

@@ -8,7 +8,7 @@ use crate::helpers::*;
 use deskpilot::{
     ticketing::{AuthorKind, NewNote, PriorityLevel, TicketReader, Ticketing},
     triage::{
-        Budget, EngineSettings, Policy, TokenCounting, TriageError,
+        Budget, Engine, EngineSettings, Policy, TokenCounting, TriageError,
         clean::clean_message,
         context,
         decision::{self, Decision, DecisionError, Limits, Origin, Sentiment},
@@ -18,7 +18,7 @@ use deskpilot::{
 };
 use regex::Regex;
 use serde_json::{Value, json};
-use wiremock::ResponseTemplate;
+use wiremock::{MockServer, ResponseTemplate};
 
 fn policy() -> Policy {
     Policy::new("demo")
@@ -620,6 +620,18 @@ async fn a_long_thread_is_fitted_to_a_small_budget() {
     assert!(user.contains(&subject));
 }
 
+/// An engine on `llm` with a prompt budget of `prompt_tokens` that counts every prompt.
+fn counting_engine(llm: &MockServer, prompt_tokens: usize) -> Engine {
+    engine_with(
+        llm_settings(llm),
+        EngineSettings {
+            budget: Budget { prompt_tokens, answer_tokens: 1200 },
+            counting: TokenCounting::Always,
+            ..EngineSettings::default()
+        },
+    )
+}
+
 /// Single fields outside the conversation (a subject, a customer's name, the tags) that a broken
 /// or hostile ticket makes huge are cut, and a prompt is never sent over the budget; when the
 /// fixed parts alone leave no room for the ticket, triage says so instead of sending it anyway.
@@ -636,16 +648,7 @@ async fn huge_single_fields_never_send_a_prompt_over_budget() {
     if let Some(c) = g.customer.as_mut() {
         c.name = Some("Name ".repeat(2_000));
     }
-    let with_budget = |prompt_tokens| {
-        engine_with(
-            llm_settings(&llm),
-            EngineSettings {
-                budget: Budget { prompt_tokens, answer_tokens: 1200 },
-                counting: TokenCounting::Always,
-                ..EngineSettings::default()
-            },
-        )
-    };
+    let with_budget = |prompt_tokens| counting_engine(&llm, prompt_tokens);
     let engine = with_budget(BUDGET);
     let (_, prompt) = engine.prompt(&g).unwrap();
     let tokens = engine.tokenizer().count_chat(prompt.iter().map(|m| m.content.as_str()));
@@ -662,16 +665,7 @@ async fn a_prompt_that_fits_exactly_is_sent_whole_and_one_token_less_is_fitted()
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
     let llm = mock_llm(ok(&valid_answer(Some("cat-security"))), None).await;
-    let with_budget = |prompt_tokens| {
-        engine_with(
-            llm_settings(&llm),
-            EngineSettings {
-                budget: Budget { prompt_tokens, answer_tokens: 1200 },
-                counting: TokenCounting::Always,
-                ..EngineSettings::default()
-            },
-        )
-    };
+    let with_budget = |prompt_tokens| counting_engine(&llm, prompt_tokens);
     let roomy = with_budget(1_000_000);
     for ticket in ["1006", "1025"] {
         let gathered = context::gather(&hd, ticket, context::DEFAULT_MAX_NOTES).await.unwrap();
