@@ -28,6 +28,7 @@ use crate::{
     config::Config,
     ingest::{
         Ingest,
+        loop_guard::LoopGuard,
         poll::{PollSettings, Poller, replica_id},
         webhook::{WebhookConnection, WebhookReceiver, WebhookSettings},
     },
@@ -220,7 +221,8 @@ impl App {
             self.webhook_connections.clone(),
             publisher.clone(),
             self.webhook_settings.clone(),
-        );
+        )
+        .with_loop_guard(LoopGuard::new(self.store.clone()));
         let mut ingest = Ingest::new(receiver);
         let replica = replica_id();
         for (id, settings) in &self.polls {

@@ -20,11 +20,16 @@ impl WorkerProcess {
     /// Starts the worker on `config` (TOML, whose `[server] addr` is `addr`) and waits until its
     /// `/readyz` answers 200.
     pub async fn start(config: &str, addr: &str) -> anyhow::Result<Self> {
+        Self::start_command("worker", config, addr).await
+    }
+
+    /// Starts `deskpilot <command>` (`worker`, `ingest`, `serve`) likewise.
+    pub async fn start_command(command: &str, config: &str, addr: &str) -> anyhow::Result<Self> {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile()?;
         file.write_all(config.as_bytes())?;
         let stderr = tempfile::NamedTempFile::new()?;
         let child = Command::new(env!("CARGO_BIN_EXE_deskpilot"))
-            .args(["worker", "--config"])
+            .args([command, "--config"])
             .arg(file.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -32,7 +37,7 @@ impl WorkerProcess {
             .stdout(Stdio::null())
             .stderr(stderr.reopen()?)
             .spawn()
-            .context("could not start deskpilot worker")?;
+            .with_context(|| format!("could not start deskpilot {command}"))?;
         let mut worker = WorkerProcess { child, _config: file, stderr };
         worker.wait_ready(addr).await?;
         Ok(worker)
@@ -60,6 +65,12 @@ impl WorkerProcess {
     pub async fn metrics(&self, addr: &str) -> anyhow::Result<String> {
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(5)).build()?;
         Ok(client.get(format!("http://{addr}/metrics")).send().await?.error_for_status()?.text().await?)
+    }
+
+    /// The process id.
+    #[allow(dead_code, reason = "read by benches/webhook.rs, which shares this file")]
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// User + system CPU seconds so far, from /proc/<pid>/stat.

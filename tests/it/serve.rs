@@ -99,6 +99,27 @@ async fn a_ticket_created_in_the_sandbox_reaches_the_worker_through_its_signed_w
     let desk = sandbox.snapshot("demo").await.unwrap();
     assert_eq!(desk.tickets[&ticket].category_id.as_deref(), Some("cat-billing"), "the triage was applied");
 
+    // The sandbox reports deskpilot's own patch and note as `updated` webhooks: the loop guard
+    // recognises them, so they do not come back as work.
+    let own_writes = || {
+        let exposition = deskpilot::telemetry::metrics().expect("the recorder is ours").render();
+        exposition
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    r#"deskpilot_ingest_own_writes_skipped_total{connection="demo",source="webhook"}"#,
+                )?
+                .trim()
+                .parse::<f64>()
+                .ok()
+            })
+            .unwrap_or(0.0)
+    };
+    while own_writes() < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "deskpilot's own writes came back unrecognised");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), serving).await.expect("serve stops").unwrap().unwrap();
     delete_bus_topology(&amqp_test_url(), &bus_settings);

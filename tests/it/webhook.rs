@@ -161,7 +161,10 @@ async fn a_signed_unified_delivery_publishes_each_ticket_and_a_duplicate_has_the
     let body = unified_delivery("created", tickets);
 
     let (status, answer) = hook.post("demo", HeaderMap::new(), body.clone()).await;
-    assert_eq!((status, &answer), (200, &json!({"published": 2, "unrouted": 0, "ignored": 0})));
+    assert_eq!(
+        (status, &answer),
+        (200, &json!({"published": 2, "unrouted": 0, "ignored": 0, "own_writes": 0}))
+    );
     let expected: Vec<TicketEvent> = [("2001", "2026-03-01T10:00:00Z"), ("2002", "2026-03-01T10:05:00.250Z")]
         .iter()
         .map(|(id, t)| {
@@ -186,13 +189,19 @@ async fn updates_and_other_objects_are_accepted_without_work_for_the_triage_queu
         unified_delivery("updated", json!([ticket("2001", "2026-03-01T10:00:00Z", "2026-03-02T09:00:00Z")]));
     let (status, answer) = hook.post("demo", HeaderMap::new(), body).await;
     // No queue is bound to ticket.updated: the broker returns the event, the sender need not retry.
-    assert_eq!((status, answer), (200, json!({"published": 0, "unrouted": 1, "ignored": 0})));
+    assert_eq!(
+        (status, answer),
+        (200, json!({"published": 0, "unrouted": 1, "ignored": 0, "own_writes": 0}))
+    );
     let notes = json!([{"id": "n1", "ticket_id": "2001", "description": "hi"}]);
     let sig = sign_delivery(SECRET, &notes, "n");
     let body = json!({"data": notes, "nonce": "n", "sig": sig, "type": "NATIVE",
                       "webhook": {"object_type": "ticketing_note", "event": "created"}});
     let (status, answer) = hook.post("demo", HeaderMap::new(), body.to_string().into_bytes()).await;
-    assert_eq!((status, answer), (200, json!({"published": 0, "unrouted": 0, "ignored": 1})));
+    assert_eq!(
+        (status, answer),
+        (200, json!({"published": 0, "unrouted": 0, "ignored": 1, "own_writes": 0}))
+    );
     assert_eq!(hook.published_so_far().await, []);
 }
 

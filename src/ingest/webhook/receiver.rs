@@ -29,7 +29,8 @@ use time::OffsetDateTime;
 use super::{Rejection, Report, Scheme};
 use crate::{
     bus::{BusError, Publisher},
-    events::{EventSource, TicketEvent},
+    events::{EventKind, EventSource, TicketEvent},
+    ingest::loop_guard::LoopGuard,
 };
 
 /// How long the sender is asked to wait before trying again after a 503, seconds.
@@ -84,6 +85,7 @@ struct Inner {
     connections: HashMap<String, WebhookConnection>,
     publisher: Publisher,
     settings: WebhookSettings,
+    guard: Option<LoopGuard>,
 }
 
 /// What became of an accepted delivery's objects.
@@ -92,6 +94,7 @@ struct Accepted {
     published: usize,
     unrouted: usize,
     ignored: usize,
+    own_writes: usize,
 }
 
 impl WebhookReceiver {
@@ -101,7 +104,19 @@ impl WebhookReceiver {
         publisher: Publisher,
         settings: WebhookSettings,
     ) -> Self {
-        Self { inner: Arc::new(Inner { connections, publisher, settings }) }
+        Self { inner: Arc::new(Inner { connections, publisher, settings, guard: None }) }
+    }
+
+    /// The same receiver, leaving out updates that deskpilot's own writes explain (its patch, its
+    /// note), so they do not come back as work.
+    pub fn with_loop_guard(self, guard: LoopGuard) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            connections: shared.connections.clone(),
+            publisher: shared.publisher.clone(),
+            settings: shared.settings.clone(),
+            guard: None,
+        });
+        Self { inner: Arc::new(Inner { guard: Some(guard), ..inner }) }
     }
 
     /// `POST /webhooks/{connection_id}`.
@@ -141,13 +156,31 @@ impl WebhookReceiver {
 
     /// Publishes every change of `report` at once and waits for all the confirms.
     async fn publish(&self, connection: &str, report: Report) -> Result<Accepted, Refusal> {
-        let mut events: Vec<TicketEvent> = report
-            .changes
-            .into_iter()
-            .map(|c| {
-                TicketEvent::observed(c.kind, connection, c.ticket_id, c.updated_at, EventSource::Webhook)
-            })
-            .collect();
+        let mut own_writes = 0;
+        let mut events = Vec::with_capacity(report.changes.len());
+        for c in report.changes {
+            if c.kind == EventKind::TicketUpdated
+                && let Some(guard) = &self.inner.guard
+            {
+                let own = guard
+                    .is_own_write(connection, &c.ticket_id, c.updated_at, EventSource::Webhook)
+                    .await
+                    .map_err(|e| {
+                        Refusal::Unavailable(format!("the store could not tell deskpilot's own writes: {e}"))
+                    })?;
+                if own {
+                    own_writes += 1;
+                    continue;
+                }
+            }
+            events.push(TicketEvent::observed(
+                c.kind,
+                connection,
+                c.ticket_id,
+                c.updated_at,
+                EventSource::Webhook,
+            ));
+        }
         // A delivery that names one change twice is one event.
         events.sort_by(|a, b| a.event_id.cmp(&b.event_id));
         events.dedup_by(|a, b| a.event_id == b.event_id);
@@ -159,7 +192,7 @@ impl WebhookReceiver {
         .await
         .map_err(|_| Refusal::Unavailable("the event bus did not confirm in time".into()))?;
 
-        let mut accepted = Accepted { ignored: report.ignored, ..Accepted::default() };
+        let mut accepted = Accepted { ignored: report.ignored, own_writes, ..Accepted::default() };
         let mut failure: Option<BusError> = None;
         for (event, result) in events.iter().zip(sent) {
             let outcome = match result {
