@@ -470,3 +470,95 @@ async fn ready_in_work_queue(amqp: &str, queue: &str) -> u32 {
     let _ = conn.close(200, "OK".into()).await;
     declared.message_count()
 }
+
+/// Waits for the first stdout line of `child` that starts with `prefix`; the rest of that line.
+fn line_starting(child: &mut std::process::Child, prefix: &str) -> String {
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    line.strip_prefix(prefix).unwrap_or_else(|| panic!("unexpected first line: {line:?}")).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sandboxs_signed_webhooks_reach_deskpilot_serve_which_writes_its_note() {
+    let llm = crate::helpers::mock_llm(crate::helpers::ok(&crate::helpers::valid_answer(None)), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hook = format!("http://127.0.0.1:{port}/webhooks/demo");
+    let data_path = data.path().to_str().unwrap();
+    let sandbox_args = [
+        "sandbox",
+        "--addr",
+        "127.0.0.1:0",
+        "--data",
+        data_path,
+        "--api-key",
+        KEY,
+        "--webhook-url",
+        &hook,
+        "--webhook-secret",
+        "workspace-secret",
+    ];
+    let mut sandbox =
+        deskpilot(None, &sandbox_args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let rest = line_starting(&mut sandbox, "sandbox helpdesk listening on ");
+    let base_url = rest.split_whitespace().next().unwrap().to_owned();
+
+    let config = config_file(&format!(
+        "[llm]\nbase_url = \"{}/v1\"\n\n[store]\nurl = \"sqlite://{}\"\n\n[server]\naddr = \"127.0.0.1:{port}\"\n\n\
+         [[connections]]\nid = \"demo\"\nbackend = \"unified\"\nbase_url = \"{base_url}\"\napi_key = \"{KEY}\"\n\
+         mode = \"apply\"\nnotes_internal_verified = true\nwebhook_secret = \"workspace-secret\"\n",
+        llm.uri(),
+        dir.path().join("serve.db").display()
+    ));
+    let mut serve = deskpilot(Some(config.path()), &["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = crate::helpers::http_client();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    let started = std::time::Instant::now();
+    while http.get(&ready).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "deskpilot serve never got ready");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let created: Value = http
+        .post(format!("{base_url}/ticketing/demo/ticket"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"subject": "Charged twice", "description": "Two charges for one plan."}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ticket = created["id"].as_str().unwrap().to_owned();
+    loop {
+        let notes: Value = http
+            .get(format!("{base_url}/ticketing/demo/note"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if notes.as_array().unwrap().iter().any(|n| n["ticket_id"] == ticket.as_str()) {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(40), "no note for ticket {ticket}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    for child in [&mut serve, &mut sandbox] {
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    }
+    let status =
+        tokio::task::spawn_blocking(move || (serve.wait_with_output().unwrap(), sandbox.wait().unwrap()))
+            .await
+            .unwrap();
+    assert!(status.0.status.success(), "serve stops cleanly: {}", String::from_utf8_lossy(&status.0.stderr));
+    assert!(status.1.success());
+}
