@@ -17,6 +17,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use anyhow::Context;
@@ -66,6 +67,8 @@ pub struct App {
     webhook_settings: WebhookSettings,
     /// How each polled connection is polled.
     polls: Vec<(String, PollSettings)>,
+    /// The loop guard's tolerance (`[ingest] own_write_tolerance_secs`).
+    own_write_tolerance: Duration,
     worker_settings: WorkerSettings,
     services: Services,
     server_addr: Option<String>,
@@ -139,6 +142,7 @@ impl AppBuilder<'_> {
             webhook_connections,
             webhook_settings: parts::webhook_settings(config),
             polls: parts::poll_settings(config),
+            own_write_tolerance: config.ingest.own_write_tolerance(),
             worker_settings: self.worker_settings.unwrap_or_else(|| parts::worker_settings(config)),
             services: self.services,
             server_addr: config.server.addr().map(str::to_owned),
@@ -222,7 +226,7 @@ impl App {
             publisher.clone(),
             self.webhook_settings.clone(),
         )
-        .with_loop_guard(LoopGuard::new(self.store.clone()));
+        .with_loop_guard(LoopGuard::new(self.store.clone()).with_tolerance(self.own_write_tolerance));
         let mut ingest = Ingest::new(receiver);
         let replica = replica_id();
         for (id, settings) in &self.polls {

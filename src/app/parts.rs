@@ -179,7 +179,13 @@ pub fn poll_settings(config: &Config) -> Vec<(String, PollSettings)> {
     config
         .connections
         .iter()
-        .filter_map(|c| Some((c.id.clone(), PollSettings::new(c.poll_interval()?, c.poll_overlap()))))
+        .filter_map(|c| {
+            let settings = PollSettings {
+                own_write_tolerance: config.ingest.own_write_tolerance(),
+                ..PollSettings::new(c.poll_interval()?, c.poll_overlap())
+            };
+            Some((c.id.clone(), settings))
+        })
         .collect()
 }
 

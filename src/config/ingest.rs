@@ -1,4 +1,5 @@
-//! `[ingest]`: how helpdesk changes come in (the webhook receiver's limits).
+//! `[ingest]`: how helpdesk changes come in (the webhook receiver's limits, the loop guard's
+//! tolerance).
 
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub struct IngestConfig {
     /// deliveries are refused as replays.
     #[serde(default = "default_tolerance")]
     pub webhook_timestamp_tolerance_secs: u64,
+    /// How far a ticket change may lie from deskpilot's own write to it and still be taken for
+    /// that write (not reported as work), seconds: the helpdesk's clock skew and `updated_at`
+    /// precision. 0 = only changes within the write itself.
+    #[serde(default = "default_own_write_tolerance")]
+    pub own_write_tolerance_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -28,6 +34,7 @@ impl Default for IngestConfig {
         Self {
             webhook_max_body_bytes: DEFAULT_WEBHOOK_MAX_BODY_BYTES,
             webhook_timestamp_tolerance_secs: DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE_SECS,
+            own_write_tolerance_secs: default_own_write_tolerance(),
         }
     }
 }
@@ -36,6 +43,11 @@ impl IngestConfig {
     /// The timestamp window, as a duration.
     pub fn webhook_timestamp_tolerance(&self) -> Duration {
         Duration::from_secs(self.webhook_timestamp_tolerance_secs)
+    }
+
+    /// The loop guard's tolerance, as a duration.
+    pub fn own_write_tolerance(&self) -> Duration {
+        Duration::from_secs(self.own_write_tolerance_secs)
     }
 
     /// What is wrong with these values.
@@ -53,6 +65,13 @@ impl IngestConfig {
                 self.webhook_timestamp_tolerance_secs
             ));
         }
+        if self.own_write_tolerance_secs > 3600 {
+            out.push(format!(
+                "ingest.own_write_tolerance_secs = {} must be at most 3600: a person's change within it \
+                 of deskpilot's write is taken for deskpilot's",
+                self.own_write_tolerance_secs
+            ));
+        }
         out
     }
 }
@@ -63,4 +82,8 @@ fn default_max_body() -> usize {
 
 fn default_tolerance() -> u64 {
     DEFAULT_WEBHOOK_TIMESTAMP_TOLERANCE_SECS
+}
+
+fn default_own_write_tolerance() -> u64 {
+    crate::ingest::loop_guard::DEFAULT_TOLERANCE.as_secs()
 }

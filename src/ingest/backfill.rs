@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     loop_guard::{self, LoopGuard},
-    walk::{Change, CursorWalk, Pages, Tally, WalkError},
+    pages::{Change, Pages},
+    walk::{CursorWalk, Tally, WalkError},
 };
 use crate::{
     bus::Publisher,

@@ -17,6 +17,7 @@
 
 pub mod backfill;
 pub mod loop_guard;
+mod pages;
 pub mod poll;
 mod walk;
 pub mod webhook;

@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     loop_guard::{self, LoopGuard},
-    walk::{Change, CursorWalk, Pages, Seen, Tally, WalkError},
+    pages::{Change, Pages},
+    walk::{CursorWalk, Seen, Tally, WalkError},
 };
 use crate::{
     bus::Publisher,

@@ -2,8 +2,9 @@
 //! before it reports a ticket change as new work.
 //!
 //! Two places record helpdesk writes: the ledger (a worker's patch and note: from `decided_at`,
-//! recorded before the first write, to the row's last update, `Done` for a finished one) and the
-//! proposals a reviewer approved (from `reviewed_at` to `applied_at`). Shadowed work wrote nothing.
+//! recorded before the first write, to the row's last update once finished or released, or to
+//! the end of the lease while a worker is still on it) and the proposals a reviewer approved
+//! (from `reviewed_at` to `applied_at`). Shadowed work wrote nothing.
 
 use std::time::Duration;
 
@@ -16,11 +17,17 @@ use super::{
     sql::{from_ms, get},
 };
 
-/// The newest write window of `$1`/`$2` that contains `$3` widened by `$4` on both sides.
+/// The newest write window of `$1`/`$2` that contains `$3` widened by `$4` on both sides. A
+/// worker still on the key (its lease live, the decision recorded) may write until its lease
+/// ends: a helpdesk can announce the patch before the worker has recorded it.
 const NEAREST: &str = "SELECT wrote_until FROM ( \
-     SELECT updated_at AS wrote_until FROM ledger WHERE connection_id = $1 AND ticket_id = $2 \
-       AND (step = 'ticket_updated' OR (step = 'done' AND outcome LIKE 'applied%')) \
-       AND COALESCE(decided_at, created_at) - $4 <= $3 AND updated_at + $4 >= $3 \
+     SELECT wrote_until FROM ( \
+       SELECT decided_at, CASE WHEN step = 'done' OR lease_until IS NULL THEN updated_at \
+         ELSE lease_until END AS wrote_until FROM ledger \
+       WHERE connection_id = $1 AND ticket_id = $2 AND decided_at IS NOT NULL \
+         AND ((step = 'done' AND outcome LIKE 'applied%') OR step = 'ticket_updated' \
+           OR (step = 'decided' AND lease_until IS NOT NULL)) \
+     ) AS ledger_writes WHERE decided_at - $4 <= $3 AND wrote_until + $4 >= $3 \
      UNION ALL \
      SELECT applied_at AS wrote_until FROM proposals WHERE connection_id = $1 AND ticket_id = $2 \
        AND status = 'applied' AND applied_at IS NOT NULL \

@@ -19,6 +19,7 @@ mod ingest_backfill;
 mod ingest_loop_guard;
 mod ingest_poll;
 mod ingest_serve;
+mod ingest_webhook_loop;
 mod metrics;
 mod sandbox;
 mod serve;

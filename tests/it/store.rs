@@ -985,6 +985,10 @@ async fn own_writes_are_found_by_when_they_happened(db: TestDb) {
     let applied = key("5001");
     claimed(&store, &applied, "e1", "w").await;
     store.record_decision(&applied, "w", &record(&decision(llm()), &report(10, 5, None, 10))).await.unwrap();
+    // Decided and still held: the worker may be writing now, before it records the patch.
+    let decided = store.entry(&applied).await.unwrap().unwrap().decided_at.unwrap();
+    let writing = decided + time::Duration::seconds(3);
+    assert!(store.own_write_near("demo", "5001", writing, Duration::ZERO).await.unwrap().is_some());
     store.advance(&applied, "w", Step::TicketUpdated, None).await.unwrap();
     // In the middle of the write (patched, note not yet posted) the patch is already explained.
     let entry = store.entry(&applied).await.unwrap().unwrap();
