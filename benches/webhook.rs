@@ -12,6 +12,9 @@
 //! latency is the broker's confirm. Then the work queue is counted: every 200 must be one message. Targets: ≥ 2000 requests/s at
 //! saturation, p99 ≤ 20 ms at 1000 requests/s; exits non-zero when one is missed.
 //!
+//! The bench client runs on one thread, so that it, RabbitMQ and the ingest process do not all
+//! fight for the same two cores more than a real sender would make them.
+//!
 //! Run: `cargo bench --bench webhook` (release build; RabbitMQ on 127.0.0.1:5672 with
 //! `rabbitmqctl` at hand). Options after `--`: `--clients 64`, `--rate 1000`, `--secs 10`,
 //! `--threads 1` (`worker.threads` of the ingest process).
@@ -225,23 +228,30 @@ fn queued(vhost: &str, queue: &str) -> anyhow::Result<u64> {
         .with_context(|| format!("queue {queue} not listed: {text}"))
 }
 
-#[tokio::main(flavor = "multi_thread")]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let opts = Options::parse()?;
     deskpilot::http::install_crypto_provider();
     let vhost_name = format!("deskpilot-bench-webhook-{}", uuid::Uuid::new_v4().simple());
     let vhost = VirtualHost::create(&vhost_name)?;
     let dir = tempfile::tempdir()?;
+    // /readyz asks each connection's helpdesk, so the connection points at a sandbox.
+    let helpdesk = deskpilot::sandbox::spawn(deskpilot::sandbox::SandboxOptions {
+        api_key: "bench".into(),
+        ..Default::default()
+    })
+    .await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = format!("127.0.0.1:{port}");
     let config = format!(
         "[bus]\nurl = \"{}\"\n\n[store]\nurl = \"sqlite://{}\"\n\n[server]\naddr = \"{addr}\"\n\n\
          [worker]\nconcurrency = 32\nthreads = {}\n\n\
-         [[connections]]\nid = \"demo\"\nbackend = \"unified\"\nbase_url = \"http://127.0.0.1:9\"\n\
-         api_key = \"unused\"\nwebhook_secret = \"{SECRET}\"\n",
+         [[connections]]\nid = \"demo\"\nbackend = \"unified\"\nbase_url = \"{}\"\n\
+         api_key = \"bench\"\nwebhook_secret = \"{SECRET}\"\n",
         vhost.url(),
         dir.path().join("bench.db").display(),
         opts.threads,
+        helpdesk.base_url,
     );
     let ingest = WorkerProcess::start_command("ingest", &config, &addr).await?;
     let url = format!("http://{addr}/webhooks/demo");
