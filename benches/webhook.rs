@@ -254,69 +254,75 @@ async fn main() -> anyhow::Result<()> {
         helpdesk.base_url,
     );
     let ingest = WorkerProcess::start_command("ingest", &config, &addr).await?;
-    let url = format!("http://{addr}/webhooks/demo");
-    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1024).build()?;
-    let bodies = Arc::new(Bodies { next: 0.into() });
+    // The phases in a block of their own, so that the ingest process is stopped whatever happens.
+    let phases = async {
+        let url = format!("http://{addr}/webhooks/demo");
+        let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(1024).build()?;
+        let bodies = Arc::new(Bodies { next: 0.into() });
 
-    // Warm the connections and the broker's channel.
-    let (warm, _) = saturate(&client, &url, &bodies, opts.clients, 1).await;
+        // Warm the connections and the broker's channel.
+        let (warm, _) = saturate(&client, &url, &bodies, opts.clients, 1).await;
 
-    // The fixed rate first, on a quiet broker; then saturation.
-    let waited_before = runqueue_wait(ingest.pid())?;
-    let (mut fixed, fixed_time) = fixed_rate(&client, &url, &bodies, opts.rate, opts.secs).await;
-    let waited = runqueue_wait(ingest.pid())? - waited_before;
-    let reached = fixed.ok.len() as f64 / fixed_time.as_secs_f64();
-    let p99 = fixed.percentile_ms(0.99);
-    println!(
-        "fixed rate ({} requests/s for {}s): {reached:.0} requests/s answered, p50 {:.2} ms, p99 {p99:.2} ms, {} failed; \
-         ingest waited {:.0} ms for a CPU ({:.1} % of the phase)",
-        opts.rate,
-        opts.secs,
-        fixed.percentile_ms(0.50),
-        fixed.failed,
-        waited.as_secs_f64() * 1000.0,
-        100.0 * waited.as_secs_f64() / fixed_time.as_secs_f64()
-    );
+        // The fixed rate first, on a quiet broker; then saturation.
+        let waited_before = runqueue_wait(ingest.pid())?;
+        let (mut fixed, fixed_time) = fixed_rate(&client, &url, &bodies, opts.rate, opts.secs).await;
+        let waited = runqueue_wait(ingest.pid())? - waited_before;
+        let reached = fixed.ok.len() as f64 / fixed_time.as_secs_f64();
+        let p99 = fixed.percentile_ms(0.99);
+        println!(
+            "fixed rate ({} requests/s for {}s): {reached:.0} requests/s answered, p50 {:.2} ms, p99 {p99:.2} ms, {} failed; \
+             ingest waited {:.0} ms for a CPU ({:.1} % of the phase)",
+            opts.rate,
+            opts.secs,
+            fixed.percentile_ms(0.50),
+            fixed.failed,
+            waited.as_secs_f64() * 1000.0,
+            100.0 * waited.as_secs_f64() / fixed_time.as_secs_f64()
+        );
 
-    let mut alone = broker_alone(&vhost.url(), opts.rate, opts.secs).await?;
-    println!(
-        "broker alone ({} publishes/s for {}s, deskpilot's publisher): confirm p50 {:.2} ms, p99 {:.2} ms, {} failed",
-        opts.rate,
-        opts.secs,
-        alone.percentile_ms(0.50),
-        alone.percentile_ms(0.99),
-        alone.failed
-    );
+        let mut alone = broker_alone(&vhost.url(), opts.rate, opts.secs).await?;
+        println!(
+            "broker alone ({} publishes/s for {}s, deskpilot's publisher): confirm p50 {:.2} ms, p99 {:.2} ms, {} failed",
+            opts.rate,
+            opts.secs,
+            alone.percentile_ms(0.50),
+            alone.percentile_ms(0.99),
+            alone.failed
+        );
 
-    let cpu_before = ingest.cpu_seconds()?;
-    let (mut sat, sat_time) = saturate(&client, &url, &bodies, opts.clients, opts.secs).await;
-    let rps = sat.ok.len() as f64 / sat_time.as_secs_f64();
-    let cpu_ms = (ingest.cpu_seconds()? - cpu_before) * 1000.0 / sat.ok.len().max(1) as f64;
-    println!(
-        "saturation ({} clients, {}s): {rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} failed; ingest CPU {cpu_ms:.3} ms per request",
-        opts.clients,
-        opts.secs,
-        sat.percentile_ms(0.50),
-        sat.percentile_ms(0.99),
-        sat.failed
-    );
+        let cpu_before = ingest.cpu_seconds()?;
+        let (mut sat, sat_time) = saturate(&client, &url, &bodies, opts.clients, opts.secs).await;
+        let rps = sat.ok.len() as f64 / sat_time.as_secs_f64();
+        let cpu_ms = (ingest.cpu_seconds()? - cpu_before) * 1000.0 / sat.ok.len().max(1) as f64;
+        println!(
+            "saturation ({} clients, {}s): {rps:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} failed; ingest CPU {cpu_ms:.3} ms per request",
+            opts.clients,
+            opts.secs,
+            sat.percentile_ms(0.50),
+            sat.percentile_ms(0.99),
+            sat.failed
+        );
 
-    let sent = bodies.next.load(std::sync::atomic::Ordering::Relaxed);
-    let accepted = (warm.ok.len() + fixed.ok.len() + sat.ok.len() + alone.ok.len()) as u64;
-    // The broker's message count is refreshed every few seconds: wait for it to settle.
-    let mut in_queue = queued(&vhost_name, "deskpilot.triage")?;
-    for _ in 0..30 {
-        if in_queue == accepted {
-            break;
+        let sent = bodies.next.load(std::sync::atomic::Ordering::Relaxed);
+        let accepted = (warm.ok.len() + fixed.ok.len() + sat.ok.len() + alone.ok.len()) as u64;
+        // The broker's message count is refreshed every few seconds: wait for it to settle.
+        let mut in_queue = queued(&vhost_name, "deskpilot.triage")?;
+        for _ in 0..30 {
+            if in_queue == accepted {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            in_queue = queued(&vhost_name, "deskpilot.triage")?;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        in_queue = queued(&vhost_name, "deskpilot.triage")?;
+        println!(
+            "work queue: {in_queue} messages for {accepted} accepted deliveries ({sent} sent, {} refused while warming up)",
+            warm.failed
+        );
+        anyhow::Ok((rps, p99, sat.failed + fixed.failed, in_queue, accepted))
     }
-    println!(
-        "work queue: {in_queue} messages for {accepted} accepted deliveries ({sent} sent, {} refused while warming up)",
-        warm.failed
-    );
+    .await;
     ingest.stop().await?;
+    let (rps, p99, failed, in_queue, accepted) = phases?;
 
     let mut missed = Vec::new();
     if rps < TARGET_RPS {
@@ -325,8 +331,8 @@ async fn main() -> anyhow::Result<()> {
     if p99 > TARGET_P99_MS_AT_RATE {
         missed.push(format!("p99 {p99:.2} ms > {TARGET_P99_MS_AT_RATE} ms at {} requests/s", opts.rate));
     }
-    if sat.failed + fixed.failed > 0 {
-        missed.push(format!("{} requests failed", sat.failed + fixed.failed));
+    if failed > 0 {
+        missed.push(format!("{failed} requests failed"));
     }
     if in_queue != accepted {
         missed.push(format!("{in_queue} messages queued for {accepted} accepted deliveries"));

@@ -39,7 +39,12 @@ impl WorkerProcess {
             .spawn()
             .with_context(|| format!("could not start deskpilot {command}"))?;
         let mut worker = WorkerProcess { child, _config: file, stderr };
-        worker.wait_ready(addr).await?;
+        if let Err(e) = worker.wait_ready(addr).await {
+            // Not left running behind a failed run.
+            let _ = worker.child.kill();
+            let _ = worker.child.wait();
+            return Err(e);
+        }
         Ok(worker)
     }
 
