@@ -313,7 +313,9 @@ impl App {
             consuming: self.services.worker.then(|| self.consuming.clone()),
             ingesting: self.services.ingest.then(|| self.ingesting.clone()),
             bus: self.bus_health.clone(),
-            helpdesks: Some(self.probes.clone()),
+            // Not where webhooks come in: a load balancer would route every helpdesk's webhooks
+            // away from a replica because one helpdesk is down, though receiving needs none.
+            helpdesks: (!self.services.ingest).then(|| self.probes.clone()),
         };
         server::router(self.store.clone(), readiness)
     }
