@@ -19,10 +19,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Deserialize;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+mod outcome;
+
+pub use outcome::Disposition;
+use outcome::{Failure, recorded_decision};
 
 use crate::{
     act::{self, ActContext, ActPolicy, Fence, Outcome, Stop},
@@ -31,10 +35,7 @@ use crate::{
     http::error_chain,
     store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
     ticketing::{DynTicketing, Ticket, TicketingError},
-    triage::{
-        Engine, Policy, Report, Triage, TriageError,
-        decision::{Decision, no_longer_fits},
-    },
+    triage::{Engine, Policy, Report, Triage, TriageError, decision::no_longer_fits},
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -83,90 +84,6 @@ pub struct Worker {
     settings: WorkerSettings,
     /// Deliveries taken so far (numbers each delivery's lease holder id).
     deliveries: AtomicU64,
-}
-
-/// What happened to one delivery, for logs, metrics and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Disposition {
-    /// Effects done (or already done before) and acked.
-    Acked(String),
-    /// Sent to a delay tier.
-    Retried(String),
-    /// Sent to the dead-letter queue.
-    DeadLettered(String),
-    /// Handed back to the broker (shutdown).
-    Requeued,
-}
-
-impl Disposition {
-    fn label(&self) -> &'static str {
-        match self {
-            Self::Acked(_) => "acked",
-            Self::Retried(_) => "retried",
-            Self::DeadLettered(_) => "dead_lettered",
-            Self::Requeued => "requeued",
-        }
-    }
-}
-
-/// A failure while handling an event, with what to do about it.
-struct Failure {
-    reason: String,
-    retryable: bool,
-    retry_after: Option<Duration>,
-    /// The attempt was stopped by its fence: not a failure of the ticket, so not recorded.
-    stopped: Option<Stop>,
-}
-
-impl Failure {
-    fn permanent(reason: impl Into<String>) -> Self {
-        Self { reason: reason.into(), retryable: false, retry_after: None, stopped: None }
-    }
-}
-
-impl From<TriageError> for Failure {
-    fn from(e: TriageError) -> Self {
-        Self {
-            retryable: e.is_retryable(),
-            retry_after: e.retry_after(),
-            reason: format!("triage: {}", error_chain(&e)),
-            stopped: None,
-        }
-    }
-}
-
-impl From<act::ActError> for Failure {
-    fn from(e: act::ActError) -> Self {
-        match e {
-            act::ActError::Store(store) => Self::from(store),
-            act::ActError::Helpdesk(h) => Self {
-                retryable: h.is_retryable(),
-                retry_after: h.retry_after(),
-                reason: format!("act: {}", error_chain(&h)),
-                stopped: None,
-            },
-            act::ActError::Stopped(why) => Self {
-                retryable: true,
-                retry_after: None,
-                reason: format!("act: stopped before the next helpdesk write: {why}"),
-                stopped: Some(why),
-            },
-        }
-    }
-}
-
-impl From<crate::store::StoreError> for Failure {
-    fn from(e: crate::store::StoreError) -> Self {
-        // A lost lease means another replica took the ticket over: the next claim sees its
-        // progress (Done → ack, Busy → later), so it is never a reason to dead-letter.
-        let lease_lost = matches!(e, crate::store::StoreError::LeaseLost { .. });
-        Self {
-            retryable: lease_lost || e.is_retryable(),
-            retry_after: None,
-            reason: error_chain(&e),
-            stopped: None,
-        }
-    }
 }
 
 impl Worker {
@@ -514,16 +431,6 @@ impl Worker {
         ids.sort_unstable();
         ids.join(", ")
     }
-}
-
-/// The decision an earlier attempt recorded, read back as triage's type. One that no longer reads
-/// (recorded by a build whose Decision differed) cannot be acted on by a retry either.
-fn recorded_decision(record: &DecisionRecord) -> Result<Decision, Failure> {
-    Decision::deserialize(&record.decision).map_err(|e| {
-        Failure::permanent(format!(
-            "the decision recorded for this ticket no longer reads as a Decision: {e}"
-        ))
-    })
 }
 
 fn record_usage(r: &Report) {
