@@ -14,7 +14,7 @@ use crate::{
         poll::PollSettings,
         webhook::{Scheme, WebhookConnection, WebhookSettings},
     },
-    ticketing::{DynTicketing, unified::UnifiedClient},
+    ticketing::{DynTicketing, freshdesk::FreshdeskClient, unified::UnifiedClient},
     triage::{
         Budget, Engine, EngineSettings, Policy,
         decision::TagPolicy,
@@ -50,6 +50,11 @@ pub fn helpdesk(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<DynT
             UnifiedClient::new(u.base_url(), &conn.id, credential, &http)
                 .with_context(|| format!("connection `{}`", conn.id))?
                 .with_category_ttl(u.category_cache()),
+        ),
+        BackendConfig::Freshdesk(f) => Arc::new(
+            FreshdeskClient::new(&f.base_url(), credential, &http)
+                .with_context(|| format!("connection `{}`", conn.id))?
+                .with_category_ttl(f.category_cache()),
         ),
         // Refused when the configuration is loaded (`config::BUILT_BACKENDS`).
         other => anyhow::bail!("connection `{}`: backend `{}` is not in this build", conn.id, other.name()),
@@ -153,7 +158,7 @@ pub fn act_policy(conn: &ConnectionConfig) -> ActPolicy {
         mode: conn.mode,
         confidence_threshold: conn.confidence_threshold,
         automated_categories: conn.automated_categories.iter().cloned().collect(),
-        notes_internal_verified: conn.notes_internal_verified,
+        notes_internal_verified: conn.notes_internal_verified || conn.backend.notes_always_internal(),
         routing: conn.routing.clone(),
         priority_values: conn.priority_values.clone(),
         note_user_id: conn.note_user_id.clone(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::ticketing::{categories::DEFAULT_CATEGORY_TTL, unified::Region};
+use crate::ticketing::{categories::DEFAULT_CATEGORY_TTL, freshdesk::FreshdeskClient, unified::Region};
 
 /// The backend of a connection and its own keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,7 +29,7 @@ pub const BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "
 
 /// The backends this build has a client for; a connection on another one is rejected when the
 /// configuration is loaded, before anything tries to reach it.
-pub const BUILT_BACKENDS: &[&str] = &["unified"];
+pub const BUILT_BACKENDS: &[&str] = &["unified", "freshdesk"];
 
 /// `backend = "unified"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,14 +88,34 @@ pub struct ZendeskConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FreshdeskConfig {
-    /// The helpdesk domain, e.g. `acme.freshdesk.com`.
+    /// The helpdesk domain, e.g. `acme.freshdesk.com` (or `acme`); not needed with `base_url`.
+    #[serde(default)]
     pub domain: String,
+    /// The helpdesk's address when it is not `https://{domain}` (a proxy, tests, the sandbox's
+    /// `/freshdesk`); `/api/v2` is added to it.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// How long the category list (the ticket type's choices) is cached, seconds (0 = never).
+    #[serde(default = "default_category_cache_secs")]
+    pub category_cache_secs: u64,
     /// The agent API key.
     #[serde(default)]
     pub api_key: Option<SecretString>,
     /// Environment variable holding the API key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+}
+
+impl FreshdeskConfig {
+    /// The helpdesk's address (without `/api/v2`).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| FreshdeskClient::domain_url(&self.domain))
+    }
+
+    /// How long the category list is cached.
+    pub fn category_cache(&self) -> Duration {
+        Duration::from_secs(self.category_cache_secs)
+    }
 }
 
 /// `backend = "intercom"`.
@@ -153,10 +173,16 @@ impl BackendConfig {
         match self {
             Self::Unified(u) => u.base_url().to_owned(),
             Self::Zendesk(z) => format!("{}.zendesk.com", z.subdomain),
-            Self::Freshdesk(f) => f.domain.clone(),
+            Self::Freshdesk(f) => f.base_url(),
             Self::Intercom(i) => i.base_url.clone().unwrap_or_else(|| "https://api.intercom.io".into()),
             Self::ServiceNow(s) => format!("{}.service-now.com", s.instance),
         }
+    }
+
+    /// Whether the backend's client posts every note as internal and its notes report their
+    /// visibility, so drafts need no operator check (`notes_internal_verified`).
+    pub fn notes_always_internal(&self) -> bool {
+        matches!(self, Self::Freshdesk(_))
     }
 
     pub(super) fn credential(&self) -> Credential<'_> {

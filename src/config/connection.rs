@@ -297,7 +297,13 @@ impl ConnectionConfig {
                     ));
                 }
             }
-            BackendConfig::Freshdesk(f) => non_empty(&f.domain, "domain", "acme.freshdesk.com"),
+            BackendConfig::Freshdesk(f) => match &f.base_url {
+                Some(url) if !is_http_url(url) => {
+                    out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));
+                }
+                Some(_) => {}
+                None => non_empty(&f.domain, "domain", "acme.freshdesk.com"),
+            },
             BackendConfig::Intercom(i) => {
                 if let Some(url) = i.base_url.as_deref().filter(|u| !is_http_url(u)) {
                     out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));

@@ -7,6 +7,7 @@
 
 pub mod categories;
 pub mod client;
+pub mod freshdesk;
 pub mod model;
 mod paging;
 pub mod unified;

@@ -233,15 +233,31 @@ fn unknown_connections_list_the_configured_ids() {
 
 #[test]
 fn backends_this_build_lacks_are_refused_when_the_config_loads() {
-    let toml = "[[connections]]\nid = \"zd\"\nbackend = \"zendesk\"\nsubdomain = \"acme\"\n\
-                email = \"a@acme.com\"\napi_token = \"t\"\n";
+    let toml = "[[connections]]\nid = \"ic\"\nbackend = \"intercom\"\naccess_token = \"t\"\n";
     let e = error_of(toml, &[]);
-    assert!(
-        e.contains(
-            r#"connections[0] (id = "zd"): backend `zendesk` is not available in this build of deskpilot (it has: unified)"#
-        ),
-        "{e}"
+    let expected = format!(
+        r#"connections[0] (id = "ic"): backend `intercom` is not available in this build of deskpilot (it has: {})"#,
+        BUILT_BACKENDS.join(", ")
     );
+    assert!(e.contains(&expected), "{e}");
+}
+
+#[test]
+fn freshdesk_connections_take_a_domain_or_a_base_url() {
+    let fd = "[[connections]]\nid = \"fd\"\nbackend = \"freshdesk\"\napi_key = \"k\"\n";
+    let e = error_of(fd, &[]);
+    assert!(e.contains(r#"backend `freshdesk` needs `domain` (e.g. domain = "acme.freshdesk.com")"#), "{e}");
+    let e = error_of(&format!("{fd}base_url = \"ftp://x\"\n"), &[]);
+    assert!(e.contains(r#"base_url = "ftp://x" must be an http:// or https:// URL"#), "{e}");
+
+    let c = load(&format!("{fd}domain = \"acme\"\n"), &[]).unwrap();
+    let BackendConfig::Freshdesk(f) = &c.connections[0].backend else { panic!("not freshdesk") };
+    assert_eq!(f.base_url(), "https://acme.freshdesk.com");
+    assert_eq!(f.category_cache(), Duration::from_secs(300));
+    assert_eq!(helpdesk_for(&c, "fd").unwrap().backend(), "freshdesk");
+
+    let c = load(&format!("{fd}base_url = \"http://127.0.0.1:8081/freshdesk\"\n"), &[]).unwrap();
+    assert_eq!(c.connections[0].backend.location(), "http://127.0.0.1:8081/freshdesk");
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod bus_memory;
 mod cli;
 mod config;
 mod decision;
+mod freshdesk_http;
 mod ingest_backfill;
 mod ingest_loop_guard;
 mod ingest_poll;
