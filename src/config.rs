@@ -36,7 +36,7 @@ use serde::Deserialize;
 
 pub use backend::{
     BACKENDS, BUILT_BACKENDS, BackendConfig, FreshdeskConfig, IntercomConfig, ServiceNowConfig,
-    UnifiedConfig, ZendeskConfig,
+    UnifiedConfig, ZendeskCategorySource, ZendeskConfig, ZendeskTicketExport,
 };
 pub use connection::{
     ConnectionConfig, DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_POLL_INTERVAL, DEFAULT_POLL_OVERLAP, Mode,

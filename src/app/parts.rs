@@ -14,7 +14,7 @@ use crate::{
         poll::PollSettings,
         webhook::{Scheme, WebhookConnection, WebhookSettings},
     },
-    ticketing::{DynTicketing, freshdesk::FreshdeskClient, unified::UnifiedClient},
+    ticketing::{DynTicketing, freshdesk::FreshdeskClient, unified::UnifiedClient, zendesk::ZendeskClient},
     triage::{
         Budget, Engine, EngineSettings, Policy,
         decision::TagPolicy,
@@ -56,10 +56,40 @@ pub fn helpdesk(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<DynT
                 .with_context(|| format!("connection `{}`", conn.id))?
                 .with_category_ttl(f.category_cache()),
         ),
+        BackendConfig::Zendesk(z) => {
+            Arc::new(zendesk(z, credential, &http).with_context(|| format!("connection `{}`", conn.id))?)
+        }
         // Refused when the configuration is loaded (`config::BUILT_BACKENDS`).
         other => anyhow::bail!("connection `{}`: backend `{}` is not in this build", conn.id, other.name()),
     };
     Ok(client)
+}
+
+/// A Zendesk connection's client.
+fn zendesk(
+    z: &crate::config::ZendeskConfig,
+    credential: secrecy::SecretString,
+    http: &HttpSettings,
+) -> crate::ticketing::Result<ZendeskClient> {
+    use crate::{
+        config::{ZendeskCategorySource as Source, ZendeskTicketExport as Export},
+        ticketing::zendesk::{TicketExport, ZendeskAuth, wire::CategorySource},
+    };
+    let auth = match z.uses_oauth() {
+        true => ZendeskAuth::OAuth(credential),
+        false => ZendeskAuth::ApiToken { email: z.email.clone().unwrap_or_default(), token: credential },
+    };
+    let export = match z.ticket_export {
+        Export::Search => TicketExport::Search,
+        Export::Incremental => TicketExport::Incremental,
+    };
+    let category = match (z.category_source(), z.category_field_id) {
+        (Source::Field, Some(id)) => CategorySource::Field(id),
+        (Source::Forms, _) => CategorySource::Forms,
+        // A field source without a field id is refused when the configuration is loaded.
+        (Source::Groups | Source::Field, _) => CategorySource::Groups,
+    };
+    Ok(ZendeskClient::new(&z.base_url(), auth, export, category, http)?.with_category_ttl(z.category_cache()))
 }
 
 /// The helpdesk client of the connection with this id.

@@ -29,7 +29,7 @@ pub const BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "
 
 /// The backends this build has a client for; a connection on another one is rejected when the
 /// configuration is loaded, before anything tries to reach it.
-pub const BUILT_BACKENDS: &[&str] = &["unified", "freshdesk"];
+pub const BUILT_BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk"];
 
 /// `backend = "unified"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -74,14 +74,86 @@ impl UnifiedConfig {
 pub struct ZendeskConfig {
     /// The account's subdomain: `acme` for `acme.zendesk.com`.
     pub subdomain: String,
-    /// The agent email the API token belongs to.
-    pub email: String,
-    /// The API token.
+    /// API base URL (a proxy, the sandbox's `/zendesk`); when unset, `https://{subdomain}.zendesk.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The agent email the API token belongs to (API token auth).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The API token (sent as basic auth `{email}/token`).
     #[serde(default)]
     pub api_token: Option<SecretString>,
     /// Environment variable holding the API token.
     #[serde(default)]
     pub api_token_env: Option<String>,
+    /// An OAuth access token (sent as `Authorization: Bearer`), instead of an API token.
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    /// Environment variable holding the OAuth access token.
+    #[serde(default)]
+    pub access_token_env: Option<String>,
+    /// How changed tickets are listed: `search` (any agent; default) or `incremental` (admins).
+    #[serde(default)]
+    pub ticket_export: ZendeskTicketExport,
+    /// What plays category: `field` (a dropdown field's options), `groups` or `forms`; default
+    /// `field` when `category_field_id` is set, else `groups`.
+    #[serde(default)]
+    pub category_source: Option<ZendeskCategorySource>,
+    /// The id of the dropdown (tagger) ticket field whose options are the categories.
+    #[serde(default)]
+    pub category_field_id: Option<u64>,
+    /// How long the category list is cached, seconds (0 = never cached).
+    #[serde(default = "default_category_cache_secs")]
+    pub category_cache_secs: u64,
+}
+
+/// `ticket_export` of a Zendesk connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZendeskTicketExport {
+    /// `/api/v2/search/export`.
+    #[default]
+    Search,
+    /// `/api/v2/incremental/tickets/cursor` (admin credentials).
+    Incremental,
+}
+
+/// `category_source` of a Zendesk connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZendeskCategorySource {
+    /// The options of the dropdown field `category_field_id`.
+    Field,
+    /// Groups.
+    Groups,
+    /// Ticket forms.
+    Forms,
+}
+
+impl ZendeskConfig {
+    /// The URL the client talks to.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| format!("https://{}.zendesk.com", self.subdomain))
+    }
+
+    /// Whether the credential is an OAuth access token rather than an API token.
+    pub fn uses_oauth(&self) -> bool {
+        self.access_token.is_some() || self.access_token_env.as_deref().is_some_and(|n| !n.is_empty())
+    }
+
+    /// The category source, with its default.
+    pub fn category_source(&self) -> ZendeskCategorySource {
+        self.category_source.unwrap_or(if self.category_field_id.is_some() {
+            ZendeskCategorySource::Field
+        } else {
+            ZendeskCategorySource::Groups
+        })
+    }
+
+    /// How long the category list is cached.
+    pub fn category_cache(&self) -> Duration {
+        Duration::from_secs(self.category_cache_secs)
+    }
 }
 
 /// `backend = "freshdesk"`.
@@ -172,7 +244,7 @@ impl BackendConfig {
     pub fn location(&self) -> String {
         match self {
             Self::Unified(u) => u.base_url().to_owned(),
-            Self::Zendesk(z) => format!("{}.zendesk.com", z.subdomain),
+            Self::Zendesk(z) => z.base_url(),
             Self::Freshdesk(f) => f.base_url(),
             Self::Intercom(i) => i.base_url.clone().unwrap_or_else(|| "https://api.intercom.io".into()),
             Self::ServiceNow(s) => format!("{}.service-now.com", s.instance),
@@ -182,17 +254,60 @@ impl BackendConfig {
     /// Whether the backend's client posts every note as internal and its notes report their
     /// visibility, so drafts need no operator check (`notes_internal_verified`).
     pub fn notes_always_internal(&self) -> bool {
-        matches!(self, Self::Freshdesk(_))
+        matches!(self, Self::Zendesk(_) | Self::Freshdesk(_))
     }
 
     pub(super) fn credential(&self) -> Credential<'_> {
         let (key, value, env) = match self {
             Self::Unified(u) => ("api_key", &u.api_key, &u.api_key_env),
+            Self::Zendesk(z) if z.uses_oauth() => ("access_token", &z.access_token, &z.access_token_env),
             Self::Zendesk(z) => ("api_token", &z.api_token, &z.api_token_env),
             Self::Freshdesk(f) => ("api_key", &f.api_key, &f.api_key_env),
             Self::Intercom(i) => ("access_token", &i.access_token, &i.access_token_env),
             Self::ServiceNow(s) => ("password", &s.password, &s.password_env),
         };
         Credential { key, value: value.as_ref(), env: env.as_deref() }
+    }
+}
+
+/// What is wrong with a Zendesk connection's own keys.
+pub(super) fn zendesk_problems(z: &ZendeskConfig, out: &mut Vec<String>) {
+    use secrecy::ExposeSecret;
+    if z.subdomain.trim().is_empty() {
+        out.push("backend `zendesk` needs `subdomain` (e.g. subdomain = \"acme\")".into());
+    }
+    if z.subdomain.contains('.') {
+        out.push(format!(
+            "subdomain = {:?} must be the bare subdomain (`acme` for acme.zendesk.com)",
+            z.subdomain
+        ));
+    }
+    if let Some(url) = z.base_url.as_deref().filter(|u| !super::validate::is_http_url(u)) {
+        out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));
+    }
+    let token_given = z.api_token.as_ref().is_some_and(|t| !t.expose_secret().is_empty())
+        || z.api_token_env.as_deref().is_some_and(|n| !n.is_empty());
+    if z.uses_oauth() && token_given {
+        out.push(
+            "set either an API token (`api_token`, `email`) or an OAuth `access_token`, not both".into(),
+        );
+    }
+    if !z.uses_oauth() && z.email.as_deref().is_none_or(|e| e.trim().is_empty()) {
+        out.push(
+            "backend `zendesk` needs `email` with an API token (the agent the token belongs to, e.g. \
+             email = \"agent@acme.com\"), or an OAuth `access_token` instead"
+                .into(),
+        );
+    }
+    match (z.category_source(), z.category_field_id) {
+        (ZendeskCategorySource::Field, None) => out.push(
+            "category_source = \"field\" needs `category_field_id` (the id of the dropdown ticket field \
+             whose options are the categories)"
+                .into(),
+        ),
+        (ZendeskCategorySource::Groups | ZendeskCategorySource::Forms, Some(_)) => out.push(
+            "category_field_id is only read with category_source = \"field\"; remove one of them".into(),
+        ),
+        _ => {}
     }
 }

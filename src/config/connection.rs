@@ -287,16 +287,7 @@ impl ConnectionConfig {
                     }
                 }
             }
-            BackendConfig::Zendesk(z) => {
-                non_empty(&z.subdomain, "subdomain", "acme");
-                non_empty(&z.email, "email", "agent@acme.com");
-                if z.subdomain.contains('.') {
-                    out.push(format!(
-                        "subdomain = {:?} must be the bare subdomain (`acme` for acme.zendesk.com)",
-                        z.subdomain
-                    ));
-                }
-            }
+            BackendConfig::Zendesk(z) => super::backend::zendesk_problems(z, &mut out),
             BackendConfig::Freshdesk(f) => match &f.base_url {
                 Some(url) if !is_http_url(url) => {
                     out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));

@@ -94,6 +94,13 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// Marks a call that must not be sent twice (a PUT that adds a comment): its ambiguous
+    /// failures are not retried, as for POST.
+    pub fn once(mut self) -> Self {
+        self.retry_ambiguous = false;
+        self
+    }
+
     /// Sets a JSON body.
     pub fn json<B: Serialize>(mut self, body: &B) -> Result<Self> {
         let value = serde_json::to_value(body)

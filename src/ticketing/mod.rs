@@ -11,6 +11,7 @@ pub mod freshdesk;
 pub mod model;
 mod paging;
 pub mod unified;
+pub mod zendesk;
 
 use std::{sync::Arc, time::Duration};
 

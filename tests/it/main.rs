@@ -34,3 +34,5 @@ mod unified_sandbox;
 mod webhook;
 mod webhook_props;
 mod worker;
+mod zendesk_config;
+mod zendesk_http;
