@@ -39,9 +39,12 @@
 //!   connection, `ticketing_ticket` and event (`GET /unified/webhook[/{id}]` lists and reads them,
 //!   `DELETE /unified/webhook/{id}` removes one; kept in memory).
 //! - **State.** In memory; with a state file, loaded from it at start and saved after each change.
+//! - **Flavours.** The same data in a vendor's own API shape under its prefix: Freshdesk API v2 at
+//!   `/freshdesk/api/v2/...` (see `freshdesk.rs`).
 
 mod data;
 mod error;
+mod freshdesk;
 mod query;
 mod resource;
 mod routes;

@@ -37,6 +37,7 @@ pub(crate) fn router(app: Shared) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(api)
+        .nest("/freshdesk", super::freshdesk::routes(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))

@@ -16,6 +16,7 @@ mod cli;
 mod config;
 mod decision;
 mod freshdesk_http;
+mod freshdesk_sandbox;
 mod ingest_backfill;
 mod ingest_loop_guard;
 mod ingest_poll;

@@ -41,11 +41,13 @@ use wiremock::{
 };
 
 mod fencing;
+mod freshdesk;
 mod input;
 mod person;
 mod policy;
 mod proxy;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
+use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
 use policy::{
@@ -693,6 +695,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
+    freshdesk_apply_mode_posts_a_private_note_and_merges_tags,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
     apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,

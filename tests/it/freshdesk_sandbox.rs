@@ -1,0 +1,111 @@
+//! The Freshdesk client against the sandbox's Freshdesk flavour over real HTTP: every operation,
+//! paging to the end, notes stored with their visibility, tags merged, basic auth refused.
+
+use std::collections::HashSet;
+
+use deskpilot::{
+    http::HttpSettings,
+    sandbox::RunningSandbox,
+    ticketing::{
+        ListQuery, NewNote, NoteVisibility, PriorityLevel, TicketPatch, TicketReader, TicketStatus,
+        Ticketing, TicketingError, all_notes, all_tickets, collect_all, freshdesk::FreshdeskClient,
+    },
+};
+
+use crate::helpers::{KEY, start_sandbox as start};
+
+fn client(sb: &RunningSandbox, key: &str) -> FreshdeskClient {
+    FreshdeskClient::new(&format!("{}/freshdesk", sb.base_url), key.into(), &HttpSettings::default()).unwrap()
+}
+
+#[tokio::test]
+async fn reads_every_ticket_contact_conversation_and_category() {
+    let sb = start().await;
+    let c = client(&sb, KEY);
+    let demo = sb.snapshot("demo").await.unwrap();
+
+    let names: HashSet<_> = c.list_categories().await.unwrap().into_iter().filter_map(|c| c.id).collect();
+    for name in ["Billing", "Refunds", "Bug report"] {
+        assert!(names.contains(name), "missing type {name}: {names:?}");
+    }
+
+    let since = time::macros::datetime!(2026-01-01 00:00 UTC);
+    let q = ListQuery { limit: Some(30), ..ListQuery::updated_since(since) };
+    let tickets = collect_all(all_tickets(&c, q)).await.unwrap();
+    assert_eq!(tickets.len(), demo.tickets.len(), "paged to the end, 30 at a time");
+    assert!(tickets.windows(2).all(|w| w[0].updated_at <= w[1].updated_at), "oldest first");
+
+    let sample = demo.tickets.values().find(|t| t.category_id.is_some() && t.user_id.is_some()).unwrap();
+    let id = sample.id.as_deref().unwrap();
+    let t = c.get_ticket(id).await.unwrap();
+    assert_eq!(t.subject, sample.subject);
+    assert_eq!(t.description, sample.description);
+    assert_eq!(t.priority_level(), sample.priority_level());
+    assert_eq!(
+        t.status.as_ref().map(|s| s == &TicketStatus::Closed),
+        sample.status.as_ref().map(|s| s == &TicketStatus::Closed)
+    );
+    let category = &demo.categories[sample.category_id.as_deref().unwrap()];
+    assert_eq!(t.category_id, category.name);
+
+    let customer = c.get_customer(t.customer_id.as_deref().unwrap()).await.unwrap();
+    let want = &demo.customers[sample.customer_id.as_deref().unwrap()];
+    assert_eq!(customer.name, want.name);
+    assert_eq!(customer.emails.len(), want.emails.len());
+
+    let notes =
+        collect_all(all_notes(&c, ListQuery { limit: Some(1), ..ListQuery::notes_of(id) })).await.unwrap();
+    let want = demo.notes.values().filter(|n| n.ticket_id.as_deref() == Some(id)).count();
+    assert_eq!(notes.len(), want, "one conversation a page, to the end");
+    assert!(notes.iter().all(|n| n.visibility == Some(NoteVisibility::Public)), "sample replies are public");
+    assert!(matches!(c.get_ticket("999999").await, Err(TicketingError::NotFound { .. })));
+    assert!(matches!(client(&sb, "wrong").get_ticket(id).await, Err(TicketingError::Unauthorized { .. })));
+}
+
+#[tokio::test]
+async fn an_update_keeps_existing_tags_and_a_note_is_stored_private() {
+    let sb = start().await;
+    let c = client(&sb, KEY);
+    let before = sb.snapshot("demo").await.unwrap();
+    let (key, sample) = before.tickets.iter().find(|(_, t)| !t.tags.is_empty()).unwrap();
+
+    let mut tags = sample.tags.clone();
+    tags.push("deskpilot-test".into());
+    let patch = TicketPatch {
+        priority: Some("urgent".into()),
+        category_id: Some("Refunds".into()),
+        tags: Some(tags.clone()),
+        user_id: Some("4".into()),
+        ..TicketPatch::default()
+    };
+    let t = c.update_ticket(key, &patch).await.unwrap();
+    assert_eq!(t.priority_level(), PriorityLevel::Urgent);
+    assert_eq!(t.tags, tags);
+    let stored = &sb.snapshot("demo").await.unwrap().tickets[key];
+    assert_eq!(stored.tags, tags, "the merged list replaced the old one");
+    assert_eq!(stored.category_id.as_deref(), Some("cat-refunds"));
+    assert_eq!(stored.user_id.as_deref(), Some("u-04"));
+    assert!(stored.updated_at > sample.updated_at);
+
+    let bad = TicketPatch { category_id: Some("Nonsense".into()), ..TicketPatch::default() };
+    let err = c.update_ticket(key, &bad).await.unwrap_err();
+    assert!(err.to_string().contains("Validation failed"), "{err}");
+
+    let note = NewNote {
+        ticket_id: key.clone(),
+        description: "Draft <b>reply</b>\nsecond line".into(),
+        user_id: None,
+        raw: None,
+    };
+    let created = c.create_note(&note).await.unwrap();
+    assert_eq!(created.visibility, Some(NoteVisibility::Internal));
+    let after = sb.snapshot("demo").await.unwrap();
+    let stored: Vec<_> =
+        after.notes.values().filter(|n| !before.notes.contains_key(n.id.as_deref().unwrap())).collect();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].visibility, Some(NoteVisibility::Internal), "stored private");
+    assert_eq!(stored[0].description.as_deref(), Some("Draft <b>reply</b>\nsecond line"));
+    let listed = collect_all(all_notes(&c, ListQuery::notes_of(key.as_str()))).await.unwrap();
+    let last = listed.last().unwrap();
+    assert_eq!((last.id.as_ref(), last.visibility), (created.id.as_ref(), Some(NoteVisibility::Internal)));
+}

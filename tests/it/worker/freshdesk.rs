@@ -1,0 +1,74 @@
+//! The pipeline over a `freshdesk` connection: the worker reads and writes the sandbox through
+//! its Freshdesk flavour.
+
+use deskpilot::{
+    config::FreshdeskConfig,
+    http::HttpSettings,
+    ticketing::{NoteVisibility, Ticketing, freshdesk::FreshdeskClient},
+};
+
+use super::*;
+
+/// Apply mode on a Freshdesk connection without `notes_internal_verified`: the ticket gets the
+/// decision's type, priority and routed agent, its tags are merged with the ones a person set,
+/// and the draft is posted once, stored private.
+pub(super) async fn freshdesk_apply_mode_posts_a_private_note_and_merges_tags(mut p: Pipeline) {
+    let t = p.untriaged(1).remove(0);
+    let base_url = format!("{}/freshdesk", p.sandbox.base_url);
+    let freshdesk = FreshdeskClient::new(&base_url, KEY.into(), &HttpSettings::default()).unwrap();
+    let person = TicketPatch { tags: Some(vec!["vip".into()]), ..TicketPatch::default() };
+    freshdesk.update_ticket(&t, &person).await.expect("a person's tag");
+    p.answers.set(&t, decision_json("Billing", 0.9));
+    let base = p.snapshot().await;
+
+    let policy = ActPolicy {
+        mode: Mode::Apply,
+        routing: BTreeMap::from([("Billing".to_owned(), "4".to_owned())]),
+        ..ActPolicy::default()
+    };
+    let backend = BackendConfig::Freshdesk(FreshdeskConfig {
+        domain: String::new(),
+        base_url: Some(base_url),
+        api_key: Some(KEY.into()),
+        api_key_env: None,
+        category_cache_secs: 300,
+    });
+    let mut config = p.config.clone();
+    config.connections = vec![ConnectionConfig {
+        mode: policy.mode,
+        routing: policy.routing.clone(),
+        ..ConnectionConfig::new(CONN, backend)
+    }];
+    let worker = settings(Duration::from_secs(30));
+    let id = worker.worker_id.clone();
+    let app = App::builder(&config)
+        .bus(p.bus.service_bus())
+        .store(p.store.clone())
+        .worker_settings(worker)
+        .build()
+        .await
+        .expect("the service builds");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let task = tokio::spawn(async move { app.serve(None, stop).await.expect("the worker runs") });
+    p.workers.push(RunningWorker { id, shutdown, task });
+
+    let entry = p.publish_and_wait(&t).await;
+    let after = p.snapshot().await;
+    let notes = new_notes(&base, &after);
+    assert_eq!(notes.len(), 1, "one note: {notes:#?}");
+    assert_eq!(notes[0].visibility, Some(NoteVisibility::Internal), "the draft is stored private");
+    assert_eq!(marked_notes(&after, &t).len(), 1, "it carries the marker");
+    let note_number = notes[0].id.as_deref().unwrap().trim_start_matches(|c: char| !c.is_ascii_digit());
+    assert_eq!(
+        entry.note_id.as_deref().map(|n| n.trim_start_matches('0')),
+        Some(note_number.trim_start_matches('0'))
+    );
+
+    let ticket = &after.tickets[&t];
+    assert_eq!(ticket.tags, ["vip", "billing", "double-charge"], "merged with the person's tag");
+    assert_eq!(ticket.category_id.as_deref(), Some("cat-billing"));
+    assert_eq!(ticket.priority.as_deref(), Some("high"));
+    assert_eq!(ticket.user_id.as_deref(), Some("u-04"), "routed by type");
+    assert!(p.proposals().await.is_empty(), "nothing kept back for review");
+}
