@@ -17,7 +17,8 @@ use tokio::time::Instant;
 use crate::{
     app::{App, Services, parts::http_settings},
     bus::Bus,
-    config::{BackendConfig, Config, ConnectionConfig, Dsn, Mode, UnifiedConfig},
+    config::{BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, Mode, UnifiedConfig},
+    events::{EventKind, EventSource, TicketEvent},
     ingest::webhook::subscribe::UnifiedSubscriptions,
     sandbox::{self, SandboxOptions},
     store::{ProposalFilter, Store},
@@ -47,6 +48,11 @@ pub struct DemoArgs {
     /// `shadow` stores proposals; `apply` writes triage and internal notes into the sandbox
     #[arg(long, default_value = "shadow", value_parser = parse_mode)]
     mode: Mode,
+
+    /// The connector the demo talks to the sandbox through: `unified` (its Unified.to API, tickets
+    /// arriving by signed webhook) or `freshdesk` (its Freshdesk flavour, tickets published by hand)
+    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk"])]
+    backend: String,
 
     /// SQLite file of this demo's ledger and proposals (recreated on every run)
     #[arg(long, default_value = "data/demo.db", value_name = "FILE")]
@@ -111,12 +117,24 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     let hook_url = format!("http://{}/webhooks/{DEMO_CONNECTION}", listener.local_addr()?);
     let stop = shutdown.child_token();
     let serving = tokio::spawn(app.serve(Some(listener), stop.clone()));
-    let subscriptions = UnifiedSubscriptions::new(&sb.base_url, SANDBOX_KEY.into(), &http_settings(&config))?;
-    let sub = subscriptions.create(DEMO_CONNECTION, &hook_url, "created", true).await?;
-    println!(
-        "demo: subscribed {} to the sandbox's ticket webhooks; they arrive signed at {hook_url}",
-        sub["id"].as_str().unwrap_or("?")
-    );
+    if args.backend == "unified" {
+        let subscriptions =
+            UnifiedSubscriptions::new(&sb.base_url, SANDBOX_KEY.into(), &http_settings(&config))?;
+        let sub = subscriptions.create(DEMO_CONNECTION, &hook_url, "created", true).await?;
+        println!(
+            "demo: subscribed {} to the sandbox's ticket webhooks; they arrive signed at {hook_url}",
+            sub["id"].as_str().unwrap_or("?")
+        );
+    } else {
+        // The sandbox signs its webhooks Unified-style only, so a native connector's tickets are
+        // published as `deskpilot publish` would.
+        let publisher = memory.publisher();
+        for id in &keep {
+            let event = TicketEvent::new(EventKind::TicketCreated, DEMO_CONNECTION, id, EventSource::Manual);
+            publisher.publish(&event).await.context("could not publish a demo ticket")?;
+        }
+        println!("demo: published {} tickets through the {} connector", keep.len(), args.backend);
+    }
 
     let started = Instant::now();
     let (mut handled, mut progress_at) = (0, Instant::now());
@@ -209,13 +227,22 @@ fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
     config.store.url = Dsn::from(format!("sqlite://{}", args.store.display()));
     // The demo serves its own listener (the webhook receiver) on a free port.
     config.server.addr = String::new();
-    let backend = BackendConfig::Unified(UnifiedConfig {
-        base_url: Some(sandbox_url.to_owned()),
-        region: None,
-        api_key: Some(SANDBOX_KEY.into()),
-        api_key_env: None,
-        category_cache_secs: 300,
-    });
+    let backend = match args.backend.as_str() {
+        "freshdesk" => BackendConfig::Freshdesk(FreshdeskConfig {
+            domain: String::new(),
+            base_url: Some(format!("{sandbox_url}/freshdesk")),
+            api_key: Some(SANDBOX_KEY.into()),
+            api_key_env: None,
+            category_cache_secs: 300,
+        }),
+        _ => BackendConfig::Unified(UnifiedConfig {
+            base_url: Some(sandbox_url.to_owned()),
+            region: None,
+            api_key: Some(SANDBOX_KEY.into()),
+            api_key_env: None,
+            category_cache_secs: 300,
+        }),
+    };
     let mut demo = config
         .connections
         .iter()

@@ -38,9 +38,46 @@ pub struct SandboxArgs {
     /// JSON file keeping the sandbox's state across restarts (loaded if present, saved on change)
     #[arg(long, value_name = "FILE")]
     state: Option<PathBuf>,
+
+    /// Print a configuration whose connections reach a sandbox at --addr with --api-key (the
+    /// Unified ones and one per vendor flavour), and exit
+    #[arg(long)]
+    print_config: bool,
+}
+
+/// The `[[connections]]` of a sandbox at `addr`: its Unified connections and one per flavour.
+fn sandbox_config(addr: &str, api_key: &str) -> String {
+    // A wildcard or port-0 address is not one a client can reach: print the loopback instead.
+    let addr = match addr.parse::<SocketAddr>() {
+        Ok(mut a) => {
+            if a.ip().is_unspecified() {
+                a.set_ip(if a.is_ipv4() { Ipv4Addr::LOCALHOST.into() } else { Ipv6Addr::LOCALHOST.into() });
+            }
+            a.to_string()
+        }
+        Err(_) => addr.to_owned(),
+    };
+    let key = format!("{api_key:?}");
+    let mut out = format!(
+        "# Connections to the deskpilot sandbox at http://{addr} (`deskpilot sandbox --addr {addr}`).\n"
+    );
+    for id in ["demo", "acme-retail"] {
+        out.push_str(&format!(
+            "\n[[connections]]\nid = \"{id}\"\nbackend = \"unified\"\nbase_url = \"http://{addr}\"\napi_key = {key}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "\n# The demo helpdesk through its Freshdesk API v2 flavour.\n[[connections]]\nid = \"demo-freshdesk\"\n\
+         backend = \"freshdesk\"\nbase_url = \"http://{addr}/freshdesk\"\napi_key = {key}\n"
+    ));
+    out
 }
 
 pub(super) async fn run(args: SandboxArgs) -> anyhow::Result<()> {
+    if args.print_config {
+        print!("{}", sandbox_config(&args.addr, &args.api_key));
+        return Ok(());
+    }
     let shutdown = crate::shutdown::on_signals();
     let listener =
         TcpListener::bind(&args.addr).await.with_context(|| format!("could not listen on {}", args.addr))?;

@@ -109,3 +109,63 @@ async fn an_update_keeps_existing_tags_and_a_note_is_stored_private() {
     let last = listed.last().unwrap();
     assert_eq!((last.id.as_ref(), last.visibility), (created.id.as_ref(), Some(NoteVisibility::Internal)));
 }
+
+/// `deskpilot sandbox --print-config` prints connections that `deskpilot check` reaches, each
+/// listing its categories.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_printed_sandbox_config_checks_out_on_every_connection() {
+    let sb = start().await;
+    let addr = sb.base_url.trim_start_matches("http://").to_owned();
+    let run = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_deskpilot"))
+                .env_clear()
+                .env("DESKPILOT_LOG", "warn")
+                .args(args)
+                .output()
+                .expect("the binary runs")
+        })
+    };
+    let printed =
+        run(["sandbox", "--print-config", "--addr", &addr, "--api-key", KEY].map(String::from).to_vec())
+            .await
+            .unwrap();
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    std::io::Write::write_all(&mut file, &printed.stdout).unwrap();
+    let path = file.path().display().to_string();
+    let o = run(vec!["--config".into(), path, "check".into()]).await.unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
+    for line in [
+        format!("  demo: unified at {}", sb.base_url),
+        format!("  acme-retail: unified at {}", sb.base_url),
+        format!("  demo-freshdesk: freshdesk at {}/freshdesk", sb.base_url),
+    ] {
+        assert!(out.contains(&line), "`{line}` missing from:\n{out}");
+    }
+    assert_eq!(out.matches("    OK: ").count(), 3, "{out}");
+    assert!(out.contains("categories: Account access, Billing"), "{out}");
+}
+
+/// `deskpilot demo --backend freshdesk` triages the sandbox's tickets through the Freshdesk
+/// connector (decided by the fallback rules: no LLM is configured).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_runs_through_the_freshdesk_connector() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo.db").display().to_string();
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deskpilot"))
+            .env_clear()
+            .env("DESKPILOT_LOG", "warn")
+            .args(["demo", "--backend", "freshdesk", "--limit", "2", "--store", &store])
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("demo: published 2 tickets through the freshdesk connector"), "{out}");
+    assert!(out.contains("2 proposals stored, 0 dead-lettered"), "{out}");
+}
