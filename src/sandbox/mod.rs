@@ -38,6 +38,8 @@
 //!   sandbox's hook URL and to every subscription made with `POST /unified/webhook` for that
 //!   connection, `ticketing_ticket` and event (`GET /unified/webhook[/{id}]` lists and reads them,
 //!   `DELETE /unified/webhook/{id}` removes one; kept in memory).
+//! - **Zendesk.** The same helpdesks in Zendesk Support's own API under `/zendesk/api/v2/...`
+//!   (`demo`) and `/zendesk/{connection_id}/api/v2/...` (`src/sandbox/zendesk.rs`).
 //! - **State.** In memory; with a state file, loaded from it at start and saved after each change.
 //! - **Flavours.** The same data in a vendor's own API shape under its prefix: Freshdesk API v2 at
 //!   `/freshdesk/api/v2/...` (see `freshdesk.rs`).
@@ -52,6 +54,7 @@ mod server;
 mod subscription;
 mod table;
 mod webhook;
+mod zendesk;
 
 pub use data::Helpdesk;
 pub use server::{RunningSandbox, SandboxOptions, serve, spawn};

@@ -37,3 +37,4 @@ mod webhook_props;
 mod worker;
 mod zendesk_config;
 mod zendesk_http;
+mod zendesk_sandbox;
