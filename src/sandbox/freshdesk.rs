@@ -14,6 +14,8 @@
 //!   `ticket_type` field), `tags` (replaced), `responder_id`; `POST /tickets/{id}/notes` stores a
 //!   note with its visibility (`private`, default true) and answers 201. Both bump the ticket's
 //!   `updated_at` and post the sandbox's webhooks.
+//! - **Computed fields.** `due_by`/`fr_due_by` follow a sandbox SLA (three days and one from creation)
+//!   unless the sample sets a due date; a note sent without `user_id` is the first sample agent's.
 
 mod shape;
 
@@ -280,6 +282,13 @@ fn agent(desk: &Helpdesk, field: &str, v: &Value) -> Result<String, FdError> {
         .ok_or_else(|| invalid(field, &format!("There is no agent matching the given {field}")))
 }
 
+/// The sample data's agent with the lowest number.
+fn first_agent(desk: &Helpdesk) -> Option<String> {
+    let agents = desk.tickets.values().filter_map(|t| t.user_id.as_ref());
+    let agents = agents.chain(desk.notes.values().filter_map(|n| n.user_id.as_ref()));
+    agents.min_by_key(|a| shape::number(a)).cloned()
+}
+
 async fn update_ticket(
     State(app): State<Shared>,
     Path(id): Path<String>,
@@ -356,7 +365,12 @@ async fn create_note(
     let name = desk_name(&desks).ok_or_else(not_found)?;
     let desk = desks.get_mut(&name).ok_or_else(not_found)?;
     let ticket = find::<Ticket>(desk, &id).ok_or_else(not_found)?;
-    let user_id = fields.get("user_id").map(|v| agent(desk, "user_id", v)).transpose()?;
+    // Freshdesk attributes a note sent without `user_id` to the agent whose key sent it: here the
+    // sample data's first agent.
+    let user_id = match fields.get("user_id") {
+        Some(v) => Some(agent(desk, "user_id", v)?),
+        None => first_agent(desk),
+    };
     let now = time::OffsetDateTime::now_utc();
     let mut note = Note {
         ticket_id: Some(ticket),

@@ -59,6 +59,21 @@ impl FreshdeskClient {
         })
     }
 
+    /// A client for an API root that already ends where `/api/v2` would (a proxy that serves the
+    /// API's paths at its root, such as a contract-checking proxy).
+    pub fn at_api_root(api_root: &str, api_key: SecretString, settings: &HttpSettings) -> Result<Self> {
+        let ui_base = api_root.trim_end_matches('/').to_owned();
+        let auth = Auth::Basic {
+            username: secrecy::ExposeSecret::expose_secret(&api_key).to_owned(),
+            password: "X".into(),
+        };
+        Ok(Self {
+            http: HttpClient::new("freshdesk", &ui_base, auth, settings)?,
+            ui_base,
+            categories: CategoryCache::default(),
+        })
+    }
+
     /// The base URL of a helpdesk `domain`: `acme`, `acme.freshdesk.com` or a full URL.
     pub fn domain_url(domain: &str) -> String {
         let d = domain.trim().trim_end_matches('/');

@@ -120,6 +120,12 @@ pub(super) fn type_of(desk: &Helpdesk, category_id: Option<&str>) -> Value {
     desk.categories.get(id).and_then(|c| c.name.clone()).map_or_else(|| id.into(), Value::from)
 }
 
+/// Freshdesk always computes `due_by` and `fr_due_by` from an SLA policy; the sandbox's policy
+/// gives a first response within a day and a resolution within three of creation.
+fn sla(t: &Ticket, days: i64) -> Option<OffsetDateTime> {
+    t.created_at.map(|c| c + time::Duration::days(days))
+}
+
 /// A ticket as `GET /api/v2/tickets/{id}` shows it; lists leave the description out unless
 /// `include=description`.
 pub(super) fn ticket(desk: &Helpdesk, t: &Ticket, with_description: bool) -> Value {
@@ -137,7 +143,7 @@ pub(super) fn ticket(desk: &Helpdesk, t: &Ticket, with_description: bool) -> Val
         "custom_fields": {},
         "cc_emails": [], "fwd_emails": [], "reply_cc_emails": [], "to_emails": null,
         "fr_escalated": false, "is_escalated": false, "spam": false,
-        "due_by": date(t.due_at), "fr_due_by": date(t.due_at),
+        "due_by": date(t.due_at.or(sla(t, 3))), "fr_due_by": date(sla(t, 1)),
         "created_at": date(t.created_at),
         "updated_at": date(t.updated_at),
     });
