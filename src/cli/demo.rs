@@ -17,7 +17,10 @@ use tokio::time::Instant;
 use crate::{
     app::{App, Services, parts::http_settings},
     bus::Bus,
-    config::{BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, Mode, UnifiedConfig},
+    config::{
+        BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, Mode, UnifiedConfig, ZendeskConfig,
+        ZendeskTicketExport,
+    },
     events::{EventKind, EventSource, TicketEvent},
     ingest::webhook::subscribe::UnifiedSubscriptions,
     sandbox::{self, SandboxOptions},
@@ -50,8 +53,9 @@ pub struct DemoArgs {
     mode: Mode,
 
     /// The connector the demo talks to the sandbox through: `unified` (its Unified.to API, tickets
-    /// arriving by signed webhook) or `freshdesk` (its Freshdesk flavour, tickets published by hand)
-    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk"])]
+    /// arriving by signed webhook), `freshdesk` or `zendesk` (its vendor flavours, tickets published
+    /// by hand)
+    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk", "zendesk"])]
     backend: String,
 
     /// SQLite file of this demo's ledger and proposals (recreated on every run)
@@ -233,6 +237,19 @@ fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
             base_url: Some(format!("{sandbox_url}/freshdesk")),
             api_key: Some(SANDBOX_KEY.into()),
             api_key_env: None,
+            category_cache_secs: 300,
+        }),
+        "zendesk" => BackendConfig::Zendesk(ZendeskConfig {
+            subdomain: "sandbox".into(),
+            base_url: Some(format!("{sandbox_url}/zendesk")),
+            email: Some("agent@sandbox.example".into()),
+            api_token: Some(SANDBOX_KEY.into()),
+            api_token_env: None,
+            access_token: None,
+            access_token_env: None,
+            ticket_export: ZendeskTicketExport::Search,
+            category_source: None,
+            category_field_id: Some(crate::sandbox::ZENDESK_CATEGORY_FIELD_ID as u64),
             category_cache_secs: 300,
         }),
         _ => BackendConfig::Unified(UnifiedConfig {

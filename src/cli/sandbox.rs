@@ -70,6 +70,13 @@ fn sandbox_config(addr: &str, api_key: &str) -> String {
         "\n# The demo helpdesk through its Freshdesk API v2 flavour.\n[[connections]]\nid = \"demo-freshdesk\"\n\
          backend = \"freshdesk\"\nbase_url = \"http://{addr}/freshdesk\"\napi_key = {key}\n"
     ));
+    out.push_str(&format!(
+        "\n# The demo helpdesk through its Zendesk Support flavour (categories: the dropdown field).\n\
+         [[connections]]\nid = \"demo-zendesk\"\nbackend = \"zendesk\"\nsubdomain = \"sandbox\"\n\
+         base_url = \"http://{addr}/zendesk\"\nemail = \"agent@sandbox.example\"\napi_token = {key}\n\
+         category_field_id = {}\n",
+        crate::sandbox::ZENDESK_CATEGORY_FIELD_ID
+    ));
     out
 }
 

@@ -60,3 +60,4 @@ pub use data::Helpdesk;
 pub use server::{RunningSandbox, SandboxOptions, serve, spawn};
 pub use table::Table;
 pub use webhook::sign_delivery;
+pub use zendesk::CATEGORY_FIELD_ID as ZENDESK_CATEGORY_FIELD_ID;

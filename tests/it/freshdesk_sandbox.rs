@@ -141,10 +141,11 @@ async fn the_printed_sandbox_config_checks_out_on_every_connection() {
         format!("  demo: unified at {}", sb.base_url),
         format!("  acme-retail: unified at {}", sb.base_url),
         format!("  demo-freshdesk: freshdesk at {}/freshdesk", sb.base_url),
+        format!("  demo-zendesk: zendesk at {}/zendesk", sb.base_url),
     ] {
         assert!(out.contains(&line), "`{line}` missing from:\n{out}");
     }
-    assert_eq!(out.matches("    OK: ").count(), 3, "{out}");
+    assert_eq!(out.matches("    OK: ").count(), 4, "{out}");
     assert!(out.contains("categories: Account access, Billing"), "{out}");
 }
 
