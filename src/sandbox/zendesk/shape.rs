@@ -91,10 +91,19 @@ fn priority(t: &Ticket) -> Value {
     }
 }
 
+/// `value` without its `null` fields: the OAS types them non-nullable, so an unset field is left
+/// out rather than sent as `null`.
+fn present(mut value: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.retain(|_, v| !v.is_null());
+    }
+    value
+}
+
 /// A ticket as `TicketObject`.
 pub fn ticket(t: &Ticket, base: &str) -> Value {
     let id = zid(Kind::Ticket, t.id.as_deref().unwrap_or_default());
-    json!({
+    present(json!({
         "url": format!("{base}/api/v2/tickets/{id}.json"),
         "id": id,
         "external_id": null,
@@ -110,17 +119,18 @@ pub fn ticket(t: &Ticket, base: &str) -> Value {
         "organization_id": null,
         "group_id": null,
         "tags": t.tags,
-        "custom_fields": [{"id": CATEGORY_FIELD_ID, "value": t.category_id}],
+        // The OAS types a value as a string: an unset category is left out rather than `null`.
+        "custom_fields": t.category_id.iter().map(|c| json!({"id": CATEGORY_FIELD_ID, "value": c})).collect::<Vec<_>>(),
         "via": {"channel": "web"},
         "is_public": true,
         "created_at": time(t.created_at),
         "updated_at": time(t.updated_at),
-    })
+    }))
 }
 
 /// A customer as an end-user (`UserObject`).
 pub fn end_user(c: &Customer) -> Value {
-    json!({
+    present(json!({
         "id": zid(Kind::EndUser, c.id.as_deref().unwrap_or_default()),
         "name": c.name,
         "email": c.emails.first().map(|e| e.email.clone()),
@@ -131,7 +141,7 @@ pub fn end_user(c: &Customer) -> Value {
         "verified": true,
         "created_at": time(c.created_at),
         "updated_at": time(c.updated_at),
-    })
+    }))
 }
 
 /// An agent the sample data only knows by id.
@@ -164,7 +174,7 @@ pub fn author_id(n: &Note) -> i64 {
 /// A note as `TicketCommentObject`.
 pub fn comment(n: &Note) -> Value {
     let body = n.description.clone().unwrap_or_default();
-    json!({
+    present(json!({
         "id": zid(Kind::Comment, n.id.as_deref().unwrap_or_default()),
         "type": "Comment",
         "author_id": author_id(n),
@@ -176,7 +186,7 @@ pub fn comment(n: &Note) -> Value {
         "via": {"channel": if n.user_id.is_some() { "api" } else { "web" }},
         "metadata": {},
         "created_at": time(n.created_at),
-    })
+    }))
 }
 
 fn html_escape(s: &str) -> String {
