@@ -117,7 +117,17 @@ fn per_page(query: &ListQuery) -> u32 {
     query.limit.unwrap_or(PAGE_SIZE).clamp(1, MAX_PER_PAGE)
 }
 
-/// A list query as `GET /tickets` parameters. Freshdesk reads `updated_since` to the second.
+/// An instant rounded up to Freshdesk's whole seconds: its timestamps have no fraction, so a
+/// ticket is updated at or after `t` exactly when it is at or after the rounded instant.
+fn whole_second_ceil(t: OffsetDateTime) -> OffsetDateTime {
+    match t.replace_nanosecond(0) {
+        Ok(floor) if floor < t => floor + time::Duration::SECOND,
+        Ok(floor) => floor,
+        Err(_) => t,
+    }
+}
+
+/// A list query as `GET /tickets` parameters.
 fn ticket_params(
     query: &ListQuery,
     page: u32,
@@ -135,7 +145,7 @@ fn ticket_params(
     }
     let mut p = vec![("page", page.to_string()), ("per_page", per_page.to_string())];
     if let Some(t) = since.or(query.updated_gte) {
-        p.push(("updated_since", format_timestamp(t.replace_nanosecond(0).unwrap_or(t))));
+        p.push(("updated_since", format_timestamp(whole_second_ceil(t))));
     }
     if let Some(sort) = query.sort {
         let field = match sort {
@@ -187,7 +197,12 @@ impl TicketReader for FreshdeskClient {
         let call = Call::new(Method::GET, &["tickets"], "ticket list").params(params);
         let items: Vec<FdTicket> = self.http.send(call).await?;
         let len = items.len();
-        let items: Vec<Ticket> = items.into_iter().map(|t| t.into_ticket(&self.ui_base)).collect();
+        // Freshdesk pages by number: an offset inside a page skips that page's first items.
+        let skip = match &query.page {
+            Some(PageToken::Offset(offset)) => (offset % per_page) as usize,
+            _ => 0,
+        };
+        let items: Vec<Ticket> = items.into_iter().skip(skip).map(|t| t.into_ticket(&self.ui_base)).collect();
         let next = next_token(query, page, per_page, len, items.last());
         Ok(Page { items, next })
     }
@@ -225,15 +240,22 @@ impl TicketReader for FreshdeskClient {
             .params(params);
         let items: Vec<FdConversation> = self.http.send(call).await?;
         let start = (page - 1) * per_page;
-        let notes = items
+        let full = items.len() >= per_page as usize;
+        let skip = match &query.page {
+            Some(PageToken::Offset(offset)) => (offset % per_page) as usize,
+            _ => 0,
+        };
+        let notes: Vec<Note> = items
             .into_iter()
+            .skip(skip)
             .map(|c| {
                 let mut n = c.into_note();
                 n.ticket_id.get_or_insert_with(|| ticket.to_owned());
                 n
             })
             .collect();
-        Ok(Page::by_offset(notes, start, per_page))
+        let next = full.then(|| PageToken::Offset(start + per_page));
+        Ok(Page { items: notes, next })
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
@@ -328,6 +350,14 @@ mod tests {
             FreshdeskClient::domain_url("http://127.0.0.1:1/freshdesk/"),
             "http://127.0.0.1:1/freshdesk"
         );
+    }
+
+    #[test]
+    fn updated_since_rounds_up_to_whole_seconds() {
+        let t = time::macros::datetime!(2026-11-01 10:00:00.250 UTC);
+        assert_eq!(whole_second_ceil(t), time::macros::datetime!(2026-11-01 10:00:01 UTC));
+        let whole = time::macros::datetime!(2026-11-01 10:00:00 UTC);
+        assert_eq!(whole_second_ceil(whole), whole);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use deskpilot::{
     http::{HttpSettings, RetryPolicy},
     ticketing::{
-        AuthorKind, ListQuery, NewNote, NoteVisibility, PriorityLevel, TicketPatch, TicketReader,
+        AuthorKind, ListQuery, NewNote, NoteVisibility, PageToken, PriorityLevel, TicketPatch, TicketReader,
         TicketStatus, Ticketing, TicketingError, all_notes, all_tickets, collect_all,
         freshdesk::FreshdeskClient,
     },
@@ -68,13 +68,13 @@ async fn tickets_updated_since_are_read_oldest_first_to_the_end() {
         Mock::given(method("GET"))
             .and(path("/api/v2/tickets"))
             .and(header("authorization", "Basic azN5Olg="))
-            .and(query_param("updated_since", "2026-11-01T00:00:00Z"))
+            .and(query_param("updated_since", "2026-11-01T00:00:01Z"))
             .and(query_param("order_by", "updated_at"))
             .and(query_param("order_type", "asc"))
             .and(query_param("per_page", "2"))
             .and(query_param("page", page))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .expect(1)
+            .expect(if page == "2" { 2 } else { 1 })
             .mount(&server)
             .await;
     }
@@ -83,9 +83,15 @@ async fn tickets_updated_since_are_read_oldest_first_to_the_end() {
         limit: Some(2),
         ..ListQuery::updated_since(time::macros::datetime!(2026-11-01 00:00:00.250 UTC))
     };
-    let tickets = collect_all(all_tickets(&c, q)).await.unwrap();
+    let tickets = collect_all(all_tickets(&c, q.clone())).await.unwrap();
     let ids: Vec<_> = tickets.iter().map(|t| t.id.clone().unwrap()).collect();
     assert_eq!(ids, ["1", "2", "3", "4", "5"]);
+    // An offset inside a page (as the poller asks, re-anchored on a shared instant) is honoured.
+    let q = ListQuery { page: Some(PageToken::Offset(3)), ..q };
+    let page = c.list_tickets(&q).await.unwrap();
+    let ids: Vec<_> = page.items.iter().map(|t| t.id.clone().unwrap()).collect();
+    assert_eq!(ids, ["4"], "page 2 without its first ticket");
+    assert_eq!(page.next, Some(PageToken::Offset(4)));
     let t = &tickets[0];
     assert_eq!(t.status, Some(TicketStatus::Active));
     assert_eq!(t.priority_level(), PriorityLevel::High);
