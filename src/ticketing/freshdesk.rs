@@ -45,7 +45,9 @@ impl FreshdeskClient {
     /// A client for the helpdesk at `base_url` (`https://acme.freshdesk.com`, a proxy or the
     /// sandbox's `/freshdesk`), authenticated with an agent's API key.
     pub fn new(base_url: &str, api_key: SecretString, settings: &HttpSettings) -> Result<Self> {
-        let ui_base = base_url.trim_end_matches('/').to_owned();
+        // A base_url given with the API's own path (`.../api/v2`) is taken as meant.
+        let trimmed = base_url.trim_end_matches('/');
+        let ui_base = trimmed.strip_suffix("/api/v2").unwrap_or(trimmed).to_owned();
         let api = format!("{ui_base}/api/v2");
         // Freshdesk takes the key as the basic-auth user; the password is ignored (`X` by custom).
         let auth = Auth::Basic {
@@ -350,6 +352,16 @@ mod tests {
             FreshdeskClient::domain_url("http://127.0.0.1:1/freshdesk/"),
             "http://127.0.0.1:1/freshdesk"
         );
+    }
+
+    #[test]
+    fn a_base_url_with_the_api_path_is_not_doubled() {
+        let settings = HttpSettings::default();
+        for url in ["https://acme.freshdesk.com", "https://acme.freshdesk.com/api/v2/"] {
+            let c = FreshdeskClient::new(url, "k".into(), &settings).unwrap();
+            assert_eq!(c.http.base_url(), "https://acme.freshdesk.com/api/v2/", "{url}");
+            assert_eq!(c.ui_base, "https://acme.freshdesk.com");
+        }
     }
 
     #[test]
