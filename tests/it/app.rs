@@ -172,11 +172,11 @@ async fn readiness_names_the_broker_while_it_refuses_the_worker() {
 
     rabbitmqctl(&["clear_permissions", "-p", &vhost, "guest"]);
     rabbitmqctl(&["close_all_connections", "--vhost", &vhost, "--limit", "100", "readiness test"]);
-    let body = ready_becomes(&url, 503, Duration::from_secs(15)).await;
+    let body = ready_becomes(&url, 503, Duration::from_secs(40)).await;
     assert!(body.contains("the broker:"), "{body}");
 
     grant();
-    assert_eq!(ready_becomes(&url, 200, Duration::from_secs(30)).await, "ready\n");
+    assert_eq!(ready_becomes(&url, 200, Duration::from_secs(60)).await, "ready\n");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), serving).await.unwrap().unwrap().unwrap();
