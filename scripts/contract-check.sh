@@ -10,37 +10,12 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 spec=${1:-$root/../shared/ref/specs/unified/unified-to-ticketing-api-openapi.yml}
-prism_version=5.14.2
+name=contract-check
+example=unified_contract
 sandbox_port=${SANDBOX_PORT:-18481}
 prism_port=${PRISM_PORT:-18410}
-
-[ -f "$spec" ] || { echo "contract-check: OpenAPI description not found at $spec" >&2; exit 1; }
-command -v npm >/dev/null || { echo "contract-check: npm is required (apt-get install nodejs npm)" >&2; exit 1; }
-
-target=${CARGO_TARGET_DIR:-$root/target}
-prism="$target/prism/node_modules/.bin/prism"
-if [ ! -x "$prism" ] || [ "$("$prism" --version)" != "$prism_version" ]; then
-  echo "contract-check: installing @stoplight/prism-cli@$prism_version into $target/prism"
-  npm install --silent --no-audit --no-fund --prefix "$target/prism" "@stoplight/prism-cli@$prism_version" >/dev/null
-fi
-
-cargo build --quiet --bin deskpilot --example unified_contract
-logs=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-wait_for() { # url name log
-  for _ in $(seq 1 100); do
-    curl -s -o /dev/null "$1" && return 0
-    sleep 0.2
-  done
-  echo "contract-check: $2 did not start; its log:" >&2; cat "$3" >&2; exit 1
-}
-
-"$target/debug/deskpilot" sandbox --addr "127.0.0.1:$sandbox_port" --api-key contract >"$logs/sandbox.log" 2>&1 &
-pids+=($!)
-wait_for "http://127.0.0.1:$sandbox_port/health" sandbox "$logs/sandbox.log"
+# shellcheck source=scripts/prism-lib.sh
+source "$root/scripts/prism-lib.sh"
 
 "$prism" proxy "$spec" "http://127.0.0.1:$sandbox_port" --port "$prism_port" --errors >"$logs/prism.log" 2>&1 &
 pids+=($!)
