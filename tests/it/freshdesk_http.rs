@@ -1,6 +1,7 @@
 //! The Freshdesk client against a wiremock server answering as Freshdesk API v2 documents:
 //! auth, list parameters, paging to the end, the mappings, updates, private notes, 429.
 
+use crate::helpers::fast_settings;
 use std::time::Duration;
 
 use deskpilot::{
@@ -16,21 +17,6 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_json, header, method, path, query_param},
 };
-
-fn fast_settings() -> HttpSettings {
-    HttpSettings {
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_millis(500),
-        retry: RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(2),
-        },
-        max_concurrent_requests: 16,
-        max_response_bytes: 1 << 20,
-    }
-}
 
 fn client(server: &MockServer) -> FreshdeskClient {
     FreshdeskClient::new(&server.uri(), "k3y".into(), &fast_settings()).unwrap()

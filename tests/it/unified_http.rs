@@ -1,10 +1,11 @@
 //! The Unified.to client's HTTP behaviour against a wiremock server: wire shapes, auth, error
 //! classes, paging, retries and `Retry-After`.
 
+use crate::helpers::fast_settings;
 use std::time::Duration;
 
 use deskpilot::{
-    http::{HttpSettings, RetryPolicy},
+    http::HttpSettings,
     ticketing::{
         ListQuery, NewNote, PageToken, TicketPatch, TicketReader, Ticketing, TicketingError, all_tickets,
         collect_all, unified::UnifiedClient,
@@ -15,21 +16,6 @@ use wiremock::{
     Mock, MockServer, ResponseTemplate,
     matchers::{body_json, header, method, path, query_param, query_param_is_missing},
 };
-
-fn fast_settings() -> HttpSettings {
-    HttpSettings {
-        connect_timeout: Duration::from_secs(2),
-        request_timeout: Duration::from_millis(500),
-        retry: RetryPolicy {
-            max_retries: 3,
-            base_delay: Duration::from_millis(5),
-            max_delay: Duration::from_millis(20),
-            max_retry_after: Duration::from_secs(2),
-        },
-        max_concurrent_requests: 16,
-        max_response_bytes: 1 << 20,
-    }
-}
 
 fn client(server: &MockServer) -> UnifiedClient {
     UnifiedClient::new(&server.uri(), "conn_1", "k3y".into(), &fast_settings()).unwrap()

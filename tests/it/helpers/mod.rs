@@ -632,3 +632,19 @@ async fn pump(
         }
     }
 }
+
+/// HTTP settings for client tests against wiremock: short timeouts, quick retries, a 1 MiB body cap.
+pub fn fast_settings() -> deskpilot::http::HttpSettings {
+    deskpilot::http::HttpSettings {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(500),
+        retry: deskpilot::http::RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            max_retry_after: Duration::from_secs(2),
+        },
+        max_concurrent_requests: 16,
+        max_response_bytes: 1 << 20,
+    }
+}
