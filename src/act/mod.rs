@@ -21,8 +21,8 @@ use sha1::{Digest, Sha1};
 use crate::{
     store::{DecidedBy, DecisionRecord, LedgerKey, NewProposal, Step, Store, StoreError},
     ticketing::{
-        ListQuery, NewNote, PriorityLevel, Ticket, TicketStatus, Ticketing, TicketingError, all_notes,
-        collect_all,
+        ListQuery, NewNote, PriorityLevel, Ticket, TicketField, TicketStatus, Ticketing, TicketingError,
+        all_notes, collect_all,
     },
     triage::{
         Report,
@@ -32,7 +32,7 @@ use crate::{
 
 pub use crate::config::Mode;
 pub use fence::{Fence, Stop};
-pub use patch::{TriageFields, patch_for};
+pub use patch::{TriageFields, patch_for, supported_only};
 pub use vocabulary::TagVocabulary;
 
 /// How one connection acts.
@@ -234,11 +234,14 @@ pub async fn act(
         // Decisions recorded before snapshots were kept compare with nothing: the older rules
         // (a category or assignee already set stays) still hold.
         let before = record.ticket_before.as_ref().and_then(|v| TriageFields::deserialize(v).ok());
+        let caps = helpdesk.capabilities();
+        // A helpdesk without tags has no vocabulary to learn: the tags are left out below, once.
         let vocabulary = match &policy.tag_vocabulary {
-            Some(v) => Some(v.get(helpdesk).await?),
-            None => None,
+            Some(v) if caps.supports(TicketField::Tags) => Some(v.get(helpdesk).await?),
+            _ => None,
         };
         let patch = patch_for(&ticket, before.as_ref(), decision, policy, vocabulary.as_deref(), &mut kept);
+        let patch = supported_only(patch, &caps, &mut kept);
         if !patch.is_empty() {
             ctx.fence.pass()?;
             helpdesk.update_ticket(&ctx.key.ticket_id, &patch).await?;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ActPolicy;
 use crate::{
-    ticketing::{Ticket, TicketPatch},
+    ticketing::{Capabilities, Ticket, TicketField, TicketPatch},
     triage::decision::{Decision, normalize_tag},
 };
 
@@ -120,6 +120,29 @@ pub fn patch_for(
     patch
 }
 
+/// `patch` without the fields the backend cannot write; each one left out is said in `kept` (the
+/// ledger's outcome) and logged with the backend's reason.
+pub fn supported_only(mut patch: TicketPatch, caps: &Capabilities, kept: &mut Vec<String>) -> TicketPatch {
+    let mut drop = |field: TicketField, proposed: Option<String>| {
+        let (Some(proposed), Some(why)) = (proposed, caps.unsupported(field)) else { return };
+        tracing::info!(%field, %proposed, reason = why, "field not written: the helpdesk does not support it");
+        kept.push(format!("{field} `{proposed}` not written: {why}"));
+    };
+    if !caps.supports(TicketField::Priority) {
+        drop(TicketField::Priority, patch.priority.take());
+    }
+    if !caps.supports(TicketField::Category) {
+        drop(TicketField::Category, patch.category_id.take());
+    }
+    if !caps.supports(TicketField::Assignee) {
+        drop(TicketField::Assignee, patch.user_id.take());
+    }
+    if !caps.supports(TicketField::Tags) {
+        drop(TicketField::Tags, patch.tags.take().map(|t| t.join(", ")));
+    }
+    patch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +217,34 @@ mod tests {
         assert_eq!(p.priority.as_deref(), Some("urgent"));
         assert_eq!(p.tags, None, "both proposed tags are there already");
         assert!(kept.is_empty(), "{kept:?}");
+    }
+
+    #[test]
+    fn fields_the_backend_lacks_are_left_out_with_the_reason() {
+        let mut kept = vec!["earlier".to_owned()];
+        let patch = patch_for(&Ticket::default(), None, &decision(), &ActPolicy::default(), None, &mut kept);
+        let caps = Capabilities::all()
+            .without(TicketField::Priority, "tickets have no priority")
+            .without(TicketField::Tags, "incidents have no tags");
+        let p = supported_only(patch.clone(), &caps, &mut kept);
+        assert_eq!((p.priority, p.tags), (None, None));
+        assert_eq!(p.category_id.as_deref(), Some("cat-outage"), "supported fields stay");
+        assert_eq!(
+            kept,
+            [
+                "earlier",
+                "priority `urgent` not written: tickets have no priority",
+                "tags `outage, VIP` not written: incidents have no tags",
+            ]
+        );
+
+        // Nothing proposed for an unsupported field: nothing to say.
+        let mut kept = Vec::new();
+        let p = supported_only(TicketPatch::default(), &caps, &mut kept);
+        assert!(p.is_empty() && kept.is_empty(), "{kept:?}");
+        // Every field supported: the patch is unchanged.
+        assert_eq!(supported_only(patch.clone(), &Capabilities::all(), &mut kept), patch);
+        assert!(kept.is_empty());
     }
 
     #[test]

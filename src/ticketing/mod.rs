@@ -5,6 +5,7 @@
 //! [`client`], on the [`crate::http`] toolkit; paging lives once in [`paginate`]; the category
 //! cache once in [`categories`].
 
+pub mod capabilities;
 pub mod categories;
 pub mod client;
 pub mod freshdesk;
@@ -17,6 +18,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 
+pub use capabilities::{Capabilities, TicketField};
 pub use model::{
     AuthorKind, Category, Customer, Email, ListQuery, NewNote, Note, NoteVisibility, Page, PageToken,
     PriorityLevel, SortField, SortOrder, Telephone, Ticket, TicketPatch, TicketStatus,
@@ -84,6 +86,11 @@ pub type Result<T, E = TicketingError> = std::result::Result<T, E>;
 pub trait TicketReader: Send + Sync {
     /// The backend's name, for logs (`unified`, `zendesk`, ...).
     fn backend(&self) -> &'static str;
+
+    /// The fields this backend can write; by default all of them.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
 
     /// One page of tickets.
     async fn list_tickets(&self, query: &ListQuery) -> Result<Page<Ticket>>;
