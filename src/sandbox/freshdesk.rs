@@ -7,7 +7,8 @@
 //!   validation error), a `Link: <...>; rel="next"` header while more pages follow. Tickets take
 //!   `updated_since`, `order_by` (`created_at`, `updated_at`, `due_by`, `status`; default
 //!   `created_at`), `order_type` (default `desc`), `requester_id` and `include=description`.
-//!   Unlike Freshdesk, a list without `updated_since` is not cut to the last 30 days.
+//!   As on Freshdesk, a ticket list without `updated_since` holds only the tickets created in
+//!   the last 30 days, and pages past the 300th are refused.
 //! - **Errors.** 400 `{"description": "Validation failed", "errors": [{field, message, code}]}`;
 //!   404 with an empty body.
 //! - **Writes.** `PUT /tickets/{id}` takes `priority`, `status`, `type` (a choice of the
@@ -123,15 +124,23 @@ struct ListParams {
     include: Option<String>,
 }
 
+/// Freshdesk serves at most this many pages of a ticket list.
+const MAX_TICKET_PAGES: usize = 300;
+
 /// `page` and `per_page` as Freshdesk checks them.
 fn paging(p: &ListParams) -> Result<(usize, usize), FdError> {
+    paging_up_to(p, usize::MAX)
+}
+
+/// `page` (at most `max_page`) and `per_page`.
+fn paging_up_to(p: &ListParams, max_page: usize) -> Result<(usize, usize), FdError> {
     let positive = |v: &Option<String>, field: &str, default: usize, max: usize| match v {
         None => Ok(default),
         Some(v) => v.parse::<usize>().ok().filter(|n| (1..=max).contains(n)).ok_or_else(|| {
             invalid(field, &format!("It should be a Positive Number less than or equal to {max}"))
         }),
     };
-    Ok((positive(&p.page, "page", 1, usize::MAX)?, positive(&p.per_page, "per_page", 30, 100)?))
+    Ok((positive(&p.page, "page", 1, max_page)?, positive(&p.per_page, "per_page", 30, 100)?))
 }
 
 /// One page of `items` and its `Link` header.
@@ -171,7 +180,7 @@ async fn list_tickets(
     headers: HeaderMap,
     Query(p): Query<ListParams>,
 ) -> Result<Response, FdError> {
-    paging(&p)?;
+    paging_up_to(&p, MAX_TICKET_PAGES)?;
     let since = match &p.updated_since {
         None => None,
         Some(v) => Some(
@@ -179,6 +188,7 @@ async fn list_tickets(
                 .map_err(|_| invalid("updated_since", "It should be in the 'YYYY-MM-DDTHH:MM:SSZ' format"))?,
         ),
     };
+    let created_since = since.is_none().then(|| time::OffsetDateTime::now_utc() - time::Duration::days(30));
     let order_by = p.order_by.as_deref().unwrap_or("created_at");
     if !["created_at", "updated_at", "due_by", "status"].contains(&order_by) {
         return Err(invalid(
@@ -198,6 +208,7 @@ async fn list_tickets(
         .tickets
         .values()
         .filter(|t| since.is_none_or(|s| t.updated_at.is_some_and(|u| u >= s)))
+        .filter(|t| created_since.is_none_or(|s| t.created_at.is_some_and(|c| c >= s)))
         .filter(|t| requester.as_ref().is_none_or(|r| r.is_some() && t.customer_id == *r))
         .collect();
     tickets.sort_by(|a, b| {

@@ -2,12 +2,12 @@
 //! `/zendesk/api/v2/...` (the `demo` helpdesk) and `/zendesk/{connection}/api/v2/...`.
 //!
 //! Shapes follow the Zendesk reference (platforms.md §1 and its OAS): integer ids, `{"ticket":
-//! ...}` envelopes, cursor paging with `meta`/`links` (`page[size]`, `page[after]`), the search
-//! export (ordered by creation) and the incremental cursor export (ordered by change, ending with
-//! `end_of_stream`), comments with `public`, `{"error", "description"}` error bodies. Auth is basic
+//! ...}` envelopes, cursor paging with `meta`/`links` (`page[size]`, `page[after]`), the ticket
+//! lists of [`list`], comments with `public`, `{"error", "description"}` error bodies. Auth is basic
 //! `{email}/token:{api key}` or `Bearer {api key}`. A comment PUT on a ticket is stored as a note
 //! with its visibility, so a test sees whether a draft would be public; the tags PUT adds.
 
+mod list;
 mod shape;
 
 use std::{collections::HashMap, sync::Arc};
@@ -37,8 +37,9 @@ type Params = Query<HashMap<String, String>>;
 /// The Zendesk routes, for the sandbox router.
 pub(crate) fn routes(app: Shared) -> Router<Shared> {
     let api = Router::new()
-        .route("/api/v2/search/export", get(search_export))
-        .route("/api/v2/incremental/tickets/cursor", get(incremental))
+        .route("/api/v2/search", get(list::search))
+        .route("/api/v2/search/export", get(list::search_export))
+        .route("/api/v2/incremental/tickets/cursor", get(list::incremental))
         .route("/api/v2/tickets/{id}", get(show_ticket).put(update_ticket))
         .route("/api/v2/tickets/{id}/comments", get(comments))
         .route("/api/v2/tickets/{id}/tags", get(tags).put(add_tags))
@@ -50,6 +51,7 @@ pub(crate) fn routes(app: Shared) -> Router<Shared> {
 }
 
 /// A Zendesk error answer: `{"error": <title>, "description": <what>}`.
+#[derive(Debug)]
 struct ZError(StatusCode, Value);
 
 impl ZError {
@@ -132,95 +134,6 @@ fn decode_cursor(cursor: &str) -> Result<(i128, i64), ZError> {
 
 fn ms(t: Option<OffsetDateTime>) -> i128 {
     t.map_or(0, |t| t.unix_timestamp_nanos() / 1_000_000)
-}
-
-/// Tickets changed at or after `since`, sorted by `key`, the page after `after`.
-fn ticket_page(
-    desk: &Helpdesk,
-    since: OffsetDateTime,
-    key: fn(&Ticket) -> Option<OffsetDateTime>,
-    after: Option<(i128, i64)>,
-    size: usize,
-) -> (Vec<&Ticket>, bool) {
-    let mut all: Vec<(i128, i64, &Ticket)> = desk
-        .tickets
-        .values()
-        .filter(|t| t.updated_at.is_some_and(|u| u >= since))
-        .map(|t| (ms(key(t)), zid(Kind::Ticket, t.id.as_deref().unwrap_or_default()), t))
-        .filter(|(k, id, _)| after.is_none_or(|a| (*k, *id) > a))
-        .collect();
-    all.sort_by_key(|(k, id, _)| (*k, *id));
-    let more = all.len() > size;
-    (all.into_iter().take(size).map(|(_, _, t)| t).collect(), more)
-}
-
-fn cursor_of(t: &Ticket, key: fn(&Ticket) -> Option<OffsetDateTime>) -> String {
-    encode_cursor((ms(key(t)), zid(Kind::Ticket, t.id.as_deref().unwrap_or_default())))
-}
-
-/// `updated>=T` / `updated>T` of a search query (RFC 3339 or a date); other terms match all.
-fn updated_since(query: &str) -> Result<OffsetDateTime, ZError> {
-    for term in query.split_whitespace() {
-        let Some(value) = term.strip_prefix("updated>=").or_else(|| term.strip_prefix("updated>")) else {
-            continue;
-        };
-        let full = if value.len() == 10 { format!("{value}T00:00:00Z") } else { value.to_owned() };
-        return OffsetDateTime::parse(&full, &time::format_description::well_known::Rfc3339)
-            .map_err(|_| ZError::bad(format!("`{value}` in the query is not a date or an ISO 8601 time")));
-    }
-    Ok(OffsetDateTime::UNIX_EPOCH)
-}
-
-async fn search_export(State(app): State<Shared>, raw: RawPathParams, Query(q): Params) -> Answer {
-    let (account, _) = path(&raw);
-    let query = q.get("query").ok_or_else(|| ZError::bad("query is required"))?;
-    if q.get("filter[type]").map(String::as_str) != Some("ticket") {
-        return Err(ZError::bad("filter[type] must be given; this sandbox exports `ticket`"));
-    }
-    let size = page_size(&q, 100, 1000)?;
-    let after = q.get("page[after]").map(|c| decode_cursor(c)).transpose()?;
-    let desks = app.desks.read().await;
-    let desk = desks.get(&account).ok_or_else(ZError::not_found)?;
-    let (page, more) = ticket_page(desk, updated_since(query)?, |t| t.created_at, after, size);
-    let after_cursor = page.last().filter(|_| more).map(|t| cursor_of(t, |t| t.created_at));
-    let next =
-        after_cursor.as_ref().map(|c| format!("{}/api/v2/search/export?page%5Bafter%5D={c}", base(&account)));
-    Ok(Json(json!({
-        "results": page.iter().map(|t| { let mut v = shape::ticket(t, &base(&account)); v["result_type"] = "ticket".into(); v }).collect::<Vec<_>>(),
-        "facets": null,
-        "meta": {"has_more": more, "after_cursor": after_cursor, "before_cursor": null},
-        "links": {"next": next, "prev": null},
-    })))
-}
-
-async fn incremental(State(app): State<Shared>, raw: RawPathParams, Query(q): Params) -> Answer {
-    let (account, _) = path(&raw);
-    let (since, after) = match (q.get("cursor"), q.get("start_time")) {
-        (Some(c), _) => (OffsetDateTime::UNIX_EPOCH, Some(decode_cursor(c)?)),
-        (None, Some(s)) => {
-            let secs: i64 = s.parse().map_err(|_| ZError::bad("start_time must be a Unix epoch time"))?;
-            let t = OffsetDateTime::from_unix_timestamp(secs)
-                .map_err(|_| ZError::bad("start_time is out of range"))?;
-            (t, None)
-        }
-        (None, None) => return Err(ZError::bad("start_time or cursor is required")),
-    };
-    let size = page_size(&q, 1000, 1000)?;
-    let desks = app.desks.read().await;
-    let desk = desks.get(&account).ok_or_else(ZError::not_found)?;
-    let (page, more) = ticket_page(desk, since, |t| t.updated_at, after, size);
-    let after_cursor = page
-        .last()
-        .map(|t| cursor_of(t, |t| t.updated_at))
-        .or_else(|| q.get("cursor").cloned())
-        .unwrap_or_else(|| encode_cursor((ms(Some(since)) - 1, 0)));
-    let url = format!("{}/api/v2/incremental/tickets/cursor.json?cursor={after_cursor}", base(&account));
-    Ok(Json(json!({
-        "tickets": page.iter().map(|t| shape::ticket(t, &base(&account))).collect::<Vec<_>>(),
-        "after_cursor": after_cursor, "after_url": url,
-        "before_cursor": null, "before_url": null,
-        "end_of_stream": !more,
-    })))
 }
 
 fn ticket_of<'a>(desk: &'a Helpdesk, id: Option<&str>) -> Result<(&'a String, &'a Ticket), ZError> {

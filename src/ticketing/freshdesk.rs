@@ -23,7 +23,7 @@ use super::{
     Ticket, TicketPatch, TicketReader, Ticketing, TicketingError,
     categories::CategoryCache,
     client::{Auth, Call, HttpClient},
-    model::format_timestamp,
+    model::{format_timestamp, whole_second_ceil},
 };
 use crate::http::HttpSettings;
 
@@ -119,16 +119,6 @@ fn per_page(query: &ListQuery) -> u32 {
     query.limit.unwrap_or(PAGE_SIZE).clamp(1, MAX_PER_PAGE)
 }
 
-/// An instant rounded up to Freshdesk's whole seconds: its timestamps have no fraction, so a
-/// ticket is updated at or after `t` exactly when it is at or after the rounded instant.
-fn whole_second_ceil(t: OffsetDateTime) -> OffsetDateTime {
-    match t.replace_nanosecond(0) {
-        Ok(floor) if floor < t => floor + time::Duration::SECOND,
-        Ok(floor) => floor,
-        Err(_) => t,
-    }
-}
-
 /// A list query as `GET /tickets` parameters.
 fn ticket_params(
     query: &ListQuery,
@@ -146,9 +136,9 @@ fn ticket_params(
         return Err(unsupported("assignee"));
     }
     let mut p = vec![("page", page.to_string()), ("per_page", per_page.to_string())];
-    if let Some(t) = since.or(query.updated_gte) {
-        p.push(("updated_since", format_timestamp(whole_second_ceil(t))));
-    }
+    // Without `updated_since` Freshdesk lists only the tickets created in the last 30 days.
+    let since = since.or(query.updated_gte).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    p.push(("updated_since", format_timestamp(whole_second_ceil(since))));
     if let Some(sort) = query.sort {
         let field = match sort {
             SortField::UpdatedAt => "updated_at",
@@ -362,14 +352,6 @@ mod tests {
             assert_eq!(c.http.base_url(), "https://acme.freshdesk.com/api/v2/", "{url}");
             assert_eq!(c.ui_base, "https://acme.freshdesk.com");
         }
-    }
-
-    #[test]
-    fn updated_since_rounds_up_to_whole_seconds() {
-        let t = time::macros::datetime!(2026-11-01 10:00:00.250 UTC);
-        assert_eq!(whole_second_ceil(t), time::macros::datetime!(2026-11-01 10:00:01 UTC));
-        let whole = time::macros::datetime!(2026-11-01 10:00:00 UTC);
-        assert_eq!(whole_second_ceil(whole), whole);
     }
 
     #[test]

@@ -51,6 +51,16 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
         .expect("every OffsetDateTime in range formats as RFC 3339")
 }
 
+/// An instant rounded up to whole seconds. Helpdesks whose timestamps have no fraction list a
+/// ticket updated at or after `t` exactly when it is at or after the rounded instant.
+pub fn whole_second_ceil(t: OffsetDateTime) -> OffsetDateTime {
+    match t.replace_nanosecond(0) {
+        Ok(floor) if floor < t => floor + time::Duration::SECOND,
+        Ok(floor) => floor,
+        Err(_) => t,
+    }
+}
+
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -563,6 +573,14 @@ fn is_absent(v: &Option<Value>) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn instants_round_up_to_whole_seconds() {
+        let t = time::macros::datetime!(2026-11-01 10:00:00.250 UTC);
+        assert_eq!(whole_second_ceil(t), time::macros::datetime!(2026-11-01 10:00:01 UTC));
+        let whole = time::macros::datetime!(2026-11-01 10:00:00 UTC);
+        assert_eq!(whole_second_ceil(whole), whole);
+    }
 
     #[test]
     fn ticket_round_trips_without_nulls_and_keeps_unknown_status() {

@@ -2,7 +2,10 @@
 //! visibility, categories from a dropdown field, groups or forms, updates and internal notes.
 //!
 //! Lists page by cursor. Changed tickets come from the search export (any agent; ordered by
-//! creation) or the incremental cursor export (admins only; ordered by change). Tags are added
+//! creation) or the incremental cursor export (admins only; ordered by change). A list sorted by
+//! `updated_at` or `created_at` (polls and backfills walk tickets oldest change first) goes through
+//! the offset search instead, the only list Zendesk sorts as asked; it answers at most 1000 results
+//! a query, so a walk oldest first re-anchors on its newest instant before that bound. Tags are added
 //! through the tags sub-resource, whose PUT adds and never removes, so a tag a person set while
 //! deskpilot decided survives. The wire shapes and mappings live in [`wire`].
 
@@ -16,22 +19,26 @@ use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Category, Customer, ListQuery, NewNote, Note, NoteVisibility, Page, PageToken, Result, Ticket,
-    TicketPatch, TicketReader, Ticketing, TicketingError,
+    Category, Customer, ListQuery, NewNote, Note, NoteVisibility, Page, PageToken, Result, SortField,
+    SortOrder, Ticket, TicketPatch, TicketReader, Ticketing, TicketingError,
     categories::CategoryCache,
     client::{Auth, Call, HttpClient},
-    model::format_timestamp,
+    model::{format_timestamp, whole_second_ceil},
 };
 use crate::http::HttpSettings;
 use wire::{
-    CategorySource, Comments, Forms, Groups, IncrementalExport, SearchExport, Tags, TicketEnvelope,
-    TicketFieldEnvelope, UserEnvelope,
+    CategorySource, Comments, Forms, Groups, IncrementalExport, SearchExport, SearchPage, Tags,
+    TicketEnvelope, TicketFieldEnvelope, UserEnvelope,
 };
 
 /// Largest `page[size]` of the comment and group lists.
 const MAX_PAGE: u32 = 100;
 /// Largest `page[size]` of the search export (Zendesk recommends 100).
 const MAX_EXPORT_PAGE: u32 = 1000;
+/// Largest `per_page` of the offset search.
+const MAX_SEARCH_PAGE: u32 = 100;
+/// Zendesk's search answers at most this many results a query (`page` × `per_page`).
+const SEARCH_RESULT_LIMIT: u32 = 1000;
 
 /// How deskpilot signs in to Zendesk (platforms.md §1.1).
 #[derive(Debug, Clone)]
@@ -118,6 +125,64 @@ impl ZendeskClient {
         let page: SearchExport = self.http.send(call).await?;
         let next = next_cursor(page.meta.has_more, page.meta.after_cursor);
         Ok(Page { items: page.results.into_iter().map(|t| t.into_ticket(self.category)).collect(), next })
+    }
+
+    /// One offset page of `GET /api/v2/search`, sorted as the query asks.
+    async fn search(&self, query: &ListQuery, sort: SortField) -> Result<Page<Ticket>> {
+        let per_page = query.limit.unwrap_or(MAX_SEARCH_PAGE).clamp(1, MAX_SEARCH_PAGE);
+        let (offset, since) = match &query.page {
+            None => (0, query.updated_gte),
+            Some(PageToken::Offset(offset)) => (*offset, query.updated_gte),
+            Some(PageToken::Cursor(anchor)) => (0, Some(parse_anchor(anchor)?)),
+        };
+        let page = offset / per_page + 1;
+        if page.saturating_mul(per_page) > SEARCH_RESULT_LIMIT {
+            return Err(TicketingError::Invalid {
+                detail: format!(
+                    "Zendesk's search answers at most {SEARCH_RESULT_LIMIT} tickets a query and offset \
+                     {offset} is past them; list from a later updated_gte instead"
+                ),
+            });
+        }
+        let mut terms = vec!["type:ticket".to_owned()];
+        // Zendesk's timestamps are whole seconds: `>=` the rounded-up second is `>=` the instant.
+        terms.extend(since.map(|t| format!("updated>={}", format_timestamp(whole_second_ceil(t)))));
+        terms.extend(query.customer_id.as_ref().map(|c| format!("requester:{c}")));
+        terms.extend(query.user_id.as_ref().map(|u| format!("assignee:{u}")));
+        terms.extend(query.query.clone());
+        let (sort_by, ascending) = match (sort, query.order) {
+            (SortField::UpdatedAt, order) => ("updated_at", order == Some(SortOrder::Asc)),
+            (SortField::CreatedAt, order) => ("created_at", order == Some(SortOrder::Asc)),
+            (SortField::Name, _) => {
+                return Err(TicketingError::Invalid { detail: "Zendesk cannot sort tickets by name".into() });
+            }
+        };
+        let params = vec![
+            ("query", terms.join(" ")),
+            ("sort_by", sort_by.to_owned()),
+            ("sort_order", if ascending { "asc" } else { "desc" }.to_owned()),
+            ("page", page.to_string()),
+            ("per_page", per_page.to_string()),
+        ];
+        let call = Call::new(Method::GET, &["api", "v2", "search"], "ticket search").params(params);
+        let answer: SearchPage = self.http.send(call).await?;
+        let full = answer.results.len() >= per_page as usize;
+        // Zendesk pages by number: an offset inside a page skips that page's first tickets.
+        let skip = (offset % per_page) as usize;
+        let items: Vec<Ticket> =
+            answer.results.into_iter().skip(skip).map(|t| t.into_ticket(self.category)).collect();
+        let next = if answer.next_page.is_none() || !full {
+            None
+        } else if (page + 1).saturating_mul(per_page) <= SEARCH_RESULT_LIMIT {
+            Some(PageToken::Offset(page * per_page))
+        } else if sort == SortField::UpdatedAt && ascending {
+            // A new query from the newest instant seen goes on past the result bound.
+            items.last().and_then(|t| t.updated_at).map(|t| PageToken::Cursor(format_timestamp(t)))
+        } else {
+            // Asking for it says clearly that the bound is reached, rather than ending early.
+            Some(PageToken::Offset(page * per_page))
+        };
+        Ok(Page { items, next })
     }
 
     async fn incremental_export(&self, query: &ListQuery) -> Result<Page<Ticket>> {
@@ -217,9 +282,10 @@ impl TicketReader for ZendeskClient {
     }
 
     async fn list_tickets(&self, query: &ListQuery) -> Result<Page<Ticket>> {
-        match self.export {
-            TicketExport::Search => self.search_export(query).await,
-            TicketExport::Incremental => self.incremental_export(query).await,
+        match (query.sort, self.export) {
+            (Some(sort), _) => self.search(query, sort).await,
+            (None, TicketExport::Search) => self.search_export(query).await,
+            (None, TicketExport::Incremental) => self.incremental_export(query).await,
         }
     }
 
@@ -335,6 +401,17 @@ fn cursor(query: &ListQuery, what: &str) -> Result<Option<String>> {
             detail: format!("Zendesk pages its {what} by cursor; an offset cannot continue it"),
         }),
     }
+}
+
+/// The instant a search walk re-anchored on (see [`ZendeskClient::search`]).
+fn parse_anchor(anchor: &str) -> Result<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(anchor, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        TicketingError::Invalid {
+            detail: format!(
+                "`{anchor}` is not a position in a sorted Zendesk ticket list (an RFC 3339 instant)"
+            ),
+        }
+    })
 }
 
 fn next_cursor(more: bool, after: Option<String>) -> Option<PageToken> {

@@ -97,6 +97,28 @@ impl Rig {
         Poller::new(CONN, reader, self.store.clone(), self.publisher.clone(), settings, holder)
     }
 
+    /// Polls once through `reader` (the sandbox's connection in another backend's shape) and
+    /// checks that each ticket changed since [`START`] is published exactly once.
+    pub async fn polls_every_change_once_through(&self, reader: DynTicketReader) {
+        let poller = self.poller_over(reader, "replica-a", self.settings());
+        let PollOutcome::Polled(tally) = poller.poll_once().await.unwrap() else {
+            panic!("this replica polls")
+        };
+        let mut want: Vec<String> = self
+            .tickets()
+            .await
+            .into_iter()
+            .filter(|t| t.updated_at.unwrap() >= START)
+            .map(|t| t.id.unwrap())
+            .collect();
+        want.sort();
+        let mut published: Vec<String> = self.published().await.into_iter().map(|e| e.ticket_id).collect();
+        published.sort();
+        assert!(want.len() > 40, "the bundled data has changes after {START}");
+        assert_eq!(published, want, "each changed ticket once");
+        assert_eq!(tally.published, want.len() as u64);
+    }
+
     /// Every event published since the last call, in publish order.
     pub async fn published(&self) -> Vec<TicketEvent> {
         let mut out = Vec::new();

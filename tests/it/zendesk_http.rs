@@ -69,6 +69,69 @@ fn ticket(id: i64, status: &str, priority: Value) -> Value {
     })
 }
 
+/// Tickets updated since `t` in the export's own order.
+fn unsorted_since(t: time::OffsetDateTime) -> ListQuery {
+    ListQuery { updated_gte: Some(t), ..ListQuery::default() }
+}
+
+/// A page of `GET /api/v2/search` as `SearchResponse` shows it; ticket `i` changed `i` s after 10:00.
+fn search_page(ids: std::ops::RangeInclusive<i64>, next_page: Option<&str>, count: usize) -> Value {
+    let results: Vec<Value> = ids
+        .map(|i| {
+            let mut t = ticket(i, "open", json!("normal"));
+            t["updated_at"] = format!("2026-11-01T10:{:02}:{:02}Z", i / 60, i % 60).into();
+            t["result_type"] = "ticket".into();
+            t
+        })
+        .collect();
+    json!({"results": results, "facets": null, "next_page": next_page, "previous_page": null, "count": count})
+}
+
+#[tokio::test]
+async fn a_list_sorted_by_change_pages_the_offset_search_and_reanchors_before_its_bound() {
+    let server = MockServer::start().await;
+    let next = "https://acme.zendesk.com/api/v2/search.json?page=11&per_page=100&query=type%3Aticket";
+    Mock::given(method("GET"))
+        .and(path("/api/v2/search"))
+        .and(header("authorization", basic().as_str()))
+        .and(query_param("query", "type:ticket updated>=2026-11-01T10:00:01Z"))
+        .and(query_param("sort_by", "updated_at"))
+        .and(query_param("sort_order", "asc"))
+        .and(query_param("page", "10"))
+        .and(query_param("per_page", "100"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(search_page(1..=100, Some(next), 4200)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v2/search"))
+        .and(query_param("query", "type:ticket updated>=2026-11-01T10:01:40Z"))
+        .and(query_param("page", "1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(search_page(100..=101, None, 2)))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let c = client(&server);
+    // Zendesk's seconds: a fraction rounds up, so no ticket before the instant is listed.
+    let since = time::macros::datetime!(2026-11-01 10:00:00.250 UTC);
+    let q =
+        ListQuery { limit: Some(100), page: Some(PageToken::Offset(950)), ..ListQuery::updated_since(since) };
+    let page = c.list_tickets(&q).await.unwrap();
+    let ids: Vec<_> = page.items.iter().map(|t| t.id.clone().unwrap()).collect();
+    assert_eq!(ids.first().map(String::as_str), Some("51"), "offset 950 skips the first 50 of page 10");
+    assert_eq!(ids.len(), 50);
+    let Some(PageToken::Cursor(anchor)) = page.next.clone() else {
+        panic!("past 1000 results: {:?}", page.next)
+    };
+    assert_eq!(anchor, "2026-11-01T10:01:40Z", "a new query from the newest change seen");
+    let rest = c.list_tickets(&ListQuery { page: page.next, ..q.clone() }).await.unwrap();
+    assert_eq!(rest.items.len(), 2);
+    assert_eq!(rest.next, None);
+    let past = ListQuery { page: Some(PageToken::Offset(1000)), ..q };
+    let e = c.list_tickets(&past).await.unwrap_err().to_string();
+    assert!(e.contains("at most 1000 tickets a query"), "{e}");
+}
+
 #[tokio::test]
 async fn search_export_pages_to_the_end_with_basic_token_auth() {
     let server = MockServer::start().await;
@@ -100,7 +163,7 @@ async fn search_export_pages_to_the_end_with_basic_token_auth() {
         .await;
     let c = client(&server);
     let since = time::macros::datetime!(2026-11-01 00:00 UTC);
-    let all = collect_all(all_tickets(&c, ListQuery::updated_since(since))).await.unwrap();
+    let all = collect_all(all_tickets(&c, unsorted_since(since))).await.unwrap();
     let ids: Vec<_> = all.iter().map(|t| t.id.clone().unwrap()).collect();
     assert_eq!(ids, ["1", "2", "3"]);
     let t = &all[0];
@@ -150,7 +213,7 @@ async fn incremental_export_follows_the_cursor_until_end_of_stream_with_oauth() 
     )
     .unwrap();
     let since = time::macros::datetime!(2025-11-02 00:00 UTC);
-    let all = collect_all(all_tickets(&c, ListQuery::updated_since(since))).await.unwrap();
+    let all = collect_all(all_tickets(&c, unsorted_since(since))).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(all[0].category_id.as_deref(), Some("98738"), "groups play category");
     assert_eq!(all[1].status, Some(TicketStatus::Closed));

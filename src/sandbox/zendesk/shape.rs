@@ -70,8 +70,9 @@ pub fn sample_id(desk: &Helpdesk, kind: Kind, zendesk_id: i64) -> Option<String>
     ids.into_iter().find(|id| zid(kind, id) == zendesk_id)
 }
 
+/// A timestamp as Zendesk writes it: to the second.
 fn time(t: model::Timestamp) -> Value {
-    t.map_or(Value::Null, |t| model::format_timestamp(t).into())
+    t.map_or(Value::Null, |t| model::format_timestamp(t.replace_nanosecond(0).unwrap_or(t)).into())
 }
 
 /// Zendesk's status word for a sample status.

@@ -274,6 +274,17 @@ pub struct SearchExport {
     pub meta: Meta,
 }
 
+/// `GET /api/v2/search`: one offset page.
+#[derive(Debug, Deserialize)]
+pub struct SearchPage {
+    /// Matching tickets (the query asks for `type:ticket` only).
+    #[serde(default)]
+    pub results: Vec<ZTicket>,
+    /// The next page's URL; absent on the last page.
+    #[serde(default)]
+    pub next_page: Option<String>,
+}
+
 /// `GET /api/v2/incremental/tickets/cursor`.
 #[derive(Debug, Deserialize)]
 pub struct IncrementalExport {
