@@ -1,5 +1,6 @@
 //! The tags a helpdesk already uses: what an apply mode may write when a connection lists no
-//! `allowed_tags`, so a model never invents a tag vocabulary on a live helpdesk.
+//! `allowed_tags`, so a model never invents a tag vocabulary on a live helpdesk. They are the
+//! helpdesk's own tag list where it keeps one, else the tags of its latest tickets.
 
 use std::{
     collections::BTreeSet,
@@ -19,8 +20,8 @@ const FRESH_FOR: Duration = Duration::from_secs(600);
 /// Tickets whose tags make the vocabulary: the most recently updated page.
 const TICKETS_READ: u32 = 100;
 
-/// The tags in use on a connection's most recently updated tickets, read at most every ten
-/// minutes (normalised as decisions' tags are).
+/// The tags in use on a connection (its tag list, or its most recently updated tickets' tags),
+/// read at most every ten minutes (normalised as decisions' tags are).
 #[derive(Debug, Default)]
 pub struct TagVocabulary {
     read: Mutex<Option<(Instant, Arc<BTreeSet<String>>)>>,
@@ -36,15 +37,19 @@ impl TagVocabulary {
         {
             return Ok(tags.clone());
         }
-        let query = ListQuery {
-            limit: Some(TICKETS_READ),
-            sort: Some(SortField::UpdatedAt),
-            order: Some(SortOrder::Desc),
-            ..ListQuery::default()
+        let tags: BTreeSet<String> = match helpdesk.tags_in_use().await? {
+            Some(listed) => listed.iter().filter_map(|t| normalize_tag(t)).collect(),
+            None => {
+                let query = ListQuery {
+                    limit: Some(TICKETS_READ),
+                    sort: Some(SortField::UpdatedAt),
+                    order: Some(SortOrder::Desc),
+                    ..ListQuery::default()
+                };
+                let page = helpdesk.list_tickets(&query).await?;
+                page.items.iter().flat_map(|t| &t.tags).filter_map(|t| normalize_tag(t)).collect()
+            }
         };
-        let page = helpdesk.list_tickets(&query).await?;
-        let tags: BTreeSet<String> =
-            page.items.iter().flat_map(|t| &t.tags).filter_map(|t| normalize_tag(t)).collect();
         let tags = Arc::new(tags);
         *read = Some((Instant::now(), tags.clone()));
         Ok(tags)

@@ -14,7 +14,10 @@ use crate::{
         poll::PollSettings,
         webhook::{Scheme, WebhookConnection, WebhookSettings},
     },
-    ticketing::{DynTicketing, freshdesk::FreshdeskClient, unified::UnifiedClient, zendesk::ZendeskClient},
+    ticketing::{
+        DynTicketing, freshdesk::FreshdeskClient, intercom::IntercomClient, unified::UnifiedClient,
+        zendesk::ZendeskClient,
+    },
     triage::{
         Budget, Engine, EngineSettings, Policy,
         decision::TagPolicy,
@@ -55,6 +58,12 @@ pub fn helpdesk(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<DynT
             FreshdeskClient::new(&f.base_url(), credential, &http)
                 .with_context(|| format!("connection `{}`", conn.id))?
                 .with_category_ttl(f.category_cache()),
+        ),
+        BackendConfig::Intercom(i) => Arc::new(
+            IntercomClient::new(&i.base_url(), credential, &http)
+                .with_context(|| format!("connection `{}`", conn.id))?
+                .with_admin(i.admin_id.clone())
+                .with_category_ttl(i.category_cache()),
         ),
         BackendConfig::Zendesk(z) => {
             Arc::new(zendesk(z, credential, &http).with_context(|| format!("connection `{}`", conn.id))?)

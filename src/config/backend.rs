@@ -5,7 +5,10 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::ticketing::{categories::DEFAULT_CATEGORY_TTL, freshdesk::FreshdeskClient, unified::Region};
+use crate::ticketing::{
+    categories::DEFAULT_CATEGORY_TTL, freshdesk::FreshdeskClient, intercom::Region as IntercomRegion,
+    unified::Region,
+};
 
 /// The backend of a connection and its own keys.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,7 +32,7 @@ pub const BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "
 
 /// The backends this build has a client for; a connection on another one is rejected when the
 /// configuration is loaded, before anything tries to reach it.
-pub const BUILT_BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk"];
+pub const BUILT_BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom"];
 
 /// `backend = "unified"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -194,15 +197,36 @@ impl FreshdeskConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntercomConfig {
-    /// The access token.
+    /// The access token (sent as `Authorization: Bearer`).
     #[serde(default)]
     pub access_token: Option<SecretString>,
     /// Environment variable holding the access token.
     #[serde(default)]
     pub access_token_env: Option<String>,
-    /// API base URL for a non-US workspace (`https://api.eu.intercom.io`, `https://api.au.intercom.io`).
+    /// The workspace's region (`us`, `eu`, `au`; default `us`); not together with `base_url`.
+    #[serde(default)]
+    pub region: Option<IntercomRegion>,
+    /// API base URL (a proxy, the sandbox's `/intercom`); when unset, the `region`'s URL.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The admin that notes and tags are written as; when unset, the token's own (`GET /me`).
+    #[serde(default)]
+    pub admin_id: Option<String>,
+    /// How long the category list (the ticket types) is cached, seconds (0 = never cached).
+    #[serde(default = "default_category_cache_secs")]
+    pub category_cache_secs: u64,
+}
+
+impl IntercomConfig {
+    /// The URL the client talks to.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| self.region.unwrap_or_default().base_url().to_owned())
+    }
+
+    /// How long the category list is cached.
+    pub fn category_cache(&self) -> Duration {
+        Duration::from_secs(self.category_cache_secs)
+    }
 }
 
 /// `backend = "servicenow"`.
@@ -246,7 +270,7 @@ impl BackendConfig {
             Self::Unified(u) => u.base_url().to_owned(),
             Self::Zendesk(z) => z.base_url(),
             Self::Freshdesk(f) => f.base_url(),
-            Self::Intercom(i) => i.base_url.clone().unwrap_or_else(|| "https://api.intercom.io".into()),
+            Self::Intercom(i) => i.base_url(),
             Self::ServiceNow(s) => format!("{}.service-now.com", s.instance),
         }
     }
@@ -254,7 +278,7 @@ impl BackendConfig {
     /// Whether the backend's client posts every note as internal and its notes report their
     /// visibility, so drafts need no operator check (`notes_internal_verified`).
     pub fn notes_always_internal(&self) -> bool {
-        matches!(self, Self::Zendesk(_) | Self::Freshdesk(_))
+        matches!(self, Self::Zendesk(_) | Self::Freshdesk(_) | Self::Intercom(_))
     }
 
     pub(super) fn credential(&self) -> Credential<'_> {

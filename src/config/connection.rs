@@ -299,6 +299,16 @@ impl ConnectionConfig {
                 if let Some(url) = i.base_url.as_deref().filter(|u| !is_http_url(u)) {
                     out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));
                 }
+                if i.base_url.is_some() && i.region.is_some() {
+                    out.push("set either `base_url` or `region`, not both".into());
+                }
+                if i.admin_id.as_deref().is_some_and(|a| a.trim().is_empty()) {
+                    out.push(
+                        "admin_id must not be empty (the id of the admin notes are written as, or leave it \
+                         out to write as the token's own admin)"
+                            .into(),
+                    );
+                }
             }
             BackendConfig::ServiceNow(s) => {
                 non_empty(&s.instance, "instance", "acme");

@@ -13,6 +13,6 @@ mod text;
 
 pub use failure::{StatusClass, describe_transport_error, error_chain};
 pub use redact::{redact_secrets, redact_url};
-pub use retry::{RetryPolicy, RetryableError, parse_retry_after};
+pub use retry::{RetryPolicy, RetryableError, parse_reset_epoch, parse_retry_after};
 pub use settings::{HttpSettings, client_builder, install_crypto_provider};
 pub use text::{clip, clip_with_ellipsis};

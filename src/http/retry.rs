@@ -128,6 +128,14 @@ pub fn parse_retry_after(headers: &HeaderMap) -> Option<Duration> {
     Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
+/// Reads a rate limit's reset time from header `name` as Unix epoch seconds (Intercom's
+/// `X-RateLimit-Reset`), as the wait from now; a reset already past is no wait.
+pub fn parse_reset_epoch(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    let secs: u64 = headers.get(name)?.to_str().ok()?.trim().parse().ok()?;
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -243,5 +251,19 @@ mod tests {
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120), "{d:?}");
         h.insert(header::RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(parse_retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_reset_epoch_is_the_wait_until_then() {
+        let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&(now + 10).to_string()).unwrap());
+        let d = parse_reset_epoch(&h, "X-RateLimit-Reset").unwrap();
+        assert!(d > Duration::from_secs(8) && d <= Duration::from_secs(10), "{d:?}");
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&(now - 5).to_string()).unwrap());
+        assert_eq!(parse_reset_epoch(&h, "x-ratelimit-reset"), Some(Duration::ZERO), "already past");
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("later"));
+        assert_eq!(parse_reset_epoch(&h, "x-ratelimit-reset"), None);
+        assert_eq!(parse_reset_epoch(&HeaderMap::new(), "x-ratelimit-reset"), None);
     }
 }

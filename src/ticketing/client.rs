@@ -17,7 +17,7 @@ use url::Url;
 use super::{Result, TicketingError};
 use crate::http::{
     HttpSettings, RetryPolicy, RetryableError, StatusClass, client_builder, clip_with_ellipsis,
-    describe_transport_error, error_chain, parse_retry_after, redact_secrets, redact_url,
+    describe_transport_error, error_chain, parse_reset_epoch, parse_retry_after, redact_secrets, redact_url,
 };
 
 /// How a backend authenticates.
@@ -101,6 +101,13 @@ impl<'a> Call<'a> {
         self
     }
 
+    /// Marks a POST that is safe to send twice (a search, adding a tag): its ambiguous failures
+    /// are retried, as for GET.
+    pub fn idempotent(mut self) -> Self {
+        self.retry_ambiguous = true;
+        self
+    }
+
     /// Sets a JSON body.
     pub fn json<B: Serialize>(mut self, body: &B) -> Result<Self> {
         let value = serde_json::to_value(body)
@@ -122,6 +129,11 @@ pub struct HttpClient {
     permits: Arc<Semaphore>,
     /// Largest answer body read ([`HttpSettings::max_response_bytes`]).
     max_body: usize,
+    /// Headers sent with every request besides auth (an API version pin).
+    extra_headers: HeaderMap,
+    /// A header holding a rate limit's reset time (epoch seconds), read when a 429 has no
+    /// `Retry-After`.
+    reset_header: Option<&'static str>,
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -186,7 +198,22 @@ impl HttpClient {
             retry: settings.retry.clone(),
             permits,
             max_body: settings.max_response_bytes.max(1),
+            extra_headers: HeaderMap::new(),
+            reset_header: None,
         })
+    }
+
+    /// Sends `name: value` with every request (e.g. `Intercom-Version`).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.extra_headers.insert(name, value);
+        self
+    }
+
+    /// Reads the wait of a 429 without `Retry-After` from header `name`, a reset time in Unix
+    /// epoch seconds (Intercom's `X-RateLimit-Reset`).
+    pub fn with_reset_header(mut self, name: &'static str) -> Self {
+        self.reset_header = Some(name);
+        self
     }
 
     /// The base URL with any credentials masked.
@@ -246,6 +273,9 @@ impl HttpClient {
         if !call.params.is_empty() {
             req = req.query(&call.params);
         }
+        if !self.extra_headers.is_empty() {
+            req = req.headers(self.extra_headers.clone());
+        }
         req = match &self.auth {
             Auth::Bearer(token) => req.bearer_auth(token.expose_secret()),
             Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose_secret())),
@@ -283,7 +313,8 @@ impl HttpClient {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "helpdesk call"
         );
-        let retry_after = parse_retry_after(resp.headers());
+        let retry_after = parse_retry_after(resp.headers())
+            .or_else(|| self.reset_header.and_then(|name| parse_reset_epoch(resp.headers(), name)));
         let body = match read_capped(resp, self.max_body).await {
             Ok(b) => b,
             Err(BodyError::TooLarge) => {

@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod categories;
 pub mod client;
 pub mod freshdesk;
+pub mod intercom;
 pub mod model;
 mod paging;
 pub mod unified;
@@ -102,6 +103,12 @@ pub trait TicketReader: Send + Sync {
     async fn list_notes(&self, query: &ListQuery) -> Result<Page<Note>>;
     /// All categories of the helpdesk (backends may cache them).
     async fn list_categories(&self) -> Result<Vec<Category>>;
+
+    /// The helpdesk's own list of the tags in use, where it keeps one apart from its tickets
+    /// (Intercom's tickets do not show theirs); `None` = learn them from the tickets.
+    async fn tags_in_use(&self) -> Result<Option<Vec<String>>> {
+        Ok(None)
+    }
 }
 
 /// A helpdesk seen through the normalized model: the reads of [`TicketReader`] and the writes.

@@ -167,14 +167,14 @@ async fn check_summarises_the_config_and_tries_every_connection() {
     assert!(stderr(&o).contains("error: 1 of 2 connections failed: gone"), "{}", stderr(&o));
 
     // A backend this build lacks is refused before anything is tried.
-    let intercom =
-        "\n[[connections]]\nid = \"ic\"\nbackend = \"intercom\"\naccess_token_env = \"IC_TOKEN\"\n";
-    let s = setup(intercom).await;
+    let servicenow = "\n[[connections]]\nid = \"sn\"\nbackend = \"servicenow\"\ninstance = \"acme\"\n\
+                      username = \"u\"\npassword_env = \"SN_PASSWORD\"\n";
+    let s = setup(servicenow).await;
     let o = run(Some(s.config.path()), &["check"]).await;
     assert_eq!(o.status.code(), Some(1), "stdout: {}", stdout(&o));
     let err = stderr(&o);
     assert!(
-        err.contains("backend `intercom` is not available in this build of deskpilot (it has: unified"),
+        err.contains("backend `servicenow` is not available in this build of deskpilot (it has: unified"),
         "{err}"
     );
 }

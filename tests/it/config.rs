@@ -233,10 +233,10 @@ fn unknown_connections_list_the_configured_ids() {
 
 #[test]
 fn backends_this_build_lacks_are_refused_when_the_config_loads() {
-    let toml = "[[connections]]\nid = \"ic\"\nbackend = \"intercom\"\naccess_token = \"t\"\n";
+    let toml = "[[connections]]\nid = \"sn\"\nbackend = \"servicenow\"\ninstance = \"acme\"\nusername = \"u\"\npassword = \"p\"\n";
     let e = error_of(toml, &[]);
     let expected = format!(
-        r#"connections[0] (id = "ic"): backend `intercom` is not available in this build of deskpilot (it has: {})"#,
+        r#"connections[0] (id = "sn"): backend `servicenow` is not available in this build of deskpilot (it has: {})"#,
         BUILT_BACKENDS.join(", ")
     );
     assert!(e.contains(&expected), "{e}");

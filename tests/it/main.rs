@@ -22,6 +22,8 @@ mod ingest_loop_guard;
 mod ingest_poll;
 mod ingest_serve;
 mod ingest_webhook_loop;
+mod intercom_config;
+mod intercom_http;
 mod metrics;
 mod sandbox;
 mod serve;
