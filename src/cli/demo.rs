@@ -18,8 +18,8 @@ use crate::{
     app::{App, Services, parts::http_settings},
     bus::Bus,
     config::{
-        BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, Mode, UnifiedConfig, ZendeskConfig,
-        ZendeskTicketExport,
+        BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, IntercomConfig, Mode, UnifiedConfig,
+        ZendeskConfig, ZendeskTicketExport,
     },
     events::{EventKind, EventSource, TicketEvent},
     ingest::webhook::subscribe::UnifiedSubscriptions,
@@ -53,9 +53,9 @@ pub struct DemoArgs {
     mode: Mode,
 
     /// The connector the demo talks to the sandbox through: `unified` (its Unified.to API, tickets
-    /// arriving by signed webhook), `freshdesk` or `zendesk` (its vendor flavours, tickets published
-    /// by hand)
-    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk", "zendesk"])]
+    /// arriving by signed webhook), `freshdesk`, `zendesk` or `intercom` (its vendor flavours,
+    /// tickets published by hand)
+    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk", "zendesk", "intercom"])]
     backend: String,
 
     /// SQLite file of this demo's ledger and proposals (recreated on every run)
@@ -237,6 +237,14 @@ fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
             base_url: Some(format!("{sandbox_url}/freshdesk")),
             api_key: Some(SANDBOX_KEY.into()),
             api_key_env: None,
+            category_cache_secs: 300,
+        }),
+        "intercom" => BackendConfig::Intercom(IntercomConfig {
+            access_token: Some(SANDBOX_KEY.into()),
+            access_token_env: None,
+            region: None,
+            base_url: Some(format!("{sandbox_url}/intercom")),
+            admin_id: None,
             category_cache_secs: 300,
         }),
         "zendesk" => BackendConfig::Zendesk(ZendeskConfig {

@@ -77,6 +77,11 @@ fn sandbox_config(addr: &str, api_key: &str) -> String {
          category_field_id = {}\n",
         crate::sandbox::ZENDESK_CATEGORY_FIELD_ID
     ));
+    out.push_str(&format!(
+        "\n# The demo helpdesk through its Intercom flavour (categories: the ticket types).\n\
+         [[connections]]\nid = \"demo-intercom\"\nbackend = \"intercom\"\n\
+         base_url = \"http://{addr}/intercom\"\naccess_token = {key}\n"
+    ));
     out
 }
 

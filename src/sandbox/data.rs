@@ -98,6 +98,19 @@ impl Helpdesk {
         })
     }
 
+    /// Every agent id the helpdesk mentions (on tickets and notes), sorted.
+    pub(crate) fn agents(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .tickets
+            .values()
+            .filter_map(|t| t.user_id.clone())
+            .chain(self.notes.values().filter_map(|n| n.user_id.clone()))
+            .collect();
+        ids.sort_by(|a, b| cmp_ids(a, b));
+        ids.dedup();
+        ids
+    }
+
     /// A fresh id for a new `R`: the next number after the highest `<prefix><number>` id seen or
     /// handed out, zero-padded like it (`1091` after `1090`, `n-00268` after `n-00267`), else
     /// `<kind>-1`. Tickets get plain numbers when the table has no sequential ids, as helpdesks

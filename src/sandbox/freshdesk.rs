@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     data::Helpdesk,
-    resource::{Resource, TicketChange, TicketEvent, bump},
+    resource::{Resource, TicketChange, TicketEvent, replace_ticket},
     server::AppState,
 };
 use crate::ticketing::{Note, NoteVisibility, Ticket};
@@ -284,20 +284,15 @@ fn body_object(body: &[u8]) -> Result<Map<String, Value>, FdError> {
 /// The agent a `responder_id` or `user_id` names, among the sample data's agents.
 fn agent(desk: &Helpdesk, field: &str, v: &Value) -> Result<String, FdError> {
     let n = v.as_u64().ok_or_else(|| invalid(field, "It should be a/an Positive Integer"))?;
-    let agents = desk.tickets.values().filter_map(|t| t.user_id.as_ref());
-    let agents = agents.chain(desk.notes.values().filter_map(|n| n.user_id.as_ref()));
-    agents
+    desk.agents()
         .into_iter()
         .find(|a| shape::number(a) == Some(n))
-        .cloned()
         .ok_or_else(|| invalid(field, &format!("There is no agent matching the given {field}")))
 }
 
 /// The sample data's agent with the lowest number.
 fn first_agent(desk: &Helpdesk) -> Option<String> {
-    let agents = desk.tickets.values().filter_map(|t| t.user_id.as_ref());
-    let agents = agents.chain(desk.notes.values().filter_map(|n| n.user_id.as_ref()));
-    agents.min_by_key(|a| shape::number(a)).cloned()
+    desk.agents().into_iter().min_by_key(|a| shape::number(a))
 }
 
 async fn update_ticket(
@@ -347,10 +342,8 @@ async fn update_ticket(
         }
     }
     if item != before {
-        let now = time::OffsetDateTime::now_utc();
-        item.prepare(Some(&before), desk, now).map_err(|_| invalid("status", "could not be applied"))?;
-        item.stamp(key.clone(), before.created_at, Some(bump(before.updated_at, now)));
-        desk.tickets.insert(key.clone(), item.clone());
+        let item = replace_ticket(desk, &key, &before, item)
+            .map_err(|_| invalid("status", "could not be applied"))?;
         save(&app, &desks).await?;
         let out = shape::ticket(&desks[&name], &item, true);
         drop(desks);

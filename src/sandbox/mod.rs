@@ -42,11 +42,14 @@
 //!   (`demo`) and `/zendesk/{connection_id}/api/v2/...` (`src/sandbox/zendesk.rs`).
 //! - **State.** In memory; with a state file, loaded from it at start and saved after each change.
 //! - **Flavours.** The same data in a vendor's own API shape under its prefix: Freshdesk API v2 at
-//!   `/freshdesk/api/v2/...` (see `freshdesk.rs`).
+//!   `/freshdesk/api/v2/...` (see `freshdesk.rs`), Intercom's API 2.14 at `/intercom/...` (see
+//!   `intercom.rs`).
 
 mod data;
 mod error;
 mod freshdesk;
+mod intercom;
+mod markup;
 mod query;
 mod resource;
 mod routes;

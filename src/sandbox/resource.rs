@@ -99,6 +99,21 @@ pub(crate) fn bump(previous: Timestamp, now: OffsetDateTime) -> OffsetDateTime {
     }
 }
 
+/// Stores `ticket` as the new state of ticket `id` (changed through a vendor flavour from
+/// `before`): checked and completed as a Unified write is, `updated_at` bumped.
+pub(crate) fn replace_ticket(
+    desk: &mut Helpdesk,
+    id: &str,
+    before: &Ticket,
+    mut ticket: Ticket,
+) -> Result<Ticket, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    ticket.prepare(Some(before), desk, now)?;
+    ticket.stamp(id.to_owned(), before.created_at, Some(bump(before.updated_at, now)));
+    desk.tickets.insert(id.to_owned(), ticket.clone());
+    Ok(ticket)
+}
+
 macro_rules! common {
     ($table:ident) => {
         fn table(desk: &Helpdesk) -> &Table<Self> {

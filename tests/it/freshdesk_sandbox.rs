@@ -179,10 +179,11 @@ async fn the_printed_sandbox_config_checks_out_on_every_connection() {
         format!("  acme-retail: unified at {}", sb.base_url),
         format!("  demo-freshdesk: freshdesk at {}/freshdesk", sb.base_url),
         format!("  demo-zendesk: zendesk at {}/zendesk", sb.base_url),
+        format!("  demo-intercom: intercom at {}/intercom", sb.base_url),
     ] {
         assert!(out.contains(&line), "`{line}` missing from:\n{out}");
     }
-    assert_eq!(out.matches("    OK: ").count(), 4, "{out}");
+    assert_eq!(out.matches("    OK: ").count(), 5, "{out}");
     assert!(out.contains("categories: Account access, Billing"), "{out}");
 }
 
@@ -190,22 +191,7 @@ async fn the_printed_sandbox_config_checks_out_on_every_connection() {
 /// connector (decided by the fallback rules: no LLM is configured).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_runs_through_the_freshdesk_connector() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("demo.db").display().to_string();
-    let o = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_deskpilot"))
-            .env_clear()
-            .env("DESKPILOT_LOG", "warn")
-            .args(["demo", "--backend", "freshdesk", "--limit", "2", "--store", &store])
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("demo: published 2 tickets through the freshdesk connector"), "{out}");
-    assert!(out.contains("2 proposals stored, 0 dead-lettered"), "{out}");
+    crate::helpers::demo_runs_through("freshdesk").await;
 }
 
 /// The poller walks a Freshdesk connection (pages by number, offsets inside a page when several

@@ -24,6 +24,7 @@ mod ingest_serve;
 mod ingest_webhook_loop;
 mod intercom_config;
 mod intercom_http;
+mod intercom_sandbox;
 mod metrics;
 mod sandbox;
 mod serve;

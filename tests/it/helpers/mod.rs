@@ -648,3 +648,24 @@ pub fn fast_settings() -> deskpilot::http::HttpSettings {
         max_response_bytes: 1 << 20,
     }
 }
+
+/// Runs `deskpilot demo --backend <backend>` over two sandbox tickets (decided by the fallback
+/// rules: no LLM is configured) and checks that both went through that connector.
+pub async fn demo_runs_through(backend: &'static str) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("demo.db").display().to_string();
+    let o = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_deskpilot"))
+            .env_clear()
+            .env("DESKPILOT_LOG", "warn")
+            .args(["demo", "--backend", backend, "--limit", "2", "--store", &store])
+            .output()
+            .expect("the binary runs")
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains(&format!("demo: published 2 tickets through the {backend} connector")), "{out}");
+    assert!(out.contains("2 proposals stored, 0 dead-lettered"), "{out}");
+}

@@ -33,25 +33,7 @@ pub(super) async fn freshdesk_apply_mode_posts_a_private_note_and_merges_tags(mu
         api_key_env: None,
         category_cache_secs: 300,
     });
-    let mut config = p.config.clone();
-    config.connections = vec![ConnectionConfig {
-        mode: policy.mode,
-        routing: policy.routing.clone(),
-        ..ConnectionConfig::new(CONN, backend)
-    }];
-    let worker = settings(Duration::from_secs(30));
-    let id = worker.worker_id.clone();
-    let app = App::builder(&config)
-        .bus(p.bus.service_bus())
-        .store(p.store.clone())
-        .worker_settings(worker)
-        .build()
-        .await
-        .expect("the service builds");
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    let task = tokio::spawn(async move { app.serve(None, stop).await.expect("the worker runs") });
-    p.workers.push(RunningWorker { id, shutdown, task });
+    p.start_worker_over(backend, &policy).await;
 
     let entry = p.publish_and_wait(&t).await;
     let after = p.snapshot().await;

@@ -43,12 +43,14 @@ use wiremock::{
 mod fencing;
 mod freshdesk;
 mod input;
+mod intercom;
 mod person;
 mod policy;
 mod proxy;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
+use intercom::intercom_apply_mode_posts_an_internal_note_and_adds_tags;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
 use policy::{
     a_recorded_decision_that_no_longer_fits_is_decided_again,
@@ -428,6 +430,30 @@ impl Pipeline {
         started.elapsed()
     }
 
+    /// Starts a worker whose one connection, `CONN`, reaches the sandbox through `backend` in
+    /// `policy`'s mode with its routing (a native connector's round trip).
+    async fn start_worker_over(&mut self, backend: BackendConfig, policy: &ActPolicy) {
+        let mut config = self.config.clone();
+        config.connections = vec![ConnectionConfig {
+            mode: policy.mode,
+            routing: policy.routing.clone(),
+            ..ConnectionConfig::new(CONN, backend)
+        }];
+        let worker = settings(Duration::from_secs(30));
+        let id = worker.worker_id.clone();
+        let app = App::builder(&config)
+            .bus(self.bus.service_bus())
+            .store(self.store.clone())
+            .worker_settings(worker)
+            .build()
+            .await
+            .expect("the service builds");
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move { app.serve(None, stop).await.expect("the worker runs") });
+        self.workers.push(RunningWorker { id, shutdown, task });
+    }
+
     /// Publishes `ticket.created` for `ticket` and waits until its ledger entry is done, then stops
     /// the workers.
     async fn publish_and_wait(&mut self, ticket: &str) -> Entry {
@@ -696,6 +722,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
 
 scenarios!(amqp_postgres, Amqp, Postgres:
     freshdesk_apply_mode_posts_a_private_note_and_merges_tags,
+    intercom_apply_mode_posts_an_internal_note_and_adds_tags,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
     apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
