@@ -37,7 +37,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     data::Helpdesk,
-    resource::{Resource, TicketChange, TicketEvent, replace_ticket},
+    resource::{Resource, TicketChange, TicketEvent, add_note, replace_ticket},
     server::AppState,
 };
 use crate::ticketing::{Note, NoteVisibility, Ticket};
@@ -375,18 +375,14 @@ async fn create_note(
         Some(v) => Some(agent(desk, "user_id", v)?),
         None => first_agent(desk),
     };
-    let now = time::OffsetDateTime::now_utc();
-    let mut note = Note {
+    let note = Note {
         ticket_id: Some(ticket),
         user_id,
         description: Some(shape::text(html)),
         visibility: Some(if private { NoteVisibility::Internal } else { NoteVisibility::Public }),
         ..Note::default()
     };
-    let note_id = desk.next_id::<Note>();
-    note.stamp(note_id.clone(), Some(now), Some(now));
-    desk.notes.insert(note_id, note.clone());
-    let change = note.after_write(true, desk, now);
+    let (note, change) = add_note(desk, note);
     save(&app, &desks).await?;
     drop(desks);
     app.announce(&name, change);

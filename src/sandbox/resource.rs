@@ -114,6 +114,17 @@ pub(crate) fn replace_ticket(
     Ok(ticket)
 }
 
+/// Adds `note` (made through a vendor flavour) under a fresh id, written now; returns it and the
+/// change of its ticket to announce.
+pub(crate) fn add_note(desk: &mut Helpdesk, mut note: Note) -> (Note, Option<TicketChange>) {
+    let now = OffsetDateTime::now_utc();
+    let id = desk.next_id::<Note>();
+    note.stamp(id.clone(), Some(now), Some(now));
+    desk.notes.insert(id, note.clone());
+    let change = note.after_write(true, desk, now);
+    (note, change)
+}
+
 macro_rules! common {
     ($table:ident) => {
         fn table(desk: &Helpdesk) -> &Table<Self> {

@@ -7,8 +7,8 @@ use deskpilot::{
     http::HttpSettings,
     sandbox::RunningSandbox,
     ticketing::{
-        ListQuery, NewNote, NoteVisibility, PriorityLevel, TicketPatch, TicketReader, TicketStatus,
-        Ticketing, TicketingError, all_notes, all_tickets, collect_all, freshdesk::FreshdeskClient,
+        ListQuery, NoteVisibility, PriorityLevel, TicketPatch, TicketReader, TicketStatus, Ticketing,
+        TicketingError, all_notes, all_tickets, collect_all, freshdesk::FreshdeskClient,
     },
 };
 
@@ -128,23 +128,7 @@ async fn an_update_keeps_existing_tags_and_a_note_is_stored_private() {
     let err = c.update_ticket(key, &bad).await.unwrap_err();
     assert!(err.to_string().contains("Validation failed"), "{err}");
 
-    let note = NewNote {
-        ticket_id: key.clone(),
-        description: "Draft <b>reply</b>\nsecond line".into(),
-        user_id: None,
-        raw: None,
-    };
-    let created = c.create_note(&note).await.unwrap();
-    assert_eq!(created.visibility, Some(NoteVisibility::Internal));
-    let after = sb.snapshot("demo").await.unwrap();
-    let stored: Vec<_> =
-        after.notes.values().filter(|n| !before.notes.contains_key(n.id.as_deref().unwrap())).collect();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].visibility, Some(NoteVisibility::Internal), "stored private");
-    assert_eq!(stored[0].description.as_deref(), Some("Draft <b>reply</b>\nsecond line"));
-    let listed = collect_all(all_notes(&c, ListQuery::notes_of(key.as_str()))).await.unwrap();
-    let last = listed.last().unwrap();
-    assert_eq!((last.id.as_ref(), last.visibility), (created.id.as_ref(), Some(NoteVisibility::Internal)));
+    crate::helpers::a_note_is_stored_and_listed_internal(&sb, &c, key).await;
 }
 
 /// `deskpilot sandbox --print-config` prints connections that `deskpilot check` reaches, each

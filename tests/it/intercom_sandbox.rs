@@ -8,7 +8,7 @@ use deskpilot::{
     http::HttpSettings,
     sandbox::RunningSandbox,
     ticketing::{
-        ListQuery, NewNote, NoteVisibility, PageToken, TicketPatch, TicketReader, TicketStatus, Ticketing,
+        ListQuery, NoteVisibility, PageToken, TicketPatch, TicketReader, TicketStatus, Ticketing,
         TicketingError, all_notes, all_tickets, collect_all, intercom::IntercomClient,
     },
 };
@@ -100,24 +100,8 @@ async fn an_update_adds_tags_and_a_note_reply_is_stored_internal() {
     let wrong = TicketPatch { user_id: Some("nobody".into()), ..TicketPatch::default() };
     assert!(matches!(c.update_ticket(key, &wrong).await, Err(TicketingError::NotFound { .. })));
 
-    let note = NewNote {
-        ticket_id: key.clone(),
-        description: "Draft <b>reply</b>\nsecond line".into(),
-        user_id: None,
-        raw: None,
-    };
-    let created = c.create_note(&note).await.unwrap();
-    assert_eq!(created.visibility, Some(NoteVisibility::Internal));
-    let after = sb.snapshot("demo").await.unwrap();
-    let stored: Vec<_> =
-        after.notes.values().filter(|n| !before.notes.contains_key(n.id.as_deref().unwrap())).collect();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].visibility, Some(NoteVisibility::Internal), "stored internal");
-    assert_eq!(stored[0].description.as_deref(), Some("Draft <b>reply</b>\nsecond line"));
-    assert!(stored[0].user_id.is_some(), "written as the token's admin (GET /me)");
-    let listed = collect_all(all_notes(&c, ListQuery::notes_of(key.as_str()))).await.unwrap();
-    let last = listed.last().unwrap();
-    assert_eq!((last.id.as_ref(), last.visibility), (created.id.as_ref(), Some(NoteVisibility::Internal)));
+    let stored = crate::helpers::a_note_is_stored_and_listed_internal(&sb, &c, key).await;
+    assert!(stored.user_id.is_some(), "written as the token's admin (GET /me)");
 }
 
 /// The poller walks an Intercom connection (cursor paging, whole seconds, offsets

@@ -14,7 +14,7 @@ use crate::{
     sandbox::{
         data::{Connections, Helpdesk},
         markup,
-        resource::{Resource, TicketChange, TicketEvent, bump, replace_ticket},
+        resource::{TicketChange, TicketEvent, add_note, bump, replace_ticket},
     },
     ticketing::{AuthorKind, Note, NoteVisibility, TicketStatus},
 };
@@ -34,6 +34,21 @@ fn admin_of(desk: &Helpdesk, body: &Value) -> Result<String, IcError> {
         _ => return Err(IcError::bad("admin_id is required")),
     };
     desk.agents().into_iter().find(|a| *a == admin).ok_or_else(admin_not_found)
+}
+
+/// The helpdesk holding ticket `id` and the admin a write's body names (`admin_id`).
+fn ticket_and_admin<'a>(
+    desks: &'a mut Connections,
+    id: &str,
+    body: &Value,
+) -> Result<(String, &'a mut Helpdesk, String), IcError> {
+    let name = desk_name(desks)?;
+    let desk = desks.get_mut(&name).ok_or_else(ticket_not_found)?;
+    if !desk.tickets.contains_key(id) {
+        return Err(ticket_not_found());
+    }
+    let admin = admin_of(desk, body)?;
+    Ok((name, desk, admin))
 }
 
 async fn save(app: &Shared, desks: &Connections) -> Result<(), IcError> {
@@ -119,14 +134,8 @@ pub(super) async fn reply(
     let html = body["body"].as_str().filter(|b| !b.trim().is_empty());
     let html = html.ok_or_else(|| IcError::bad("body is required for comment and note replies"))?;
     let mut desks = app.desks.write().await;
-    let name = desk_name(&desks)?;
-    let desk = desks.get_mut(&name).ok_or_else(ticket_not_found)?;
-    if !desk.tickets.contains_key(&id) {
-        return Err(ticket_not_found());
-    }
-    let admin = admin_of(desk, &body)?;
-    let now = OffsetDateTime::now_utc();
-    let mut note = Note {
+    let (name, desk, admin) = ticket_and_admin(&mut desks, &id, &body)?;
+    let note = Note {
         ticket_id: Some(id),
         user_id: Some(admin),
         // A paragraph per line: the last one closes without a line after it.
@@ -135,10 +144,7 @@ pub(super) async fn reply(
         author_kind: Some(AuthorKind::Agent),
         ..Note::default()
     };
-    let note_id = desk.next_id::<Note>();
-    note.stamp(note_id.clone(), Some(now), Some(now));
-    desk.notes.insert(note_id, note.clone());
-    let change = note.after_write(true, desk, now);
+    let (note, change) = add_note(desk, note);
     save(&app, &desks).await?;
     drop(desks);
     app.announce(&name, change);
@@ -154,12 +160,7 @@ pub(super) async fn tag_ticket(
     let tag = body["id"].as_str().filter(|t| !t.trim().is_empty()).map(str::to_owned);
     let tag = tag.ok_or_else(|| IcError::bad("id (the tag's id) is required"))?;
     let mut desks = app.desks.write().await;
-    let name = desk_name(&desks)?;
-    let desk = desks.get_mut(&name).ok_or_else(ticket_not_found)?;
-    if !desk.tickets.contains_key(&id) {
-        return Err(ticket_not_found());
-    }
-    let admin = admin_of(desk, &body)?;
+    let (name, desk, admin) = ticket_and_admin(&mut desks, &id, &body)?;
     let now = OffsetDateTime::now_utc();
     let changed = desk
         .tickets

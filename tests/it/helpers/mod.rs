@@ -669,3 +669,30 @@ pub async fn demo_runs_through(backend: &'static str) {
     assert!(out.contains(&format!("demo: published 2 tickets through the {backend} connector")), "{out}");
     assert!(out.contains("2 proposals stored, 0 dead-lettered"), "{out}");
 }
+
+/// Posts a two-line draft with HTML in it as a note on `ticket` through `helpdesk` (a vendor
+/// flavour of the sandbox `sb`) and checks that the sandbox stored it internal with its text,
+/// and that it is listed last with its visibility; returns the stored note.
+pub async fn a_note_is_stored_and_listed_internal(
+    sb: &RunningSandbox,
+    helpdesk: &dyn deskpilot::ticketing::Ticketing,
+    ticket: &str,
+) -> deskpilot::ticketing::Note {
+    use deskpilot::ticketing::{ListQuery, NewNote, NoteVisibility, all_notes, collect_all};
+    let before = sb.snapshot("demo").await.unwrap();
+    let text = "Draft <b>reply</b>\nsecond line";
+    let note = NewNote { ticket_id: ticket.to_owned(), description: text.into(), user_id: None, raw: None };
+    let created = helpdesk.create_note(&note).await.unwrap();
+    assert_eq!(created.visibility, Some(NoteVisibility::Internal));
+    let after = sb.snapshot("demo").await.unwrap();
+    let mut stored: Vec<_> =
+        after.notes.values().filter(|n| !before.notes.contains_key(n.id.as_deref().unwrap())).collect();
+    assert_eq!(stored.len(), 1);
+    let stored = stored.remove(0).clone();
+    assert_eq!(stored.visibility, Some(NoteVisibility::Internal), "stored internal");
+    assert_eq!(stored.description.as_deref(), Some(text));
+    let listed = collect_all(all_notes(helpdesk, ListQuery::notes_of(ticket))).await.unwrap();
+    let last = listed.last().unwrap();
+    assert_eq!((last.id.as_ref(), last.visibility), (created.id.as_ref(), Some(NoteVisibility::Internal)));
+    stored
+}

@@ -4,7 +4,7 @@
 use deskpilot::{
     config::FreshdeskConfig,
     http::HttpSettings,
-    ticketing::{NoteVisibility, Ticketing, freshdesk::FreshdeskClient},
+    ticketing::{NoteVisibility, freshdesk::FreshdeskClient},
 };
 
 use super::*;
@@ -13,19 +13,10 @@ use super::*;
 /// decision's type, priority and routed agent, its tags are merged with the ones a person set,
 /// and the draft is posted once, stored private.
 pub(super) async fn freshdesk_apply_mode_posts_a_private_note_and_merges_tags(mut p: Pipeline) {
-    let t = p.untriaged(1).remove(0);
     let base_url = format!("{}/freshdesk", p.sandbox.base_url);
     let freshdesk = FreshdeskClient::new(&base_url, KEY.into(), &HttpSettings::default()).unwrap();
-    let person = TicketPatch { tags: Some(vec!["vip".into()]), ..TicketPatch::default() };
-    freshdesk.update_ticket(&t, &person).await.expect("a person's tag");
-    p.answers.set(&t, decision_json("Billing", 0.9));
-    let base = p.snapshot().await;
-
-    let policy = ActPolicy {
-        mode: Mode::Apply,
-        routing: BTreeMap::from([("Billing".to_owned(), "4".to_owned())]),
-        ..ActPolicy::default()
-    };
+    let (t, base) = p.tagged_by_a_person(&freshdesk, "Billing").await;
+    let policy = apply_routed("Billing", "4");
     let backend = BackendConfig::Freshdesk(FreshdeskConfig {
         domain: String::new(),
         base_url: Some(base_url),

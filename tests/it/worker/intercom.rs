@@ -4,7 +4,7 @@
 use deskpilot::{
     config::IntercomConfig,
     http::HttpSettings,
-    ticketing::{NoteVisibility, Ticketing, intercom::IntercomClient},
+    ticketing::{NoteVisibility, intercom::IntercomClient},
 };
 
 use super::*;
@@ -14,19 +14,10 @@ use super::*;
 /// once as a `note` reply (stored internal), and what Intercom cannot take (a priority, a change
 /// of ticket type) is left out with the reason in the ledger's outcome.
 pub(super) async fn intercom_apply_mode_posts_an_internal_note_and_adds_tags(mut p: Pipeline) {
-    let t = p.untriaged(1).remove(0);
     let base_url = format!("{}/intercom", p.sandbox.base_url);
     let intercom = IntercomClient::new(&base_url, KEY.into(), &HttpSettings::default()).unwrap();
-    let person = TicketPatch { tags: Some(vec!["vip".into()]), ..TicketPatch::default() };
-    intercom.update_ticket(&t, &person).await.expect("a person's tag");
-    p.answers.set(&t, decision_json("cat-billing", 0.9));
-    let base = p.snapshot().await;
-
-    let policy = ActPolicy {
-        mode: Mode::Apply,
-        routing: BTreeMap::from([("cat-billing".to_owned(), "u-04".to_owned())]),
-        ..ActPolicy::default()
-    };
+    let (t, base) = p.tagged_by_a_person(&intercom, "cat-billing").await;
+    let policy = apply_routed("cat-billing", "u-04");
     let backend = BackendConfig::Intercom(IntercomConfig {
         access_token: Some(KEY.into()),
         access_token_env: None,

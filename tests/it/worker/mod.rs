@@ -130,6 +130,15 @@ fn decision_json(category: &str, confidence: f64) -> Value {
     d
 }
 
+/// Apply mode, tickets of `category` routed to `assignee`.
+fn apply_routed(category: &str, assignee: &str) -> ActPolicy {
+    ActPolicy {
+        mode: Mode::Apply,
+        routing: BTreeMap::from([(category.to_owned(), assignee.to_owned())]),
+        ..ActPolicy::default()
+    }
+}
+
 /// The decision [`decision_json`] validates to, for seeding the ledger by hand.
 fn decision(category: &str) -> Decision {
     let wire = valid_decision(Some(category));
@@ -428,6 +437,20 @@ impl Pipeline {
             .unwrap_or_else(|_| panic!("worker {} did not stop within 15 s", w.id))
             .unwrap_or_else(|e| panic!("worker {} failed: {e}", w.id));
         started.elapsed()
+    }
+
+    /// An untriaged ticket that a person tagged `vip` through `helpdesk` (a native connector),
+    /// with the LLM answering `category` for it; returns it and the sandbox before the worker runs.
+    async fn tagged_by_a_person(
+        &self,
+        helpdesk: &dyn deskpilot::ticketing::Ticketing,
+        category: &str,
+    ) -> (String, Helpdesk) {
+        let t = self.untriaged(1).remove(0);
+        let person = TicketPatch { tags: Some(vec!["vip".into()]), ..TicketPatch::default() };
+        helpdesk.update_ticket(&t, &person).await.expect("a person's tag");
+        self.answers.set(&t, decision_json(category, 0.9));
+        (t, self.snapshot().await)
     }
 
     /// Starts a worker whose one connection, `CONN`, reaches the sandbox through `backend` in
