@@ -15,7 +15,11 @@ use crate::{
         webhook::{Scheme, WebhookConnection, WebhookSettings},
     },
     ticketing::{
-        DynTicketing, freshdesk::FreshdeskClient, intercom::IntercomClient, unified::UnifiedClient,
+        DynTicketing,
+        freshdesk::FreshdeskClient,
+        intercom::IntercomClient,
+        servicenow::{ServiceNowAuth, ServiceNowClient},
+        unified::UnifiedClient,
         zendesk::ZendeskClient,
     },
     triage::{
@@ -68,8 +72,20 @@ pub fn helpdesk(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<DynT
         BackendConfig::Zendesk(z) => {
             Arc::new(zendesk(z, credential, &http).with_context(|| format!("connection `{}`", conn.id))?)
         }
-        // Refused when the configuration is loaded (`config::BUILT_BACKENDS`).
-        other => anyhow::bail!("connection `{}`: backend `{}` is not in this build", conn.id, other.name()),
+        BackendConfig::ServiceNow(s) => {
+            let auth = match s.uses_oauth() {
+                true => ServiceNowAuth::OAuth(credential),
+                false => ServiceNowAuth::Basic {
+                    username: s.username.clone().unwrap_or_default(),
+                    password: credential,
+                },
+            };
+            Arc::new(
+                ServiceNowClient::new(&s.base_url(), auth, &http)
+                    .with_context(|| format!("connection `{}`", conn.id))?
+                    .with_category_ttl(s.category_cache()),
+            )
+        }
     };
     Ok(client)
 }

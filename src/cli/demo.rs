@@ -18,8 +18,8 @@ use crate::{
     app::{App, Services, parts::http_settings},
     bus::Bus,
     config::{
-        BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, IntercomConfig, Mode, UnifiedConfig,
-        ZendeskConfig, ZendeskTicketExport,
+        BackendConfig, Config, ConnectionConfig, Dsn, FreshdeskConfig, IntercomConfig, Mode,
+        ServiceNowConfig, UnifiedConfig, ZendeskConfig, ZendeskTicketExport,
     },
     events::{EventKind, EventSource, TicketEvent},
     ingest::webhook::subscribe::UnifiedSubscriptions,
@@ -53,9 +53,9 @@ pub struct DemoArgs {
     mode: Mode,
 
     /// The connector the demo talks to the sandbox through: `unified` (its Unified.to API, tickets
-    /// arriving by signed webhook), `freshdesk`, `zendesk` or `intercom` (its vendor flavours,
-    /// tickets published by hand)
-    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk", "zendesk", "intercom"])]
+    /// arriving by signed webhook), `freshdesk`, `zendesk`, `intercom` or `servicenow` (its vendor
+    /// flavours, tickets published by hand)
+    #[arg(long, default_value = "unified", value_parser = ["unified", "freshdesk", "zendesk", "intercom", "servicenow"])]
     backend: String,
 
     /// SQLite file of this demo's ledger and proposals (recreated on every run)
@@ -103,6 +103,18 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     let limit = args.limit.unwrap_or(usize::MAX);
     let keep: Vec<String> = untriaged.iter().take(limit).map(|(id, _)| id.clone()).collect();
     let drop_ids = others.into_iter().chain(untriaged.into_iter().skip(limit)).map(|(id, _)| id);
+    // The connectors see the sandbox's own ticket ids, but for ServiceNow's sys_ids.
+    let sample_ids: std::collections::HashMap<String, String> = match args.backend.as_str() {
+        "servicenow" => sb
+            .snapshot(DEMO_CONNECTION)
+            .await
+            .map(|desk| {
+                desk.tickets.keys().map(|k| (sandbox::servicenow_sys_id("incident", k), k.clone())).collect()
+            })
+            .unwrap_or_default(),
+        _ => Default::default(),
+    };
+    let drop_ids = drop_ids.map(|id| sample_ids.get(&id).cloned().unwrap_or(id));
     remove_tickets(&sb.base_url, drop_ids).await?;
 
     let by = match engine.model() {
@@ -258,6 +270,16 @@ fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
             ticket_export: ZendeskTicketExport::Search,
             category_source: None,
             category_field_id: Some(crate::sandbox::ZENDESK_CATEGORY_FIELD_ID as u64),
+            category_cache_secs: 300,
+        }),
+        "servicenow" => BackendConfig::ServiceNow(ServiceNowConfig {
+            instance: String::new(),
+            base_url: Some(format!("{sandbox_url}/servicenow")),
+            username: Some("deskpilot.demo".into()),
+            password: Some(SANDBOX_KEY.into()),
+            password_env: None,
+            access_token: None,
+            access_token_env: None,
             category_cache_secs: 300,
         }),
         _ => BackendConfig::Unified(UnifiedConfig {

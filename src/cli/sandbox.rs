@@ -82,6 +82,12 @@ fn sandbox_config(addr: &str, api_key: &str) -> String {
          [[connections]]\nid = \"demo-intercom\"\nbackend = \"intercom\"\n\
          base_url = \"http://{addr}/intercom\"\naccess_token = {key}\n"
     ));
+    out.push_str(&format!(
+        "\n# The demo helpdesk through its ServiceNow Table API flavour (incidents; categories: the\n\
+         # incident category's choices). Basic auth: any user name, the API key as the password.\n\
+         [[connections]]\nid = \"demo-servicenow\"\nbackend = \"servicenow\"\n\
+         base_url = \"http://{addr}/servicenow\"\nusername = \"deskpilot.integration\"\npassword = {key}\n"
+    ));
     out
 }
 

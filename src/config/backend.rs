@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::ticketing::{
     categories::DEFAULT_CATEGORY_TTL, freshdesk::FreshdeskClient, intercom::Region as IntercomRegion,
-    unified::Region,
+    servicenow::ServiceNowClient, unified::Region,
 };
 
 /// The backend of a connection and its own keys.
@@ -32,7 +32,7 @@ pub const BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "
 
 /// The backends this build has a client for; a connection on another one is rejected when the
 /// configuration is loaded, before anything tries to reach it.
-pub const BUILT_BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom"];
+pub const BUILT_BACKENDS: &[&str] = &["unified", "zendesk", "freshdesk", "intercom", "servicenow"];
 
 /// `backend = "unified"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -233,16 +233,48 @@ impl IntercomConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceNowConfig {
-    /// The instance name: `acme` for `acme.service-now.com`.
+    /// The instance name: `acme` for `acme.service-now.com`; not needed with `base_url`.
+    #[serde(default)]
     pub instance: String,
-    /// The integration user.
-    pub username: String,
+    /// The instance's address when it is not `https://{instance}.service-now.com` (a proxy,
+    /// tests, the sandbox's `/servicenow`); `/api/now` is added to it.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The integration user (basic auth, with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
     /// Its password.
     #[serde(default)]
     pub password: Option<SecretString>,
     /// Environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// An OAuth access token (sent as `Authorization: Bearer`), instead of a user and password.
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+    /// Environment variable holding the OAuth access token.
+    #[serde(default)]
+    pub access_token_env: Option<String>,
+    /// How long the category list (the incident category's choices) is cached, seconds (0 = never).
+    #[serde(default = "default_category_cache_secs")]
+    pub category_cache_secs: u64,
+}
+
+impl ServiceNowConfig {
+    /// The instance's address (without `/api/now`).
+    pub fn base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| ServiceNowClient::instance_url(&self.instance))
+    }
+
+    /// Whether the credential is an OAuth access token rather than a user's password.
+    pub fn uses_oauth(&self) -> bool {
+        self.access_token.is_some() || self.access_token_env.as_deref().is_some_and(|n| !n.is_empty())
+    }
+
+    /// How long the category list is cached.
+    pub fn category_cache(&self) -> Duration {
+        Duration::from_secs(self.category_cache_secs)
+    }
 }
 
 /// A credential slot: its key name, the value if given, the variable name if given.
@@ -271,14 +303,14 @@ impl BackendConfig {
             Self::Zendesk(z) => z.base_url(),
             Self::Freshdesk(f) => f.base_url(),
             Self::Intercom(i) => i.base_url(),
-            Self::ServiceNow(s) => format!("{}.service-now.com", s.instance),
+            Self::ServiceNow(s) => s.base_url(),
         }
     }
 
     /// Whether the backend's client posts every note as internal and its notes report their
     /// visibility, so drafts need no operator check (`notes_internal_verified`).
     pub fn notes_always_internal(&self) -> bool {
-        matches!(self, Self::Zendesk(_) | Self::Freshdesk(_) | Self::Intercom(_))
+        matches!(self, Self::Zendesk(_) | Self::Freshdesk(_) | Self::Intercom(_) | Self::ServiceNow(_))
     }
 
     pub(super) fn credential(&self) -> Credential<'_> {
@@ -288,6 +320,7 @@ impl BackendConfig {
             Self::Zendesk(z) => ("api_token", &z.api_token, &z.api_token_env),
             Self::Freshdesk(f) => ("api_key", &f.api_key, &f.api_key_env),
             Self::Intercom(i) => ("access_token", &i.access_token, &i.access_token_env),
+            Self::ServiceNow(s) if s.uses_oauth() => ("access_token", &s.access_token, &s.access_token_env),
             Self::ServiceNow(s) => ("password", &s.password, &s.password_env),
         };
         Credential { key, value: value.as_ref(), env: env.as_deref() }
@@ -333,5 +366,36 @@ pub(super) fn zendesk_problems(z: &ZendeskConfig, out: &mut Vec<String>) {
             "category_field_id is only read with category_source = \"field\"; remove one of them".into(),
         ),
         _ => {}
+    }
+}
+
+/// What is wrong with a ServiceNow connection's own keys.
+pub(super) fn servicenow_problems(s: &ServiceNowConfig, out: &mut Vec<String>) {
+    use secrecy::ExposeSecret;
+    match s.base_url.as_deref() {
+        Some(url) if !super::validate::is_http_url(url) => {
+            out.push(format!("base_url = {url:?} must be an http:// or https:// URL"));
+        }
+        Some(_) => {}
+        None if s.instance.trim().is_empty() => out.push(
+            "backend `servicenow` needs `instance` (e.g. instance = \"acme\" for acme.service-now.com) \
+             or `base_url`"
+                .into(),
+        ),
+        None => {}
+    }
+    let password_given = s.password.as_ref().is_some_and(|p| !p.expose_secret().is_empty())
+        || s.password_env.as_deref().is_some_and(|n| !n.is_empty());
+    if s.uses_oauth() && password_given {
+        out.push(
+            "set either a user's `password` (with `username`) or an OAuth `access_token`, not both".into(),
+        );
+    }
+    if !s.uses_oauth() && s.username.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        out.push(
+            "backend `servicenow` needs `username` with a password (the integration user, e.g. \
+             username = \"deskpilot.integration\"), or an OAuth `access_token` instead"
+                .into(),
+        );
     }
 }

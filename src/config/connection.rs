@@ -310,10 +310,7 @@ impl ConnectionConfig {
                     );
                 }
             }
-            BackendConfig::ServiceNow(s) => {
-                non_empty(&s.instance, "instance", "acme");
-                non_empty(&s.username, "username", "deskpilot.integration");
-            }
+            BackendConfig::ServiceNow(s) => super::backend::servicenow_problems(s, &mut out),
         }
         out
     }

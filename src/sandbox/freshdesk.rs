@@ -36,16 +36,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    data::Helpdesk,
+    data::{Helpdesk, flavour_desk},
     resource::{Resource, TicketChange, TicketEvent, add_note, replace_ticket},
     server::AppState,
 };
 use crate::ticketing::{Note, NoteVisibility, Ticket};
 
 type Shared = Arc<AppState>;
-
-/// The sample helpdesk the flavour serves.
-const CONNECTION: &str = "demo";
 
 /// The routes, to be nested under `/freshdesk`.
 pub(crate) fn routes(app: Shared) -> Router<Shared> {
@@ -101,10 +98,6 @@ async fn require_api_key(State(app): State<Shared>, request: Request, next: Next
         )
         .into_response(),
     }
-}
-
-fn desk_name(desks: &super::data::Connections) -> Option<String> {
-    if desks.contains_key(CONNECTION) { Some(CONNECTION.to_owned()) } else { desks.keys().next().cloned() }
 }
 
 /// The sample id whose Freshdesk number is `n`.
@@ -202,7 +195,7 @@ async fn list_tickets(
         Some(_) => return Err(invalid("order_type", "It should be one of these values: 'asc,desc'")),
     };
     let desks = app.desks.read().await;
-    let desk = desk_name(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
+    let desk = flavour_desk(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
     let requester = p.requester_id.as_deref().map(|r| find::<crate::ticketing::Customer>(desk, r));
     let mut tickets: Vec<&Ticket> = desk
         .tickets
@@ -236,21 +229,21 @@ async fn list_tickets(
 
 async fn get_ticket(State(app): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, FdError> {
     let desks = app.desks.read().await;
-    let desk = desk_name(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
+    let desk = flavour_desk(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
     let key = find::<Ticket>(desk, &id).ok_or_else(not_found)?;
     Ok(Json(shape::ticket(desk, &desk.tickets[&key], true)))
 }
 
 async fn get_contact(State(app): State<Shared>, Path(id): Path<String>) -> Result<Json<Value>, FdError> {
     let desks = app.desks.read().await;
-    let desk = desk_name(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
+    let desk = flavour_desk(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
     let key = find::<crate::ticketing::Customer>(desk, &id).ok_or_else(not_found)?;
     Ok(Json(shape::contact(&desk.customers[&key])))
 }
 
 async fn ticket_fields(State(app): State<Shared>) -> Result<Json<Value>, FdError> {
     let desks = app.desks.read().await;
-    let desk = desk_name(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
+    let desk = flavour_desk(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
     Ok(Json(shape::ticket_fields(desk)))
 }
 
@@ -262,7 +255,7 @@ async fn list_conversations(
 ) -> Result<Response, FdError> {
     paging(&p)?;
     let desks = app.desks.read().await;
-    let desk = desk_name(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
+    let desk = flavour_desk(&desks).and_then(|n| desks.get(&n)).ok_or_else(not_found)?;
     let key = find::<Ticket>(desk, &id).ok_or_else(not_found)?;
     let mut notes: Vec<&Note> =
         desk.notes.values().filter(|n| n.ticket_id.as_deref() == Some(&key)).collect();
@@ -302,7 +295,7 @@ async fn update_ticket(
 ) -> Result<Json<Value>, FdError> {
     let changes = body_object(&body)?;
     let mut desks = app.desks.write().await;
-    let name = desk_name(&desks).ok_or_else(not_found)?;
+    let name = flavour_desk(&desks).ok_or_else(not_found)?;
     let desk = desks.get_mut(&name).ok_or_else(not_found)?;
     let key = find::<Ticket>(desk, &id).ok_or_else(not_found)?;
     let before = desk.tickets[&key].clone();
@@ -366,7 +359,7 @@ async fn create_note(
         Some(v) => v.as_bool().ok_or_else(|| invalid("private", "It should be a/an Boolean"))?,
     };
     let mut desks = app.desks.write().await;
-    let name = desk_name(&desks).ok_or_else(not_found)?;
+    let name = flavour_desk(&desks).ok_or_else(not_found)?;
     let desk = desks.get_mut(&name).ok_or_else(not_found)?;
     let ticket = find::<Ticket>(desk, &id).ok_or_else(not_found)?;
     // Freshdesk attributes a note sent without `user_id` to the agent whose key sent it: here the

@@ -43,7 +43,7 @@
 //! - **State.** In memory; with a state file, loaded from it at start and saved after each change.
 //! - **Flavours.** The same data in a vendor's own API shape under its prefix: Freshdesk API v2 at
 //!   `/freshdesk/api/v2/...` (see `freshdesk.rs`), Intercom's API 2.14 at `/intercom/...` (see
-//!   `intercom.rs`).
+//!   `intercom.rs`), ServiceNow's Table API at `/servicenow/api/now/table/...` (see `servicenow.rs`).
 
 mod data;
 mod error;
@@ -54,6 +54,7 @@ mod query;
 mod resource;
 mod routes;
 mod server;
+mod servicenow;
 mod subscription;
 mod table;
 mod webhook;
@@ -61,6 +62,7 @@ mod zendesk;
 
 pub use data::Helpdesk;
 pub use server::{RunningSandbox, SandboxOptions, serve, spawn};
+pub use servicenow::sys_id as servicenow_sys_id;
 pub use table::Table;
 pub use webhook::sign_delivery;
 pub use zendesk::CATEGORY_FIELD_ID as ZENDESK_CATEGORY_FIELD_ID;

@@ -39,6 +39,7 @@ pub(crate) fn router(app: Shared) -> Router {
         .merge(api)
         .nest("/freshdesk", super::freshdesk::routes(app.clone()))
         .nest("/intercom", super::intercom::routes(app.clone()))
+        .nest("/servicenow", super::servicenow::routes(app.clone()))
         .merge(super::zendesk::routes(app.clone()))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)

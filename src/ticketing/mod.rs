@@ -12,6 +12,7 @@ pub mod freshdesk;
 pub mod intercom;
 pub mod model;
 mod paging;
+pub mod servicenow;
 pub mod unified;
 pub mod zendesk;
 

@@ -165,18 +165,6 @@ async fn check_summarises_the_config_and_tries_every_connection() {
         "{out}"
     );
     assert!(stderr(&o).contains("error: 1 of 2 connections failed: gone"), "{}", stderr(&o));
-
-    // A backend this build lacks is refused before anything is tried.
-    let servicenow = "\n[[connections]]\nid = \"sn\"\nbackend = \"servicenow\"\ninstance = \"acme\"\n\
-                      username = \"u\"\npassword_env = \"SN_PASSWORD\"\n";
-    let s = setup(servicenow).await;
-    let o = run(Some(s.config.path()), &["check"]).await;
-    assert_eq!(o.status.code(), Some(1), "stdout: {}", stdout(&o));
-    let err = stderr(&o);
-    assert!(
-        err.contains("backend `servicenow` is not available in this build of deskpilot (it has: unified"),
-        "{err}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

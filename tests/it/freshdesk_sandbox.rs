@@ -164,10 +164,11 @@ async fn the_printed_sandbox_config_checks_out_on_every_connection() {
         format!("  demo-freshdesk: freshdesk at {}/freshdesk", sb.base_url),
         format!("  demo-zendesk: zendesk at {}/zendesk", sb.base_url),
         format!("  demo-intercom: intercom at {}/intercom", sb.base_url),
+        format!("  demo-servicenow: servicenow at {}/servicenow", sb.base_url),
     ] {
         assert!(out.contains(&line), "`{line}` missing from:\n{out}");
     }
-    assert_eq!(out.matches("    OK: ").count(), 5, "{out}");
+    assert_eq!(out.matches("    OK: ").count(), 6, "{out}");
     assert!(out.contains("categories: Account access, Billing"), "{out}");
 }
 

@@ -2,9 +2,7 @@
 //! RFC 3339, epoch seconds or ServiceNow's `YYYY-MM-DD HH:MM:SS` (UTC).
 
 use serde_json::Value;
-use time::{
-    OffsetDateTime, PrimitiveDateTime, format_description::well_known::Rfc3339, macros::format_description,
-};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{Change, Rejection, Report};
 use crate::events::EventKind;
@@ -31,9 +29,7 @@ pub(super) fn time_of(value: &Value) -> Option<OffsetDateTime> {
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
                 return OffsetDateTime::from_unix_timestamp(s.parse().ok()?).ok();
             }
-            PrimitiveDateTime::parse(s, format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"))
-                .ok()
-                .map(PrimitiveDateTime::assume_utc)
+            crate::ticketing::servicenow::parse_glide_time(s)
         }
         _ => None,
     }

@@ -47,6 +47,7 @@ mod intercom;
 mod person;
 mod policy;
 mod proxy;
+mod servicenow;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
@@ -56,6 +57,7 @@ use policy::{
     a_recorded_decision_that_no_longer_fits_is_decided_again,
     without_allowed_tags_only_tags_in_use_are_written,
 };
+use servicenow::servicenow_apply_mode_posts_a_work_note;
 
 /// Retry tiers of every test bus.
 const TIERS: [Duration; 2] = [Duration::from_millis(200), Duration::from_millis(500)];
@@ -456,12 +458,18 @@ impl Pipeline {
     /// Starts a worker whose one connection, `CONN`, reaches the sandbox through `backend` in
     /// `policy`'s mode with its routing (a native connector's round trip).
     async fn start_worker_over(&mut self, backend: BackendConfig, policy: &ActPolicy) {
-        let mut config = self.config.clone();
-        config.connections = vec![ConnectionConfig {
+        self.start_worker_on(ConnectionConfig {
             mode: policy.mode,
             routing: policy.routing.clone(),
             ..ConnectionConfig::new(CONN, backend)
-        }];
+        })
+        .await;
+    }
+
+    /// Starts a worker whose only connection is `connection`.
+    async fn start_worker_on(&mut self, connection: ConnectionConfig) {
+        let mut config = self.config.clone();
+        config.connections = vec![connection];
         let worker = settings(Duration::from_secs(30));
         let id = worker.worker_id.clone();
         let app = App::builder(&config)
@@ -746,6 +754,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
 scenarios!(amqp_postgres, Amqp, Postgres:
     freshdesk_apply_mode_posts_a_private_note_and_merges_tags,
     intercom_apply_mode_posts_an_internal_note_and_adds_tags,
+    servicenow_apply_mode_posts_a_work_note,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
     apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
