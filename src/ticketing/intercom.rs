@@ -197,6 +197,7 @@ impl TicketReader for IntercomClient {
             Some(PageToken::Cursor(c)) => (Some(c.clone()), 0),
             Some(PageToken::Offset(n)) => (None, *n as usize),
         };
+        let mut items = Vec::new();
         loop {
             if let Some(c) = cursor.take() {
                 body["pagination"]["starting_after"] = c.into();
@@ -204,21 +205,23 @@ impl TicketReader for IntercomClient {
             let page = self.search(&body).await?;
             let next = page.next_cursor();
             let since = query.updated_gte;
-            let items: Vec<Ticket> = page
+            let listed: Vec<Ticket> = page
                 .tickets
                 .into_iter()
                 .map(IcTicket::into_ticket)
                 // Whatever the search's rounding, nothing before the asked instant is listed.
                 .filter(|t| since.is_none_or(|s| t.updated_at.is_none_or(|u| u >= s)))
                 .collect();
-            // An offset is walked from the start of the query: Intercom pages by cursor only.
-            if skip >= items.len() && next.is_some() {
-                skip -= items.len();
-                cursor = next;
-                continue;
+            // An offset is walked from the start of the query (Intercom pages by cursor only),
+            // and the page after it is filled up: a poller stepping through tickets that share
+            // a second needs more than the rest of one page to move on.
+            let skipped = skip.min(listed.len());
+            skip -= skipped;
+            items.extend(listed.into_iter().skip(skipped));
+            if next.is_none() || (skip == 0 && items.len() >= per_page as usize) {
+                return Ok(Page { items, next: next.map(PageToken::Cursor) });
             }
-            let items = items.into_iter().skip(skip).collect();
-            return Ok(Page { items, next: next.map(PageToken::Cursor) });
+            cursor = next;
         }
     }
 

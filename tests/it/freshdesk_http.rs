@@ -60,7 +60,7 @@ async fn tickets_updated_since_are_read_oldest_first_to_the_end() {
             .and(query_param("per_page", "2"))
             .and(query_param("page", page))
             .respond_with(ResponseTemplate::new(200).set_body_json(body))
-            .expect(if page == "2" { 2 } else { 1 })
+            .expect(if page == "1" { 1 } else { 2 })
             .mount(&server)
             .await;
     }
@@ -76,8 +76,8 @@ async fn tickets_updated_since_are_read_oldest_first_to_the_end() {
     let q = ListQuery { page: Some(PageToken::Offset(3)), ..q };
     let page = c.list_tickets(&q).await.unwrap();
     let ids: Vec<_> = page.items.iter().map(|t| t.id.clone().unwrap()).collect();
-    assert_eq!(ids, ["4"], "page 2 without its first ticket");
-    assert_eq!(page.next, Some(PageToken::Offset(4)));
+    assert_eq!(ids, ["4", "5"], "page 2 without its first ticket, filled up from page 3");
+    assert_eq!(page.next, None, "page 3 was the last");
     let t = &tickets[0];
     assert_eq!(t.status, Some(TicketStatus::Active));
     assert_eq!(t.priority_level(), PriorityLevel::High);

@@ -186,3 +186,10 @@ async fn the_poller_publishes_every_change_of_a_freshdesk_connection_once() {
     let rig = crate::ingest_poll::Rig::new(crate::helpers::TestStoreKind::Sqlite).await;
     rig.polls_every_change_once_through(std::sync::Arc::new(client(&rig.sandbox, KEY))).await;
 }
+
+/// Tickets sharing one second (Freshdesk's dates have no fraction) are stepped through by offset.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_poller_steps_through_tickets_sharing_a_second() {
+    crate::ingest_poll::steps_through_tickets_sharing_a_second(|sb| std::sync::Arc::new(client(sb, KEY)))
+        .await;
+}

@@ -434,3 +434,41 @@ async fn two_replicas_poll_one_connection_without_doubling_events(kind: TestStor
     assert_eq!(cursor.lease_until, None, "B released the cursor when it stopped");
     assert_eq!(cursor.published as usize, seen.len(), "the cursor counted each confirmed event once");
 }
+
+/// Polls, four a page, a sandbox of twelve tickets, nine of them changed within one second and
+/// three after, through `reader` (a native connector over the sandbox, whose dates have whole
+/// seconds): the tied tickets are stepped through by offset and each is published once.
+pub async fn steps_through_tickets_sharing_a_second(reader: impl FnOnce(&RunningSandbox) -> DynTicketReader) {
+    let dir = tempfile::tempdir().unwrap();
+    let tickets: Vec<serde_json::Value> = (1..=12)
+        .map(|i| {
+            let updated = match i {
+                1..=9 => format!("2026-11-11T10:00:00.{i:03}Z"),
+                _ => format!("2026-11-11T10:00:0{}Z", i - 8),
+            };
+            serde_json::json!({"id": (2000 + i).to_string(), "subject": format!("Tied {i}"), "status": "ACTIVE",
+                               "created_at": "2026-11-11T09:00:00Z", "updated_at": updated})
+        })
+        .collect();
+    let data = serde_json::json!({ "tickets": tickets }).to_string();
+    std::fs::write(dir.path().join("demo.json"), data).unwrap();
+    let sb = deskpilot::sandbox::spawn(deskpilot::sandbox::SandboxOptions {
+        data_dir: Some(dir.path().to_owned()),
+        api_key: KEY.into(),
+        webhook_url: None,
+        webhook_secret: None,
+        state: None,
+    })
+    .await
+    .unwrap();
+
+    let rig = Rig::new(TestStoreKind::Sqlite).await;
+    let settings = PollSettings { page_size: 4, start: Some(START), ..rig.settings() };
+    let poller = rig.poller_over(reader(&sb), "replica-a", settings);
+    let PollOutcome::Polled(tally) = poller.poll_once().await.unwrap() else { panic!("this replica polls") };
+    let mut published: Vec<String> = rig.published().await.into_iter().map(|e| e.ticket_id).collect();
+    published.sort();
+    let want: Vec<String> = (2001..=2012).map(|i| i.to_string()).collect();
+    assert_eq!(published, want, "each ticket once, the nine tied ones included");
+    assert_eq!(tally.published, 12);
+}

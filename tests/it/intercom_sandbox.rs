@@ -113,6 +113,14 @@ async fn the_poller_publishes_every_change_of_an_intercom_connection_once() {
     rig.polls_every_change_once_through(std::sync::Arc::new(client(&rig.sandbox, KEY))).await;
 }
 
+/// Tickets sharing one second (Intercom's dates have no fraction) are stepped through by offset,
+/// which the connector walks from the start of the search and fills the page up after.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_poller_steps_through_tickets_sharing_a_second() {
+    crate::ingest_poll::steps_through_tickets_sharing_a_second(|sb| std::sync::Arc::new(client(sb, KEY)))
+        .await;
+}
+
 /// `deskpilot demo --backend intercom` triages the sandbox's tickets through the Intercom
 /// connector (decided by the fallback rules: no LLM is configured).
 #[tokio::test(flavor = "multi_thread")]
