@@ -120,7 +120,7 @@ fn rows(desk: &Helpdesk, table: &str, link: Option<&str>) -> Result<Vec<Row>, Sn
             .customers
             .values()
             .map(shape::customer)
-            .chain(shape::agents(desk).iter().map(|a| shape::agent(a)))
+            .chain(desk.agents().iter().map(|a| shape::agent(a)))
             .collect(),
         "sys_journal_field" => desk.notes.values().map(|n| shape::journal(desk, n)).collect(),
         "sys_choice" => shape::choices(desk),

@@ -361,6 +361,19 @@ impl HttpClient {
     }
 }
 
+/// The address of a vendor-hosted site named `name`: a bare name is `https://{name}.{domain}`, a
+/// host name gets `https://`, a full URL stays as given (without a trailing `/`).
+pub fn site_url(name: &str, domain: &str) -> String {
+    let n = name.trim().trim_end_matches('/');
+    if n.starts_with("http://") || n.starts_with("https://") {
+        n.to_owned()
+    } else if n.contains('.') {
+        format!("https://{n}")
+    } else {
+        format!("https://{n}.{domain}")
+    }
+}
+
 /// Maps an HTTP status to the error class callers branch on.
 pub fn classify(
     status: StatusCode,

@@ -78,14 +78,7 @@ impl FreshdeskClient {
 
     /// The base URL of a helpdesk `domain`: `acme`, `acme.freshdesk.com` or a full URL.
     pub fn domain_url(domain: &str) -> String {
-        let d = domain.trim().trim_end_matches('/');
-        if d.starts_with("http://") || d.starts_with("https://") {
-            d.to_owned()
-        } else if d.contains('.') {
-            format!("https://{d}")
-        } else {
-            format!("https://{d}.freshdesk.com")
-        }
+        super::client::site_url(domain, "freshdesk.com")
     }
 
     /// Sets how long the category list is cached (zero disables the cache).

@@ -99,14 +99,7 @@ impl ServiceNowClient {
 
     /// The address of an instance: `acme`, `acme.service-now.com` or a full URL.
     pub fn instance_url(instance: &str) -> String {
-        let i = instance.trim().trim_end_matches('/');
-        if i.starts_with("http://") || i.starts_with("https://") {
-            i.to_owned()
-        } else if i.contains('.') {
-            format!("https://{i}")
-        } else {
-            format!("https://{i}.service-now.com")
-        }
+        super::client::site_url(instance, "service-now.com")
     }
 
     /// Sets how long the category list is cached (zero disables the cache).

@@ -100,6 +100,12 @@ impl Rig {
     /// Polls once through `reader` (the sandbox's connection in another backend's shape) and
     /// checks that each ticket changed since [`START`] is published exactly once.
     pub async fn polls_every_change_once_through(&self, reader: DynTicketReader) {
+        self.polls_every_change_once_as(reader, str::to_owned).await;
+    }
+
+    /// [`Self::polls_every_change_once_through`] for a backend whose ticket ids are `id_of` the
+    /// sandbox's own.
+    pub async fn polls_every_change_once_as(&self, reader: DynTicketReader, id_of: impl Fn(&str) -> String) {
         let poller = self.poller_over(reader, "replica-a", self.settings());
         let PollOutcome::Polled(tally) = poller.poll_once().await.unwrap() else {
             panic!("this replica polls")
@@ -109,7 +115,7 @@ impl Rig {
             .await
             .into_iter()
             .filter(|t| t.updated_at.unwrap() >= START)
-            .map(|t| t.id.unwrap())
+            .map(|t| id_of(&t.id.unwrap()))
             .collect();
         want.sort();
         let mut published: Vec<String> = self.published().await.into_iter().map(|e| e.ticket_id).collect();

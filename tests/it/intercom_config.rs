@@ -1,23 +1,25 @@
 //! An Intercom connection's keys: what loads, what is refused at start and why, and the client
 //! the keys build.
 
-use std::io::Write;
-
 use deskpilot::{
     app::parts::{act_policy, helpdesk_for},
     config::{BackendConfig, Config},
     ticketing::TicketField,
 };
 
+use crate::helpers::{load_config, refusal_of};
+
+/// The variable the credential is read from.
+const VAR: (&str, &str) = ("IC_TOKEN", "t0k");
+/// The connection every refused configuration starts with.
+const HEAD: &str = "[[connections]]\nid = \"ic\"\nbackend = \"intercom\"\n";
+
 fn load(toml: &str) -> anyhow::Result<Config> {
-    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    f.write_all(toml.as_bytes()).unwrap();
-    Config::load_from(Some(f.path()), vec![("IC_TOKEN".to_owned(), "t0k".to_owned())])
+    load_config(toml, VAR)
 }
 
 fn error_of(keys: &str) -> String {
-    let toml = format!("[[connections]]\nid = \"ic\"\nbackend = \"intercom\"\n{keys}\n");
-    format!("{:#}", load(&toml).expect_err("the config should be rejected"))
+    refusal_of(HEAD, keys, VAR)
 }
 
 #[test]

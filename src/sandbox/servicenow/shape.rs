@@ -27,19 +27,6 @@ pub fn sys_id(table: &str, id: &str) -> String {
     hex::encode(digest)[..32].to_owned()
 }
 
-/// Every agent id the helpdesk mentions.
-pub(super) fn agents(desk: &Helpdesk) -> Vec<String> {
-    let mut ids: Vec<String> = desk
-        .tickets
-        .values()
-        .filter_map(|t| t.user_id.clone())
-        .chain(desk.notes.values().filter_map(|n| n.user_id.clone()))
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
 /// The sample ticket whose incident `sys_id` this is.
 pub(super) fn ticket_key(desk: &Helpdesk, sys: &str) -> Option<String> {
     desk.tickets.keys().find(|id| sys_id("incident", id) == sys).cloned()
@@ -47,7 +34,7 @@ pub(super) fn ticket_key(desk: &Helpdesk, sys: &str) -> Option<String> {
 
 /// The sample agent whose `sys_user` `sys_id` this is.
 pub(super) fn agent_key(desk: &Helpdesk, sys: &str) -> Option<String> {
-    agents(desk).into_iter().find(|id| sys_id("sys_user", id) == sys)
+    desk.agents().into_iter().find(|id| sys_id("sys_user", id) == sys)
 }
 
 fn time(t: Option<time::OffsetDateTime>) -> Value {

@@ -696,3 +696,17 @@ pub async fn a_note_is_stored_and_listed_internal(
     assert_eq!((last.id.as_ref(), last.visibility), (created.id.as_ref(), Some(NoteVisibility::Internal)));
     stored
 }
+
+/// Loads a configuration file holding `toml`, with the one environment variable `var` set.
+pub fn load_config(toml: &str, var: (&str, &str)) -> anyhow::Result<deskpilot::config::Config> {
+    use std::io::Write;
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(toml.as_bytes()).unwrap();
+    deskpilot::config::Config::load_from(Some(f.path()), vec![(var.0.to_owned(), var.1.to_owned())])
+}
+
+/// Why a configuration of one connection `head` (its id, backend and fixed keys) plus `keys` is
+/// refused, on one line.
+pub fn refusal_of(head: &str, keys: &str, var: (&str, &str)) -> String {
+    format!("{:#}", load_config(&format!("{head}{keys}\n"), var).expect_err("the config should be rejected"))
+}
