@@ -171,6 +171,11 @@ impl App {
         &self.store
     }
 
+    /// The review of the proposals of every configured connection.
+    pub fn reviews(&self) -> crate::review::Reviews {
+        crate::review::Reviews::new(self.store.clone(), self.connections.clone())
+    }
+
     /// The bus.
     pub fn bus(&self) -> &Bus {
         &self.bus

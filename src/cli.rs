@@ -7,6 +7,7 @@
 mod backfill;
 mod check;
 mod demo;
+mod proposals;
 mod sandbox;
 mod serve;
 mod tickets;
@@ -65,6 +66,9 @@ pub enum Command {
     Ingest,
     /// Run ingest and the worker in one process (a small team: the in-process bus or RabbitMQ)
     Serve,
+    /// Review shadow proposals: list, show, approve (as proposed or edited) or reject them
+    #[command(subcommand)]
+    Proposals(proposals::ProposalsCommand),
     /// Helpdesk webhook subscriptions
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
@@ -136,6 +140,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Ingest => serve::ingest(&config?).await,
         Command::Serve => serve::serve(&config?).await,
         Command::Webhooks(cmd) => webhooks::run(&config?, cmd).await,
+        Command::Proposals(cmd) => proposals::run(&config?, cmd).await,
         Command::Backfill(args) => backfill::run(&config?, args).await,
         Command::Publish(args) => worker::publish(&config?, args).await,
         Command::Bus(cmd) => worker::bus(&config?, cmd).await,

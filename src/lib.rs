@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod http;
 pub mod ingest;
+pub mod review;
 pub mod runtime;
 pub mod sandbox;
 pub mod shutdown;

@@ -6,6 +6,7 @@
 //! note step first looks for an earlier note with that marker, so a retry after an ambiguous
 //! failure (timeout after the POST) never posts a second note.
 
+mod approval;
 mod fence;
 mod patch;
 mod vocabulary;
@@ -31,6 +32,7 @@ use crate::{
 };
 
 pub use crate::config::Mode;
+pub use approval::{Approved, apply_approved};
 pub use fence::{Fence, Stop};
 pub use patch::{TriageFields, patch_for, supported_only};
 pub use vocabulary::TagVocabulary;
@@ -218,33 +220,14 @@ pub async fn act(
 
     let mut kept = Vec::new();
     if ctx.step < Step::TicketUpdated {
-        // Re-read now: a person may have triaged, closed or deleted the ticket since triage read it.
-        let ticket = match helpdesk.get_ticket(&ctx.key.ticket_id).await {
-            Ok(ticket) => ticket,
-            Err(TicketingError::NotFound { .. }) => {
-                let why = "the ticket was deleted (or merged away) while deskpilot decided; nothing written";
-                return leave_alone(store, policy, ctx, record, why, None).await;
-            }
-            Err(e) => return Err(e.into()),
+        let fields = TriageWrite {
+            ticket_id: &ctx.key.ticket_id,
+            before: record.ticket_before.as_ref(),
+            decision,
+            while_: "while deskpilot decided",
         };
-        if ticket.status == Some(TicketStatus::Closed) {
-            let why = "the ticket is closed (a person closed it while deskpilot decided); nothing written";
-            return leave_alone(store, policy, ctx, record, why, Some(&ticket)).await;
-        }
-        // Decisions recorded before snapshots were kept compare with nothing: the older rules
-        // (a category or assignee already set stays) still hold.
-        let before = record.ticket_before.as_ref().and_then(|v| TriageFields::deserialize(v).ok());
-        let caps = helpdesk.capabilities();
-        // A helpdesk without tags has no vocabulary to learn: the tags are left out below, once.
-        let vocabulary = match &policy.tag_vocabulary {
-            Some(v) if caps.supports(TicketField::Tags) => Some(v.get(helpdesk).await?),
-            _ => None,
-        };
-        let patch = patch_for(&ticket, before.as_ref(), decision, policy, vocabulary.as_deref(), &mut kept);
-        let patch = supported_only(patch, &caps, &mut kept);
-        if !patch.is_empty() {
-            ctx.fence.pass()?;
-            helpdesk.update_ticket(&ctx.key.ticket_id, &patch).await?;
+        if let Err(Untouched { why, ticket }) = fields.write(helpdesk, policy, ctx.fence, &mut kept).await? {
+            return leave_alone(store, policy, ctx, record, &why, ticket.as_ref()).await;
         }
         store.advance(ctx.key, ctx.worker, Step::TicketUpdated, Some(&kept.join("; "))).await?;
     }
@@ -273,6 +256,64 @@ pub async fn act(
     Ok(outcome)
 }
 
+/// The triage fields of a decision, written to a ticket re-read just before writing.
+struct TriageWrite<'a> {
+    ticket_id: &'a str,
+    /// The ticket's triage fields as triage read them (`TriageFields` JSON), if recorded.
+    before: Option<&'a serde_json::Value>,
+    decision: &'a Decision,
+    /// When a person may have changed the ticket, for the reasons given (`while deskpilot decided`).
+    while_: &'a str,
+}
+
+/// Why a ticket was left untouched, and the ticket as re-read (if it still exists).
+struct Untouched {
+    why: String,
+    ticket: Option<Ticket>,
+}
+
+impl TriageWrite<'_> {
+    /// Re-reads the ticket (a person may have triaged, closed or deleted it since triage read it)
+    /// and writes what is the decision's to write; says in `kept` what it left alone. A closed or
+    /// deleted ticket gets nothing.
+    async fn write(
+        &self,
+        helpdesk: &dyn Ticketing,
+        policy: &ActPolicy,
+        fence: &Fence,
+        kept: &mut Vec<String>,
+    ) -> Result<Result<Ticket, Untouched>, ActError> {
+        let ticket = match helpdesk.get_ticket(self.ticket_id).await {
+            Ok(ticket) => ticket,
+            Err(TicketingError::NotFound { .. }) => {
+                let why = format!("the ticket was deleted (or merged away) {}; nothing written", self.while_);
+                return Ok(Err(Untouched { why, ticket: None }));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if ticket.status == Some(TicketStatus::Closed) {
+            let why = format!("the ticket is closed (a person closed it {}); nothing written", self.while_);
+            return Ok(Err(Untouched { why, ticket: Some(ticket) }));
+        }
+        // Decisions recorded before snapshots were kept compare with nothing: the older rules
+        // (a category or assignee already set stays) still hold.
+        let before = self.before.and_then(|v| TriageFields::deserialize(v).ok());
+        let caps = helpdesk.capabilities();
+        // A helpdesk without tags has no vocabulary to learn: the tags are left out below, once.
+        let vocabulary = match &policy.tag_vocabulary {
+            Some(v) if caps.supports(TicketField::Tags) => Some(v.get(helpdesk).await?),
+            _ => None,
+        };
+        let patch = patch_for(&ticket, before.as_ref(), self.decision, policy, vocabulary.as_deref(), kept);
+        let patch = supported_only(patch, &caps, kept);
+        if patch.is_empty() {
+            return Ok(Ok(ticket));
+        }
+        fence.pass()?;
+        Ok(Ok(helpdesk.update_ticket(self.ticket_id, &patch).await?))
+    }
+}
+
 /// Finishes a decided key without writing to the helpdesk: the decision is kept as a proposal
 /// that says `why`.
 async fn leave_alone(
@@ -291,8 +332,13 @@ async fn leave_alone(
 
 /// The marker a deskpilot note carries, stable for a ledger key.
 pub fn note_marker(key: &LedgerKey) -> String {
+    marker_of(&[&key.connection_id, &key.ticket_id, key.kind.as_str()])
+}
+
+/// A note marker from the parts that identify what the note belongs to.
+fn marker_of(parts: &[&str]) -> String {
     let mut h = Sha1::new();
-    h.update(format!("{}\u{1f}{}\u{1f}{}", key.connection_id, key.ticket_id, key.kind.as_str()).as_bytes());
+    h.update(parts.join("\u{1f}").as_bytes());
     format!("deskpilot-ref:{}", &hex::encode(h.finalize())[..16])
 }
 
@@ -309,28 +355,48 @@ async fn post_note_once(
     draft: &str,
     policy: &ActPolicy,
 ) -> Result<String, ActError> {
-    let marker = note_marker(ctx.key);
     // An attempt records its decision (durably) before its first helpdesk write, so when this
     // attempt found no decision recorded, no earlier one can have posted a note: only a resumed
     // attempt has to look for one.
-    if ctx.step >= Step::Decided {
-        let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(&ctx.key.ticket_id))).await?;
-        if let Some(existing) =
-            notes.iter().find(|n| n.description.as_deref().is_some_and(|d| d.contains(&marker)))
-        {
-            tracing::info!(ticket = %ctx.key.ticket_id, "found the note of an earlier attempt; not posting again");
-            return Ok(existing.id.clone().unwrap_or_default());
+    let note = MarkedNote { ticket_id: &ctx.key.ticket_id, marker: note_marker(ctx.key), draft };
+    note.post_once(helpdesk, policy, ctx.step >= Step::Decided, ctx.fence).await
+}
+
+/// A draft posted as an internal note that carries `marker`, so a retry finds it.
+struct MarkedNote<'a> {
+    ticket_id: &'a str,
+    marker: String,
+    draft: &'a str,
+}
+
+impl MarkedNote<'_> {
+    /// Posts the note, unless `resumed` and an earlier attempt's note with the marker is there.
+    async fn post_once(
+        &self,
+        helpdesk: &dyn Ticketing,
+        policy: &ActPolicy,
+        resumed: bool,
+        fence: &Fence,
+    ) -> Result<String, ActError> {
+        if resumed {
+            let notes = collect_all(all_notes(helpdesk, ListQuery::notes_of(self.ticket_id))).await?;
+            if let Some(existing) =
+                notes.iter().find(|n| n.description.as_deref().is_some_and(|d| d.contains(&self.marker)))
+            {
+                tracing::info!(ticket = %self.ticket_id, "found the note of an earlier attempt; not posting again");
+                return Ok(existing.id.clone().unwrap_or_default());
+            }
         }
+        let note = NewNote {
+            ticket_id: self.ticket_id.to_owned(),
+            description: note_body(self.draft, &self.marker),
+            user_id: policy.note_user_id.clone(),
+            raw: None,
+        };
+        fence.pass()?;
+        let created = helpdesk.create_note(&note).await?;
+        Ok(created.id.unwrap_or_default())
     }
-    let note = NewNote {
-        ticket_id: ctx.key.ticket_id.clone(),
-        description: note_body(draft, &marker),
-        user_id: policy.note_user_id.clone(),
-        raw: None,
-    };
-    ctx.fence.pass()?;
-    let created = helpdesk.create_note(&note).await?;
-    Ok(created.id.unwrap_or_default())
 }
 
 /// The proposal stored for review when a decision is not applied (or its draft is kept back).
@@ -351,6 +417,7 @@ fn proposal(
         why_shadowed: why.to_owned(),
         ticket_subject: ticket.and_then(|t| t.subject.clone()),
         ticket_url: ticket.and_then(|t| t.url.clone()),
+        ticket_before: record.ticket_before.clone(),
     }
 }
 

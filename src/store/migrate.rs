@@ -27,6 +27,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
         "ingest_cursor_created_since",
         include_str!("../../migrations/sqlite/0004_ingest_cursor_created_since.sql"),
     ),
+    (5, "review", include_str!("../../migrations/sqlite/0005_review.sql")),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -39,6 +40,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "ingest_cursor_created_since",
         include_str!("../../migrations/postgres/0004_ingest_cursor_created_since.sql"),
     ),
+    (5, "review", include_str!("../../migrations/postgres/0005_review.sql")),
 ];
 
 /// The migrator for a backend. Runs each migration in a transaction; on PostgreSQL sqlx takes an

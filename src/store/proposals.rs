@@ -1,5 +1,7 @@
 //! Shadow proposals: what deskpilot would have done, stored once per `(connection, ticket,
-//! event)` for a person to review (`pending` → `approved` | `rejected`; `approved` → `applied`).
+//! event)` for a person to review (`pending` → `approved` | `rejected` | `superseded`;
+//! `approved` → `applied` | `superseded`). Each review step is kept in `review_actions` with who
+//! and when ([`super::review`]).
 //!
 //! Status changes are conditional updates (`… WHERE status = <expected>`), so of two reviewers
 //! acting on one proposal at once exactly one wins and the other learns it lost.
@@ -13,16 +15,14 @@ use time::OffsetDateTime;
 use super::{
     error::StoreError,
     handle::Store,
-    sql::{self, clip, from_ms, from_opt_ms, get, json, sql},
+    sql::{self, from_ms, from_opt_ms, get, json, sql},
 };
 
-/// Longest review reason kept.
-const MAX_REASON_CHARS: usize = 2000;
 /// Most proposals one page returns.
 const MAX_PAGE: u32 = 500;
 
 /// A proposal's review state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProposalStatus {
     /// Waiting for a reviewer.
@@ -33,6 +33,8 @@ pub enum ProposalStatus {
     Rejected,
     /// Applied to the helpdesk (the note's id is kept).
     Applied,
+    /// Overtaken before it was applied: a person triaged the ticket first, or closed or deleted it.
+    Superseded,
 }
 
 impl ProposalStatus {
@@ -43,18 +45,23 @@ impl ProposalStatus {
             Self::Approved => "approved",
             Self::Rejected => "rejected",
             Self::Applied => "applied",
+            Self::Superseded => "superseded",
         }
     }
 
+    /// Every status, in the order a review goes through them.
+    pub const ALL: [ProposalStatus; 5] =
+        [Self::Pending, Self::Approved, Self::Applied, Self::Rejected, Self::Superseded];
+
     /// Parses the stored text.
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Approved, Self::Rejected, Self::Applied].into_iter().find(|st| st.as_str() == s)
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     /// Whether the review flow allows `self → to`.
     pub fn can_become(self, to: ProposalStatus) -> bool {
         use ProposalStatus::*;
-        matches!((self, to), (Pending, Approved) | (Pending, Rejected) | (Approved, Applied))
+        matches!((self, to), (Pending, Approved | Rejected | Superseded) | (Approved, Applied | Superseded))
     }
 }
 
@@ -85,6 +92,10 @@ pub struct NewProposal {
     pub ticket_subject: Option<String>,
     /// Link to the ticket in the helpdesk.
     pub ticket_url: Option<String>,
+    /// The ticket's triage fields as triage read them (`act::TriageFields` JSON), to tell what a
+    /// person changed since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_before: Option<serde_json::Value>,
 }
 
 /// A stored proposal: what was stored (reachable directly through `Deref`) plus its review state.
@@ -112,6 +123,15 @@ pub struct Proposal {
     /// Applied at.
     #[serde(with = "time::serde::rfc3339::option")]
     pub applied_at: Option<OffsetDateTime>,
+    /// The decision as a reviewer edited it before approving (`None`: approved as proposed).
+    pub approved_decision: Option<serde_json::Value>,
+}
+
+impl Proposal {
+    /// The decision to apply: the reviewer's edit, else the proposal's.
+    pub fn decision_to_apply(&self) -> &serde_json::Value {
+        self.approved_decision.as_ref().unwrap_or(&self.stored.decision)
+    }
 }
 
 impl std::ops::Deref for Proposal {
@@ -124,12 +144,21 @@ impl std::ops::Deref for Proposal {
 
 /// Which proposals to list: newest first, `limit` per page; pass the last id of a page as
 /// `before_id` for the next one (keyset paging, stable while new proposals arrive).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProposalFilter {
     /// Only this connection.
     pub connection: Option<String>,
     /// Only this status.
     pub status: Option<ProposalStatus>,
+    /// Only this proposed category.
+    pub category: Option<String>,
+    /// Only a confidence at or above this.
+    pub min_confidence: Option<f64>,
+    /// Only a confidence at or below this.
+    pub max_confidence: Option<f64>,
+    /// Only proposals whose ticket id is this, or whose subject or decision (summary, reason,
+    /// draft, tags) contains it, ignoring case.
+    pub text: Option<String>,
     /// Page size (1..=500; default 50).
     pub limit: u32,
     /// Only ids below this one.
@@ -138,14 +167,71 @@ pub struct ProposalFilter {
 
 impl Default for ProposalFilter {
     fn default() -> Self {
-        Self { connection: None, status: None, limit: 50, before_id: None }
+        Self {
+            connection: None,
+            status: None,
+            category: None,
+            min_confidence: None,
+            max_confidence: None,
+            text: None,
+            limit: 50,
+            before_id: None,
+        }
     }
+}
+
+impl ProposalFilter {
+    /// The text filter as a `LIKE` pattern, its wildcards escaped with `\`.
+    fn like(&self) -> Option<String> {
+        let text = self.text.as_deref().map(str::trim).filter(|t| !t.is_empty())?;
+        let mut pattern = String::from("%");
+        for c in text.to_lowercase().chars() {
+            if matches!(c, '%' | '_' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('%');
+        Some(pattern)
+    }
+
+    /// Binds `$1`..`$7` of [`FILTER`] (all but the status and the page).
+    fn bind<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+        query
+            .bind(self.connection.clone())
+            .bind(self.category.clone())
+            .bind(self.min_confidence.map(per_mille))
+            .bind(self.max_confidence.map(per_mille))
+            .bind(self.like())
+            .bind(self.text.as_deref().map(str::trim).map(str::to_owned))
+    }
+}
+
+/// A confidence bound in thousandths, as the filter compares it: whole numbers compare exactly
+/// (and PostgreSQL through the Any driver takes a NULL float parameter badly).
+fn per_mille(confidence: f64) -> i64 {
+    (confidence * 1000.0).round() as i64
+}
+
+/// The conditions every list and count shares: connection, category, confidence range, text
+/// (`$1`..`$6`).
+macro_rules! proposal_filter {
+    () => {
+        "($1 IS NULL OR connection_id = $1) AND ($2 IS NULL OR category_id = $2) \
+         AND ($3 IS NULL OR ROUND(confidence * 1000) >= $3) AND ($4 IS NULL OR ROUND(confidence * 1000) <= $4) \
+         AND ($5 IS NULL OR ticket_id = $6 OR LOWER(COALESCE(ticket_subject, '')) LIKE $5 ESCAPE '\\' \
+              OR LOWER(decision) LIKE $5 ESCAPE '\\')"
+    };
 }
 
 macro_rules! proposal_columns {
     () => {
         "id, connection_id, ticket_id, event_id, decision, report, mode, why_shadowed, ticket_subject, \
-         ticket_url, status, reviewed_by, review_reason, created_at, reviewed_at, applied_note_id, applied_at"
+         ticket_url, status, reviewed_by, review_reason, created_at, reviewed_at, applied_note_id, applied_at, \
+         ticket_before, approved_decision"
     };
 }
 
@@ -153,22 +239,15 @@ macro_rules! proposal_columns {
 /// no-op update makes `RETURNING` give its id too.
 pub(super) const INSERT: sql::Sql = sql!(
     "INSERT INTO proposals (connection_id, ticket_id, event_id, decision, report, mode, why_shadowed, \
-     ticket_subject, ticket_url, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-     'pending', " NOW ") ON CONFLICT (connection_id, ticket_id, event_id) \
+     ticket_subject, ticket_url, category_id, confidence, ticket_before, status, created_at) VALUES \
+     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', " NOW ") ON CONFLICT (connection_id, ticket_id, event_id) \
      DO UPDATE SET event_id = excluded.event_id RETURNING id"
 );
-const LIST: sql::Sql = sql!("SELECT " [proposal_columns] " FROM proposals WHERE ($1 IS NULL OR connection_id = $1) \
-     AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4");
+const LIST: sql::Sql = sql!("SELECT " [proposal_columns] " FROM proposals WHERE " [proposal_filter]
+     " AND ($7 IS NULL OR status = $7) AND ($8 IS NULL OR id < $8) ORDER BY id DESC LIMIT $9");
+const COUNTS: sql::Sql =
+    sql!("SELECT status, COUNT(*) AS n FROM proposals WHERE " [proposal_filter] " GROUP BY status");
 const ONE: sql::Sql = sql!("SELECT " [proposal_columns] " FROM proposals WHERE id = $1");
-const REVIEW: sql::Sql = sql!(
-    "UPDATE proposals SET status = $3, reviewed_by = $4, review_reason = $5, reviewed_at = " NOW
-    " WHERE id = $1 AND status = $2"
-);
-const APPLIED: sql::Sql = sql!(
-    "UPDATE proposals SET status = 'applied', applied_note_id = $2, applied_at = " NOW
-    " WHERE id = $1 AND status = 'approved'"
-);
-
 impl Store {
     /// Stores a proposal once per `(connection_id, ticket_id, event_id)` and returns its id (the
     /// existing proposal's id when it was stored before).
@@ -179,8 +258,8 @@ impl Store {
 
     /// One page of proposals, newest first (see [`ProposalFilter`]).
     pub async fn proposals(&self, filter: &ProposalFilter) -> Result<Vec<Proposal>, StoreError> {
-        let rows = sqlx::query(self.sql(LIST))
-            .bind(filter.connection.as_deref())
+        let rows = filter
+            .bind(sqlx::query(self.sql(LIST)))
             .bind(filter.status.map(ProposalStatus::as_str))
             .bind(filter.before_id)
             .bind(i64::from(filter.limit.clamp(1, MAX_PAGE)))
@@ -188,6 +267,27 @@ impl Store {
             .await
             .map_err(StoreError::query("proposals"))?;
         rows.iter().map(proposal_from_row).collect()
+    }
+
+    /// How many proposals of each status match `filter` (its status and page left aside).
+    pub async fn proposal_counts(
+        &self,
+        filter: &ProposalFilter,
+    ) -> Result<std::collections::BTreeMap<ProposalStatus, u64>, StoreError> {
+        let rows = filter
+            .bind(sqlx::query(self.sql(COUNTS)))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query("proposal_counts"))?;
+        let mut counts: std::collections::BTreeMap<_, _> = ProposalStatus::ALL.map(|s| (s, 0)).into();
+        for row in &rows {
+            let status: String = get(row, "status")?;
+            let status = ProposalStatus::parse(&status)
+                .ok_or(StoreError::Corrupt { what: "proposals.status", detail: status })?;
+            let n: i64 = get(row, "n")?;
+            counts.insert(status, u64::try_from(n).unwrap_or_default());
+        }
+        Ok(counts)
     }
 
     /// One proposal.
@@ -198,42 +298,6 @@ impl Store {
             .await
             .map_err(StoreError::query("proposal"))?;
         row.as_ref().map(proposal_from_row).transpose()
-    }
-
-    /// Moves a proposal from `from` to `to` if it is still in `from`; returns whether it moved
-    /// (`false`: another reviewer acted first, or no such proposal).
-    ///
-    /// `pending → approved | rejected` records `by` and `reason`; `approved → applied` records
-    /// `reason` as the applied note's id (see [`Store::mark_proposal_applied`]). Other pairs are
-    /// [`StoreError::InvalidTransition`].
-    pub async fn set_proposal_status(
-        &self,
-        id: i64,
-        from: ProposalStatus,
-        to: ProposalStatus,
-        by: Option<&str>,
-        reason: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        if !from.can_become(to) {
-            return Err(StoreError::InvalidTransition { from: from.as_str(), to: to.as_str() });
-        }
-        let query = if to == ProposalStatus::Applied {
-            sqlx::query(self.sql(APPLIED)).bind(id).bind(reason)
-        } else {
-            sqlx::query(self.sql(REVIEW))
-                .bind(id)
-                .bind(from.as_str())
-                .bind(to.as_str())
-                .bind(by)
-                .bind(reason.map(|r| clip(r, MAX_REASON_CHARS)))
-        };
-        Ok(self.write("set_proposal_status", query).await? > 0)
-    }
-
-    /// `approved → applied` with the posted note's id; returns whether it moved.
-    pub async fn mark_proposal_applied(&self, id: i64, note_id: &str) -> Result<bool, StoreError> {
-        self.set_proposal_status(id, ProposalStatus::Approved, ProposalStatus::Applied, None, Some(note_id))
-            .await
     }
 }
 
@@ -254,7 +318,10 @@ pub(super) async fn insert_on(
         .bind(&p.mode)
         .bind(&p.why_shadowed)
         .bind(p.ticket_subject.as_deref())
-        .bind(p.ticket_url.as_deref());
+        .bind(p.ticket_url.as_deref())
+        .bind(p.decision.get("category_id").and_then(serde_json::Value::as_str).map(str::to_owned))
+        .bind(p.decision.get("confidence").and_then(serde_json::Value::as_f64))
+        .bind(p.ticket_before.as_ref().map(serde_json::Value::to_string));
     let rows = query.fetch_all(conn).await.map_err(StoreError::query("insert_proposal"))?;
     let row = rows.first().ok_or_else(|| StoreError::Corrupt {
         what: "proposals.id",
@@ -263,7 +330,7 @@ pub(super) async fn insert_on(
     get(row, "id")
 }
 
-fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {
+pub(super) fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {
     let status: String = get(row, "status")?;
     Ok(Proposal {
         id: get(row, "id")?,
@@ -277,6 +344,7 @@ fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {
             why_shadowed: get(row, "why_shadowed")?,
             ticket_subject: get(row, "ticket_subject")?,
             ticket_url: get(row, "ticket_url")?,
+            ticket_before: opt_json(row, "proposals.ticket_before", "ticket_before")?,
         },
         status: ProposalStatus::parse(&status)
             .ok_or(StoreError::Corrupt { what: "proposals.status", detail: status })?,
@@ -286,5 +354,14 @@ fn proposal_from_row(row: &AnyRow) -> Result<Proposal, StoreError> {
         reviewed_at: from_opt_ms("proposals.reviewed_at", get(row, "reviewed_at")?)?,
         applied_note_id: get(row, "applied_note_id")?,
         applied_at: from_opt_ms("proposals.applied_at", get(row, "applied_at")?)?,
+        approved_decision: opt_json(row, "proposals.approved_decision", "approved_decision")?,
     })
+}
+
+fn opt_json(
+    row: &AnyRow,
+    what: &'static str,
+    column: &'static str,
+) -> Result<Option<serde_json::Value>, StoreError> {
+    get::<Option<String>>(row, column)?.map(|text| json(what, &text)).transpose()
 }

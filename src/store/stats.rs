@@ -67,6 +67,8 @@ pub struct ProposalCounts {
     pub rejected: u64,
     /// Applied.
     pub applied: u64,
+    /// Overtaken by a person before it was applied.
+    pub superseded: u64,
 }
 
 // PostgreSQL's SUM(bigint) and AVG are NUMERIC, which the Any driver cannot carry: cast back.
@@ -137,6 +139,7 @@ impl Store {
                 Some(ProposalStatus::Approved) => counts.approved = n,
                 Some(ProposalStatus::Rejected) => counts.rejected = n,
                 Some(ProposalStatus::Applied) => counts.applied = n,
+                Some(ProposalStatus::Superseded) => counts.superseded = n,
                 None => return Err(StoreError::Corrupt { what: "proposals.status", detail: status }),
             }
         }

@@ -550,3 +550,80 @@ async fn the_sandboxs_signed_webhooks_reach_deskpilot_serve_which_writes_its_not
     assert!(status.0.status.success(), "serve stops cleanly: {}", String::from_utf8_lossy(&status.0.stderr));
     assert!(status.1.success());
 }
+
+/// `proposals list|show|approve|reject` over a store holding a proposal whose ticket text tries
+/// markup, template syntax and terminal escapes: it is printed inert, and the actions are those of
+/// the review page (approving twice applies once; a rejected proposal stays rejected).
+#[tokio::test]
+async fn proposals_are_listed_shown_approved_and_rejected_from_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("review.db").display());
+    let s = setup(&format!("notes_internal_verified = true\n\n[store]\nurl = \"{url}\"\n")).await;
+    let store = deskpilot::store::Store::connect(&url).await.unwrap();
+    let hostile = "<script>alert(1)</script> {{ config }} \u{1b}[2J<b>bold</b>";
+    let decision = serde_json::json!({
+        "category_id": "cat-billing", "priority": "HIGH", "tags": [], "language": "en",
+        "sentiment": "neutral", "summary": hostile, "draft_reply": "We refunded the double charge.",
+        "confidence": 0.9, "needs_human": false, "reason": "Mentions a double charge.",
+        "origin": {"kind": "llm", "model": "m"}
+    });
+    let mut ids = Vec::new();
+    for ticket in ["1", "2"] {
+        let p = deskpilot::store::NewProposal {
+            connection_id: "demo".into(),
+            ticket_id: ticket.into(),
+            event_id: format!("evt-{ticket}"),
+            decision: decision.clone(),
+            report: serde_json::json!({}),
+            mode: "shadow".into(),
+            why_shadowed: "connection is in shadow mode".into(),
+            ticket_subject: Some(hostile.into()),
+            ticket_url: None,
+            ticket_before: None,
+        };
+        ids.push(store.insert_proposal(&p).await.unwrap().to_string());
+    }
+    store.close().await;
+    let config = Some(s.config.path());
+
+    let list = run(config, &["proposals", "list"]).await;
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(text.contains("pending 2"), "{text}");
+    assert!(
+        text.contains("<script>alert(1)</script> {{ config }} \\u{1b}[2J"),
+        "escapes shown, not run: {text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no raw escape reaches the terminal");
+    let show = run(config, &["proposals", "show", &ids[0]]).await;
+    assert!(show.status.success(), "{}", stderr(&show));
+    assert!(
+        !stdout(&show).contains('\u{1b}') && stdout(&show).contains("I was charged twice."),
+        "{}",
+        stdout(&show)
+    );
+
+    let approve = run(config, &["proposals", "approve", &ids[0], "--as", "ana"]).await;
+    assert!(
+        stdout(&approve).contains("approved and applied: internal note"),
+        "{}{}",
+        stdout(&approve),
+        stderr(&approve)
+    );
+    let again = run(config, &["proposals", "approve", &ids[0], "--as", "ben"]).await;
+    assert!(stdout(&again).contains("was applied already (approved by ana)"), "{}", stdout(&again));
+    let notes = s.sandbox.snapshot("demo").await.unwrap().notes;
+    let drafts =
+        notes.values().filter(|n| n.description.as_deref().is_some_and(|d| d.contains("deskpilot-ref:")));
+    assert_eq!(drafts.count(), 1, "one note for two approvals");
+
+    let reject = run(config, &["proposals", "reject", &ids[1], "--reason", "bad_draft", "--as", "ana"]).await;
+    assert!(reject.status.success(), "{}", stderr(&reject));
+    let late = run(config, &["proposals", "approve", &ids[1]]).await;
+    assert!(!late.status.success() && stderr(&late).contains("was rejected by ana"), "{}", stderr(&late));
+    let bad = run(config, &["proposals", "reject", &ids[1], "--reason", "meh"]).await;
+    assert!(stderr(&bad).contains("use one of wrong_category"), "{}", stderr(&bad));
+    let listed = json(&run(config, &["proposals", "list", "--status", "applied", "--json"]).await);
+    assert_eq!(listed["proposals"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["counts"]["rejected"], 1);
+}

@@ -15,7 +15,7 @@ use deskpilot::{
     events::EventKind,
     store::{
         ClaimOutcome, CursorClaim, CursorStep, DecisionRecord, Entry, LedgerKey, NewProposal, ProposalFilter,
-        ProposalStatus, Step, Store, StoreError, StoreOptions,
+        ProposalStatus, Step, Store, StoreError, StoreOptions, Transition,
     },
     ticketing::model::PriorityLevel,
     triage::{
@@ -107,6 +107,7 @@ on_both_backends!(
     twenty_concurrent_claimers_one_winner,
     proposals_insert_once_and_page_by_keyset,
     proposal_status_changes_are_conditional,
+    proposals_filter_by_category_confidence_and_text_and_count_by_status,
     stats_add_up,
     migrations_are_idempotent,
     ingest_cursors_are_leased_and_fenced,
@@ -688,7 +689,29 @@ fn proposal_with(connection: &str, ticket: &str, event: &str, r: &DecisionRecord
         why_shadowed: "connection is in shadow mode".into(),
         ticket_subject: Some(format!("Ticket {ticket}")),
         ticket_url: None,
+        ticket_before: None,
     }
+}
+
+/// Moves a proposal `from → to` as reviewer `who` with `reason`; whether it moved.
+async fn review(
+    store: &Store,
+    id: i64,
+    from: ProposalStatus,
+    to: ProposalStatus,
+    who: &str,
+    reason: Option<&str>,
+) -> Result<bool, StoreError> {
+    store.review_proposal(id, &Transition { reason, ..Transition::new(from, to, who) }).await
+}
+
+/// Marks an approved proposal applied with `note`; whether it moved.
+async fn applied(store: &Store, id: i64, note: &str) -> bool {
+    let t = Transition {
+        note_id: Some(note),
+        ..Transition::new(ProposalStatus::Approved, ProposalStatus::Applied, "deskpilot")
+    };
+    store.review_proposal(id, &t).await.unwrap()
 }
 
 async fn proposals_insert_once_and_page_by_keyset(db: TestDb) {
@@ -737,21 +760,13 @@ async fn proposals_insert_once_and_page_by_keyset(db: TestDb) {
     assert_eq!((p.status, p.reviewed_by, p.reviewed_at), (ProposalStatus::Pending, None, None));
     assert!(store.proposal(i64::MAX).await.unwrap().is_none());
 
-    store
-        .set_proposal_status(
-            ids[1],
-            ProposalStatus::Pending,
-            ProposalStatus::Rejected,
-            Some("ana"),
-            Some("no"),
-        )
+    review(&store, ids[1], ProposalStatus::Pending, ProposalStatus::Rejected, "ana", Some("no"))
         .await
         .unwrap();
     let pending = ProposalFilter {
         status: Some(ProposalStatus::Pending),
         connection: Some("demo".into()),
-        limit: 50,
-        before_id: None,
+        ..Default::default()
     };
     let pending_ids: Vec<i64> = store.proposals(&pending).await.unwrap().iter().map(|p| p.id).collect();
     assert_eq!(pending_ids, vec![ids[7], ids[6], ids[4], ids[3], ids[0]]);
@@ -762,10 +777,10 @@ async fn proposal_status_changes_are_conditional(db: TestDb) {
     let id = store.insert_proposal(&proposal("demo", "t1", "e1")).await.unwrap();
     use ProposalStatus::*;
     assert!(matches!(
-        store.set_proposal_status(id, Pending, Applied, None, None).await,
+        review(&store, id, Pending, Applied, "ana", None).await,
         Err(StoreError::InvalidTransition { from: "pending", to: "applied" })
     ));
-    assert!(!store.mark_proposal_applied(id, "note-1").await.unwrap(), "not approved yet");
+    assert!(!applied(&store, id, "note-1").await, "not approved yet");
 
     // Two reviewers at once, one approving and one rejecting (several rounds): exactly one wins.
     for round in 0..5 {
@@ -777,14 +792,7 @@ async fn proposal_status_changes_are_conditional(db: TestDb) {
                 let (store, barrier) = (store.clone(), barrier.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    (
-                        who,
-                        to,
-                        store
-                            .set_proposal_status(id, Pending, to, Some(who), Some("looked at it"))
-                            .await
-                            .unwrap(),
-                    )
+                    (who, to, review(&store, id, Pending, to, who, Some("looked at it")).await.unwrap())
                 })
             })
             .collect();
@@ -801,15 +809,78 @@ async fn proposal_status_changes_are_conditional(db: TestDb) {
         assert!(p.reviewed_at.is_some());
     }
 
-    assert!(store.set_proposal_status(id, Pending, Approved, Some("ana"), None).await.unwrap());
-    assert!(!store.set_proposal_status(id, Pending, Rejected, Some("ben"), Some("late")).await.unwrap());
-    assert!(store.mark_proposal_applied(id, "note-42").await.unwrap());
-    assert!(!store.mark_proposal_applied(id, "note-43").await.unwrap(), "applied once");
+    assert!(review(&store, id, Pending, Approved, "ana", None).await.unwrap());
+    assert!(!review(&store, id, Pending, Rejected, "ben", Some("late")).await.unwrap());
+    assert!(applied(&store, id, "note-42").await);
+    assert!(!applied(&store, id, "note-43").await, "applied once");
     let p = store.proposal(id).await.unwrap().unwrap();
     assert_eq!((p.status, p.applied_note_id.as_deref()), (Applied, Some("note-42")));
     assert_eq!((p.reviewed_by.as_deref(), p.review_reason), (Some("ana"), None));
     assert!(p.applied_at.is_some());
-    assert!(!store.set_proposal_status(i64::MAX, Pending, Approved, Some("x"), None).await.unwrap());
+    assert!(!review(&store, i64::MAX, Pending, Approved, "x", None).await.unwrap());
+    // Each step is kept with who, and only the steps that happened.
+    let steps: Vec<_> =
+        store.review_actions(id).await.unwrap().into_iter().map(|a| (a.action, a.actor)).collect();
+    assert_eq!(steps, [("approved".to_owned(), "ana".to_owned()), ("applied".into(), "deskpilot".into())]);
+    // Superseded from pending or approved, never after it was applied.
+    let other = store.insert_proposal(&proposal("demo", "t3", "e3")).await.unwrap();
+    assert!(
+        review(&store, other, Pending, Superseded, "deskpilot", Some("a person triaged it")).await.unwrap()
+    );
+    assert_eq!(
+        store.proposal(other).await.unwrap().unwrap().review_reason.as_deref(),
+        Some("a person triaged it")
+    );
+    assert!(review(&store, id, Applied, Superseded, "x", None).await.is_err());
+}
+
+async fn proposals_filter_by_category_confidence_and_text_and_count_by_status(db: TestDb) {
+    let store = db.store().await;
+    let with = |category: &str, confidence: f64, subject: &str, ticket: &str| {
+        let mut p = proposal("demo", ticket, "e");
+        p.decision["category_id"] = category.into();
+        p.decision["confidence"] = confidence.into();
+        p.ticket_subject = Some(subject.into());
+        p
+    };
+    let refund =
+        store.insert_proposal(&with("refund", 0.91, "Refund for order 100%_off", "t1")).await.unwrap();
+    let outage = store.insert_proposal(&with("outage", 0.55, "Site DOWN", "t2")).await.unwrap();
+    let refund_low = store.insert_proposal(&with("refund", 0.4, "money back", "t3")).await.unwrap();
+    let ids = |filter: ProposalFilter| {
+        let store = store.clone();
+        async move {
+            let page = store.proposals(&filter).await.unwrap_or_else(|e| panic!("{filter:?}: {e:?}"));
+            page.iter().map(|p| p.id).collect::<Vec<_>>()
+        }
+    };
+    let f = ProposalFilter::default;
+    assert_eq!(ids(ProposalFilter { category: Some("refund".into()), ..f() }).await, [refund_low, refund]);
+    assert_eq!(ids(ProposalFilter { min_confidence: Some(0.5), ..f() }).await, [outage, refund]);
+    assert_eq!(ids(ProposalFilter { max_confidence: Some(0.5), ..f() }).await, [refund_low]);
+    assert_eq!(ids(ProposalFilter { text: Some("down".into()), ..f() }).await, [outage], "ignoring case");
+    assert_eq!(ids(ProposalFilter { text: Some("t3".into()), ..f() }).await, [refund_low], "a ticket id");
+    assert_eq!(
+        ids(ProposalFilter { text: Some("100%_".into()), ..f() }).await,
+        [refund],
+        "wildcards are text"
+    );
+    assert_eq!(ids(ProposalFilter { text: Some("0%".into()), ..f() }).await, [refund]);
+    assert_eq!(
+        ids(ProposalFilter { text: Some("%".into()), category: Some("outage".into()), ..f() }).await,
+        Vec::<i64>::new()
+    );
+    review(&store, outage, ProposalStatus::Pending, ProposalStatus::Rejected, "ana", None).await.unwrap();
+    let counts = store
+        .proposal_counts(&ProposalFilter { status: Some(ProposalStatus::Applied), ..f() })
+        .await
+        .unwrap();
+    assert_eq!(counts[&ProposalStatus::Pending], 2, "the status filter is left aside: {counts:?}");
+    assert_eq!(counts[&ProposalStatus::Rejected], 1);
+    assert_eq!(counts[&ProposalStatus::Superseded], 0);
+    let counts =
+        store.proposal_counts(&ProposalFilter { category: Some("refund".into()), ..f() }).await.unwrap();
+    assert_eq!((counts[&ProposalStatus::Pending], counts[&ProposalStatus::Rejected]), (2, 0));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -851,19 +922,9 @@ async fn stats_add_up(db: TestDb) {
     let p2 = store.insert_proposal(&proposal("demo", "t2", "e2")).await.unwrap();
     store.insert_proposal(&proposal("demo", "t3", "e3")).await.unwrap();
     store.insert_proposal(&proposal("acme", "a1", "e1")).await.unwrap();
-    store
-        .set_proposal_status(p1, ProposalStatus::Pending, ProposalStatus::Approved, Some("ana"), None)
-        .await
-        .unwrap();
-    store.mark_proposal_applied(p1, "n1").await.unwrap();
-    store
-        .set_proposal_status(
-            p2,
-            ProposalStatus::Pending,
-            ProposalStatus::Rejected,
-            Some("ana"),
-            Some("wrong"),
-        )
+    review(&store, p1, ProposalStatus::Pending, ProposalStatus::Approved, "ana", None).await.unwrap();
+    applied(&store, p1, "n1").await;
+    review(&store, p2, ProposalStatus::Pending, ProposalStatus::Rejected, "ana", Some("wrong"))
         .await
         .unwrap();
 

@@ -47,6 +47,7 @@ mod intercom;
 mod person;
 mod policy;
 mod proxy;
+mod review;
 mod servicenow;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
@@ -57,6 +58,7 @@ use policy::{
     a_recorded_decision_that_no_longer_fits_is_decided_again,
     without_allowed_tags_only_tags_in_use_are_written,
 };
+use review::shadow_proposals_are_approved_once_edited_rejected_or_superseded;
 use servicenow::servicenow_apply_mode_posts_a_work_note;
 
 /// Retry tiers of every test bus.
@@ -749,6 +751,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
     bad_or_huge_input_ends_clearly_while_others_finish,
     without_allowed_tags_only_tags_in_use_are_written,
     a_recorded_decision_that_no_longer_fits_is_decided_again,
+    shadow_proposals_are_approved_once_edited_rejected_or_superseded,
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
@@ -773,6 +776,7 @@ scenarios!(amqp_postgres, Amqp, Postgres:
     a_person_s_edits_during_triage_are_kept,
     a_ticket_closed_during_triage_is_left_alone,
     a_recorded_decision_that_no_longer_fits_is_decided_again,
+    shadow_proposals_are_approved_once_edited_rejected_or_superseded,
 );
 
 // The single-process setup: the in-process bus.
@@ -1380,6 +1384,7 @@ async fn a_shadow_resumed_by_another_event_stores_one_proposal(mut p: Pipeline) 
             why_shadowed: "connection is in shadow mode".into(),
             ticket_subject: None,
             ticket_url: None,
+            ticket_before: None,
         })
         .await
         .unwrap();
