@@ -40,6 +40,14 @@ const MAX_SEARCH_PAGE: u32 = 100;
 /// Zendesk's search answers at most this many results a query (`page` × `per_page`).
 const SEARCH_RESULT_LIMIT: u32 = 1000;
 
+/// One sorted search: its query text, order and page size.
+struct Search {
+    query: String,
+    sort_by: &'static str,
+    ascending: bool,
+    per_page: u32,
+}
+
 /// How deskpilot signs in to Zendesk (platforms.md §1.1).
 #[derive(Debug, Clone)]
 pub enum ZendeskAuth {
@@ -135,21 +143,6 @@ impl ZendeskClient {
             Some(PageToken::Offset(offset)) => (*offset, query.updated_gte),
             Some(PageToken::Cursor(anchor)) => (0, Some(parse_anchor(anchor)?)),
         };
-        let page = offset / per_page + 1;
-        if page.saturating_mul(per_page) > SEARCH_RESULT_LIMIT {
-            return Err(TicketingError::Invalid {
-                detail: format!(
-                    "Zendesk's search answers at most {SEARCH_RESULT_LIMIT} tickets a query and offset \
-                     {offset} is past them; list from a later updated_gte instead"
-                ),
-            });
-        }
-        let mut terms = vec!["type:ticket".to_owned()];
-        // Zendesk's timestamps are whole seconds: `>=` the rounded-up second is `>=` the instant.
-        terms.extend(since.map(|t| format!("updated>={}", format_timestamp(whole_second_ceil(t)))));
-        terms.extend(query.customer_id.as_ref().map(|c| format!("requester:{c}")));
-        terms.extend(query.user_id.as_ref().map(|u| format!("assignee:{u}")));
-        terms.extend(query.query.clone());
         let (sort_by, ascending) = match (sort, query.order) {
             (SortField::UpdatedAt, order) => ("updated_at", order == Some(SortOrder::Asc)),
             (SortField::CreatedAt, order) => ("created_at", order == Some(SortOrder::Asc)),
@@ -157,32 +150,68 @@ impl ZendeskClient {
                 return Err(TicketingError::Invalid { detail: "Zendesk cannot sort tickets by name".into() });
             }
         };
+        let mut terms = vec!["type:ticket".to_owned()];
+        // Zendesk's timestamps are whole seconds: `>=` the rounded-up second is `>=` the instant.
+        terms.extend(since.map(|t| format!("updated>={}", format_timestamp(whole_second_ceil(t)))));
+        terms.extend(query.customer_id.as_ref().map(|c| format!("requester:{c}")));
+        terms.extend(query.user_id.as_ref().map(|u| format!("assignee:{u}")));
+        terms.extend(query.query.clone());
+        let search = Search { query: terms.join(" "), sort_by, ascending, per_page };
+        // Zendesk pages by number: an offset inside a page skips that page's first tickets.
+        let skip = (offset % per_page) as usize;
+        let (mut items, mut next) = self.search_page(&search, offset / per_page + 1, skip).await?;
+        // What an offset leaves of a page is filled up from the next one, so a poller stepping
+        // through tickets that share a second (Zendesk's dates have no fraction) moves on.
+        if skip > 0
+            && let Some(PageToken::Offset(after)) = next
+        {
+            let (more, then) = self.search_page(&search, after / per_page + 1, 0).await?;
+            items.extend(more);
+            next = then;
+        }
+        Ok(Page { items, next })
+    }
+
+    /// Page `page` of a search without its first `skip` tickets, and the token after it.
+    async fn search_page(
+        &self,
+        search: &Search,
+        page: u32,
+        skip: usize,
+    ) -> Result<(Vec<Ticket>, Option<PageToken>)> {
+        let per_page = search.per_page;
+        if page.saturating_mul(per_page) > SEARCH_RESULT_LIMIT {
+            return Err(TicketingError::Invalid {
+                detail: format!(
+                    "Zendesk's search answers at most {SEARCH_RESULT_LIMIT} tickets a query and page {page} \
+                     of {per_page} is past them; list from a later updated_gte instead"
+                ),
+            });
+        }
         let params = vec![
-            ("query", terms.join(" ")),
-            ("sort_by", sort_by.to_owned()),
-            ("sort_order", if ascending { "asc" } else { "desc" }.to_owned()),
+            ("query", search.query.clone()),
+            ("sort_by", search.sort_by.to_owned()),
+            ("sort_order", if search.ascending { "asc" } else { "desc" }.to_owned()),
             ("page", page.to_string()),
             ("per_page", per_page.to_string()),
         ];
         let call = Call::new(Method::GET, &["api", "v2", "search"], "ticket search").params(params);
         let answer: SearchPage = self.http.send(call).await?;
         let full = answer.results.len() >= per_page as usize;
-        // Zendesk pages by number: an offset inside a page skips that page's first tickets.
-        let skip = (offset % per_page) as usize;
         let items: Vec<Ticket> =
             answer.results.into_iter().skip(skip).map(|t| t.into_ticket(self.category)).collect();
         let next = if answer.next_page.is_none() || !full {
             None
         } else if (page + 1).saturating_mul(per_page) <= SEARCH_RESULT_LIMIT {
             Some(PageToken::Offset(page * per_page))
-        } else if sort == SortField::UpdatedAt && ascending {
+        } else if search.sort_by == "updated_at" && search.ascending {
             // A new query from the newest instant seen goes on past the result bound.
             items.last().and_then(|t| t.updated_at).map(|t| PageToken::Cursor(format_timestamp(t)))
         } else {
             // Asking for it says clearly that the bound is reached, rather than ending early.
             Some(PageToken::Offset(page * per_page))
         };
-        Ok(Page { items, next })
+        Ok((items, next))
     }
 
     async fn incremental_export(&self, query: &ListQuery) -> Result<Page<Ticket>> {

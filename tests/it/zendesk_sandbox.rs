@@ -238,3 +238,12 @@ async fn the_poller_publishes_every_change_of_a_zendesk_connection_once() {
     rig.polls_every_change_once_through(std::sync::Arc::new(zendesk(&rig.sandbox, TicketExport::Search)))
         .await;
 }
+
+/// Tickets sharing one second (Zendesk's dates have no fraction) are stepped through by offset.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_poller_steps_through_tickets_sharing_a_second() {
+    crate::ingest_poll::steps_through_tickets_sharing_a_second(|sb| {
+        std::sync::Arc::new(zendesk(sb, TicketExport::Search))
+    })
+    .await;
+}
