@@ -212,22 +212,7 @@ async fn apply_mode_posts_an_internal_note_and_merges_tags_through_the_service()
 /// (decided by the fallback rules: no LLM is configured).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_runs_through_the_zendesk_connector() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("demo.db").display().to_string();
-    let o = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_deskpilot"))
-            .env_clear()
-            .env("DESKPILOT_LOG", "warn")
-            .args(["demo", "--backend", "zendesk", "--limit", "2", "--store", &store])
-            .output()
-            .expect("the binary runs")
-    })
-    .await
-    .unwrap();
-    let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "stdout: {out}\nstderr: {}", String::from_utf8_lossy(&o.stderr));
-    assert!(out.contains("demo: published 2 tickets through the zendesk connector"), "{out}");
-    assert!(out.contains("2 proposals stored, 0 dead-lettered"), "{out}");
+    crate::helpers::demo_runs_through("zendesk").await;
 }
 
 /// The poller walks a Zendesk connection through the sorted offset search (offsets inside a page
