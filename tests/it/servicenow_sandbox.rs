@@ -146,3 +146,14 @@ async fn the_poller_publishes_every_change_of_a_servicenow_connection_once() {
     let reader = std::sync::Arc::new(client(&rig.sandbox, KEY));
     rig.polls_every_change_once_as(reader, |id| sys_id("incident", id)).await;
 }
+
+/// Incidents sharing one second (ServiceNow's dates have no fraction) are stepped through by
+/// `sysparm_offset`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_poller_steps_through_incidents_sharing_a_second() {
+    crate::ingest_poll::steps_through_tickets_sharing_a_second_as(
+        |sb| std::sync::Arc::new(client(sb, KEY)),
+        |id| sys_id("incident", id),
+    )
+    .await;
+}
