@@ -80,6 +80,8 @@ pub struct App {
     bus_health: Arc<std::sync::Mutex<Option<BusHealth>>>,
     /// Whether the helpdesks answer (`/readyz`).
     probes: Arc<probe::HelpdeskProbes>,
+    /// Who may use the review page; `None`: it is not served.
+    review_access: Option<crate::review::page::Access>,
     /// The store was opened here (not supplied), so [`App::serve`] closes it at the end.
     owns_store: bool,
 }
@@ -129,6 +131,11 @@ impl AppBuilder<'_> {
         let probes = probe::HelpdeskProbes::new(
             connections.iter().map(|(id, c)| (id.clone(), c.helpdesk.clone())).collect(),
         );
+        let review_token = config.review_token().context("the [review] token")?;
+        let review_access = (review_token.is_some() || config.review.allow_anonymous_loopback).then(|| {
+            let addr = config.server.addr().unwrap_or_default();
+            crate::review::page::Access::new(review_token, config.review.allow_anonymous_loopback, addr)
+        });
         let owns_store = self.store.is_none();
         let store = match self.store {
             Some(store) => store,
@@ -150,6 +157,7 @@ impl AppBuilder<'_> {
             ingesting: Arc::new(AtomicBool::new(false)),
             bus_health: Arc::default(),
             probes: Arc::new(probes),
+            review_access,
             owns_store,
         })
     }
@@ -322,7 +330,11 @@ impl App {
             // away from a replica because one helpdesk is down, though receiving needs none.
             helpdesks: (!self.services.ingest).then(|| self.probes.clone()),
         };
-        server::router(self.store.clone(), readiness)
+        let router = server::router(self.store.clone(), readiness);
+        match &self.review_access {
+            Some(access) => router.merge(crate::review::page::router(self.reviews(), access.clone())),
+            None => router,
+        }
     }
 
     fn connection_ids(&self) -> String {

@@ -90,6 +90,9 @@ pub struct Config {
     /// How helpdesk changes come in: webhooks and polling.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// Who may use the review page on `[server] addr`.
+    #[serde(default)]
+    pub review: ReviewConfig,
     /// The helpdesks deskpilot works on.
     #[serde(default)]
     pub connections: Vec<ConnectionConfig>,
@@ -357,6 +360,32 @@ impl ServerConfig {
     /// The address to listen on, or `None` when the server is off.
     pub fn addr(&self) -> Option<&str> {
         Some(self.addr.trim()).filter(|a| !a.is_empty())
+    }
+}
+
+/// `[review]`: access to the review page at `/review`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewConfig {
+    /// The token reviewers and scripts present (`Authorization: Bearer`); wins over `token_env`.
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    /// The environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Without a token, let anyone who can reach a loopback-bound server in (the demo's setting).
+    #[serde(default)]
+    pub allow_anonymous_loopback: bool,
+}
+
+impl Config {
+    /// The review page's token, if one is configured (`[review] token` or `token_env`).
+    pub fn review_token(&self) -> anyhow::Result<Option<SecretString>> {
+        let r = &self.review;
+        if r.token.is_none() && r.token_env.as_deref().is_none_or(str::is_empty) {
+            return Ok(None);
+        }
+        secrets::resolve_secret("review.token", r.token.as_ref(), r.token_env.as_deref(), &self.env).map(Some)
     }
 }
 

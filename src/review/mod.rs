@@ -4,6 +4,7 @@
 //! effects and records are the same.
 
 mod edits;
+pub mod page;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 

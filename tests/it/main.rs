@@ -26,6 +26,7 @@ mod intercom_config;
 mod intercom_http;
 mod intercom_sandbox;
 mod metrics;
+mod review_page;
 mod sandbox;
 mod serve;
 mod servicenow_config;

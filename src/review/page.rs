@@ -1,0 +1,311 @@
+//! The review page at `/review`: the proposals, newest first, with filters and counts per
+//! status, and each proposal with its ticket as the helpdesk has it now. Server-rendered HTML;
+//! every piece of ticket text is untrusted and is escaped by the templates (auto-escaping HTML),
+//! and a strict Content-Security-Policy lets no script run.
+//!
+//! Access: `Authorization: Bearer <[review] token>`, or, with `allow_anonymous_loopback` and a
+//! server bound to a loopback address, anyone who can reach it. Without either, every request
+//! gets 401.
+
+use std::{collections::HashMap, sync::Arc};
+
+use axum::{
+    Router,
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use minijinja::{Environment, context};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use super::{ReviewError, Reviews};
+use crate::{
+    store::{Proposal, ProposalFilter, ProposalStatus},
+    ticketing::model::format_timestamp,
+};
+
+/// Proposals per page of the list.
+const PAGE: u32 = 50;
+
+/// What every answer of the page carries: no script, no framing, no caching of ticket text.
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// Who may use the page.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// The token to present as `Authorization: Bearer`.
+    pub token: Option<SecretString>,
+    /// Let requests in without a token (only ever for a server bound to loopback).
+    pub anonymous: bool,
+}
+
+impl Access {
+    /// Access as configured, for a server listening on `addr`: anonymous access is granted only
+    /// when asked for and the address is a loopback one.
+    pub fn new(token: Option<SecretString>, allow_anonymous_loopback: bool, addr: &str) -> Self {
+        let loopback = addr
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().is_loopback())
+            .unwrap_or_else(|_| addr.starts_with("localhost:"));
+        Self { token, anonymous: allow_anonymous_loopback && loopback }
+    }
+
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        if self.anonymous {
+            return true;
+        }
+        let Some(token) = &self.token else { return false };
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())))
+    }
+}
+
+struct PageState {
+    reviews: Reviews,
+    access: Access,
+    templates: Environment<'static>,
+}
+
+type Shared = Arc<PageState>;
+
+/// The review page's routes, to merge into the service router.
+pub fn router(reviews: Reviews, access: Access) -> Router {
+    let mut templates = Environment::new();
+    for (name, source) in [
+        ("base.html", include_str!("../../templates/review/base.html")),
+        ("list.html", include_str!("../../templates/review/list.html")),
+        ("detail.html", include_str!("../../templates/review/detail.html")),
+    ] {
+        templates.add_template(name, source).expect("the bundled review templates parse");
+    }
+    let state = Arc::new(PageState { reviews, access, templates });
+    Router::new()
+        .route("/review", get(list))
+        .route("/review/style.css", get(style))
+        .route("/review/{id}", get(detail))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Refuses requests without access, and sets the security headers on every answer.
+async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let mut response = if state.access.admits(request.headers()) {
+        next.run(request).await
+    } else {
+        let mut r = (
+            StatusCode::UNAUTHORIZED,
+            "401: the review page needs `Authorization: Bearer <token>` (the [review] token of the \
+             configuration)\n",
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"deskpilot review\""));
+        r
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn style() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../templates/review/style.css"))
+}
+
+/// An answer that says what went wrong.
+struct PageError(StatusCode, String);
+
+impl From<ReviewError> for PageError {
+    fn from(e: ReviewError) -> Self {
+        let status = match &e {
+            ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+            ReviewError::Invalid(_) | ReviewError::Settled { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        Self(status, e.to_string())
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+fn render(state: &PageState, name: &str, ctx: minijinja::Value) -> Result<Html<String>, PageError> {
+    state
+        .templates
+        .get_template(name)
+        .and_then(|t| t.render(ctx))
+        .map(Html)
+        .map_err(|e| PageError(StatusCode::INTERNAL_SERVER_ERROR, format!("rendering {name}: {e}")))
+}
+
+/// A non-empty query parameter.
+fn param<'a>(q: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    q.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn filter_of(q: &HashMap<String, String>) -> Result<ProposalFilter, PageError> {
+    let bad = |what: &str| PageError(StatusCode::BAD_REQUEST, what.to_owned());
+    let number = |name: &str| -> Result<Option<f64>, PageError> {
+        param(q, name)
+            .map(|v| v.parse::<f64>().map_err(|_| bad(&format!("{name} must be a number from 0 to 1"))))
+            .transpose()
+    };
+    Ok(ProposalFilter {
+        connection: param(q, "connection").map(str::to_owned),
+        status: param(q, "status")
+            .map(|s| ProposalStatus::parse(s).ok_or_else(|| bad(&format!("`{s}` is not a proposal status"))))
+            .transpose()?,
+        category: param(q, "category").map(str::to_owned),
+        min_confidence: number("min_confidence")?,
+        max_confidence: number("max_confidence")?,
+        text: param(q, "text").map(str::to_owned),
+        limit: PAGE,
+        before_id: param(q, "before")
+            .map(|v| v.parse().map_err(|_| bad("before must be a proposal id")))
+            .transpose()?,
+    })
+}
+
+/// One row of the list.
+#[derive(Serialize)]
+struct Row {
+    id: i64,
+    status: &'static str,
+    connection: String,
+    ticket: String,
+    subject: String,
+    category: String,
+    priority: String,
+    confidence: String,
+    created_at: String,
+}
+
+fn text_of(d: &serde_json::Value, name: &str) -> String {
+    match d.get(name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn row(p: &Proposal) -> Row {
+    let d = p.decision_to_apply();
+    Row {
+        id: p.id,
+        status: p.status.as_str(),
+        connection: p.connection_id.clone(),
+        ticket: p.ticket_id.clone(),
+        subject: p.ticket_subject.clone().unwrap_or_default(),
+        category: text_of(d, "category_id"),
+        priority: text_of(d, "priority"),
+        confidence: d
+            .get("confidence")
+            .and_then(serde_json::Value::as_f64)
+            .map_or(String::new(), |c| format!("{c:.2}")),
+        created_at: format_timestamp(p.created_at),
+    }
+}
+
+async fn list(
+    State(state): State<Shared>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Html<String>, PageError> {
+    let filter = filter_of(&q)?;
+    let (page, counts) = state.reviews.list(&filter).await?;
+    let counts: HashMap<&str, u64> = counts.iter().map(|(s, n)| (s.as_str(), *n)).collect();
+    let next_before = (page.len() == PAGE as usize).then(|| page.last().map(|p| p.id)).flatten();
+    let next_query = next_before.map(|before| {
+        let mut url = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in q.iter().filter(|(k, _)| k.as_str() != "before") {
+            url.append_pair(k, v);
+        }
+        url.append_pair("before", &before.to_string());
+        format!("/review?{}", url.finish())
+    });
+    let shown: HashMap<&str, String> =
+        ["status", "connection", "category", "min_confidence", "max_confidence", "text"]
+            .into_iter()
+            .map(|k| (k, param(&q, k).unwrap_or_default().to_owned()))
+            .collect();
+    let statuses: Vec<&str> = ProposalStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let rows: Vec<Row> = page.iter().map(row).collect();
+    let rows = minijinja::Value::from(minijinja::value::Serde(rows));
+    render(&state, "list.html", context! { rows, counts, statuses, filter => shown, next_before, next_query })
+}
+
+async fn detail(State(state): State<Shared>, Path(id): Path<String>) -> Result<Html<String>, PageError> {
+    let id: i64 = id.parse().map_err(|_| PageError(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
+    let o = state.reviews.open(id).await?;
+    let p = &o.proposal;
+    let d = p.decision_to_apply();
+    let report = &p.report;
+    let figures = format!(
+        "{} prompt + {} completion tokens · ${} · {} ms",
+        text_of(&report["usage"], "prompt_tokens"),
+        text_of(&report["usage"], "completion_tokens"),
+        text_of(report, "cost_usd"),
+        text_of(report, "llm_latency_ms"),
+    );
+    let tags = d.get("tags").and_then(serde_json::Value::as_array).map_or(String::new(), |t| {
+        t.iter().filter_map(serde_json::Value::as_str).collect::<Vec<_>>().join(", ")
+    });
+    let ticket = o.ticket.as_ref().map(|t| {
+        context! {
+            subject => t.subject.clone().unwrap_or_default(),
+            customer => t.customer_id.clone().unwrap_or_default(),
+            status => t.status.as_ref().map(|s| format!("{s:?}")).unwrap_or_default(),
+        }
+    });
+    let notes: Vec<minijinja::Value> = o
+        .notes
+        .iter()
+        .map(|n| {
+            context! {
+                author => format!("{:?}", n.author()).to_lowercase(),
+                visibility => match n.visibility {
+                    Some(crate::ticketing::NoteVisibility::Internal) => "internal",
+                    Some(crate::ticketing::NoteVisibility::Public) => "public",
+                    _ => "unknown",
+                },
+                at => n.created_at.map(format_timestamp).unwrap_or_default(),
+                text => n.description.clone().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let actions: Vec<minijinja::Value> = o
+        .actions
+        .iter()
+        .map(|a| context! { at => format_timestamp(a.at), action => a.action.clone(), actor => a.actor.clone(), reason => a.reason.clone() })
+        .collect();
+    // Only a web link is offered: a `javascript:` or other scheme from a helpdesk is not followed.
+    let url = p.ticket_url.clone().filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let proposal = context! {
+        id => p.id, status => p.status.as_str(), connection => p.connection_id.clone(), ticket => p.ticket_id.clone(),
+        url, why_shadowed => p.why_shadowed.clone(), review_reason => p.review_reason.clone(),
+    };
+    let decision = context! {
+        category => text_of(d, "category_id"), priority => text_of(d, "priority"), tags,
+        language => text_of(d, "language"), sentiment => text_of(d, "sentiment"),
+        confidence => text_of(d, "confidence"), summary => text_of(d, "summary"), reason => text_of(d, "reason"),
+        draft => text_of(d, "draft_reply"), figures,
+    };
+    render(
+        &state,
+        "detail.html",
+        context! { p => proposal, d => decision, ticket, notes, actions, changed => o.changed },
+    )
+}

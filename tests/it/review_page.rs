@@ -1,0 +1,121 @@
+//! The review page on the service router: the token is required, ticket text renders inert, the
+//! security headers are set, the list filters and pages, and a proposal opens with its ticket.
+
+use deskpilot::{App, config::Config, store::NewProposal};
+
+/// The embedded defaults with the demo connection on `sandbox`, a SQLite store in `dir`, and the
+/// review page behind `[review] token` (or open on loopback when `anonymous`).
+fn config(sandbox: &deskpilot::sandbox::RunningSandbox, dir: &std::path::Path, anonymous: bool) -> Config {
+    let mut env = vec![
+        ("DESKPILOT__STORE__URL".to_owned(), format!("\"sqlite://{}\"", dir.join("review.db").display())),
+        ("DESKPILOT__SERVER__ADDR".to_owned(), "\"127.0.0.1:0\"".to_owned()),
+    ];
+    if anonymous {
+        env.push(("DESKPILOT__REVIEW__ALLOW_ANONYMOUS_LOOPBACK".to_owned(), "true".to_owned()));
+    } else {
+        env.push(("DESKPILOT__REVIEW__TOKEN".to_owned(), "\"review-secret\"".to_owned()));
+    }
+    let mut config = Config::load_from(None, env).expect("config");
+    let deskpilot::config::BackendConfig::Unified(u) = &mut config.connections[0].backend else {
+        panic!("the default connection is unified")
+    };
+    u.base_url = Some(sandbox.base_url.clone());
+    u.api_key = Some(crate::helpers::KEY.into());
+    config
+}
+
+const HOSTILE: &str = "<script>alert(1)</script> {{ 7*7 }} <img src=x onerror=alert(2)>";
+
+fn proposal(ticket: &str, category: &str, confidence: f64) -> NewProposal {
+    NewProposal {
+        connection_id: "demo".into(),
+        ticket_id: ticket.into(),
+        event_id: format!("evt-{ticket}"),
+        decision: serde_json::json!({
+            "category_id": category, "priority": "HIGH", "tags": ["refund"], "language": "en",
+            "sentiment": "neutral", "summary": HOSTILE, "draft_reply": format!("Draft: {HOSTILE}"),
+            "confidence": confidence, "needs_human": false, "reason": "r", "origin": {"kind": "llm", "model": "m"}
+        }),
+        report: serde_json::json!({"usage": {"prompt_tokens": 900, "completion_tokens": 120}, "cost_usd": 0.0004, "llm_latency_ms": 812}),
+        mode: "shadow".into(),
+        why_shadowed: "connection is in shadow mode".into(),
+        ticket_subject: Some(HOSTILE.into()),
+        ticket_url: Some("javascript:alert(3)".into()),
+        ticket_before: None,
+    }
+}
+
+/// Serves `app`'s router on a free port; returns its URL.
+async fn serve(app: &App) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = crate::helpers::http_client().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"))
+}
+
+#[tokio::test]
+async fn the_review_page_needs_the_token_and_renders_ticket_text_inert() {
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(&config(&sandbox, dir.path(), false)).await.expect("the app builds");
+    let mut ids = Vec::new();
+    for (ticket, category, confidence) in [("1001", "cat-billing", 0.92), ("1002", "cat-bug", 0.41)] {
+        ids.push(app.store().insert_proposal(&proposal(ticket, category, confidence)).await.unwrap());
+    }
+    let url = serve(&app).await;
+
+    for path in ["/review", &format!("/review/{}", ids[0]), "/review/style.css"] {
+        for token in [None, Some("wrong")] {
+            let r = get(&format!("{url}{path}"), token).await;
+            assert_eq!(r.status(), 401, "{path} with {token:?}");
+            let body = r.text().await.unwrap();
+            assert!(!body.contains("alert"), "nothing of a ticket without the token");
+        }
+    }
+
+    let list = get(&format!("{url}/review"), Some("review-secret")).await;
+    assert_eq!(list.status(), 200);
+    let csp = list.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+    assert_eq!(list.headers()["x-content-type-options"], "nosniff");
+    let html = list.text().await.unwrap();
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"), "escaped: {html}");
+    assert!(!html.contains("<script>") && !html.contains("<img src=x"), "no markup from a ticket");
+    assert!(html.contains("{{ 7*7 }}") && !html.contains("49"), "template syntax stays text");
+    assert!(html.contains("pending 2"), "counts per status");
+
+    let low =
+        get(&format!("{url}/review?max_confidence=0.5"), Some("review-secret")).await.text().await.unwrap();
+    assert!(low.contains(&format!("/review/{}", ids[1])) && !low.contains(&format!("/review/{}\"", ids[0])));
+    let bad = get(&format!("{url}/review?status=maybe"), Some("review-secret")).await;
+    assert_eq!(bad.status(), 400);
+
+    let detail = get(&format!("{url}/review/{}", ids[0]), Some("review-secret")).await;
+    assert_eq!(detail.status(), 200);
+    let html = detail.text().await.unwrap();
+    assert!(html.contains("Draft: &lt;script&gt;"), "the draft, escaped");
+    assert!(!html.contains("javascript:"), "a non-web ticket link is not offered");
+    assert!(html.contains("900 prompt + 120 completion tokens"), "figures: {html}");
+    assert!(html.contains("I was charged twice") || html.contains("<article"), "the conversation now");
+    assert_eq!(get(&format!("{url}/review/999999"), Some("review-secret")).await.status(), 404);
+}
+
+#[tokio::test]
+async fn on_loopback_the_page_can_be_opened_without_a_token_when_allowed() {
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(&config(&sandbox, dir.path(), true)).await.expect("the app builds");
+    let url = serve(&app).await;
+    let r = get(&format!("{url}/review"), None).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("No proposal matches."));
+}
