@@ -24,7 +24,7 @@ fn arg(name: &str, default: usize) -> usize {
 fn proposal(i: usize) -> NewProposal {
     let category = ["cat-billing", "cat-bug", "cat-outage", "cat-refund"][i % 4];
     NewProposal {
-        connection_id: if i % 3 == 0 { "acme" } else { "demo" }.into(),
+        connection_id: if i.is_multiple_of(3) { "acme" } else { "demo" }.into(),
         ticket_id: format!("{}", 100_000 + i),
         event_id: format!("evt-{i}"),
         decision: serde_json::json!({
