@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The embedded defaults with the demo connection on `sandbox`, a SQLite store in `dir` and the
 /// server on a free port.
-fn config(sandbox: &deskpilot::sandbox::RunningSandbox, dir: &std::path::Path) -> Config {
+pub fn config(sandbox: &deskpilot::sandbox::RunningSandbox, dir: &std::path::Path) -> Config {
     let env = [
         ("DESKPILOT__STORE__URL".to_owned(), format!("\"sqlite://{}\"", dir.join("app.db").display())),
         ("DESKPILOT__SERVER__ADDR".to_owned(), "\"127.0.0.1:0\"".to_owned()),

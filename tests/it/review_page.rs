@@ -6,21 +6,12 @@ use deskpilot::{App, config::Config, store::NewProposal};
 /// The embedded defaults with the demo connection on `sandbox`, a SQLite store in `dir`, and the
 /// review page behind `[review] token` (or open on loopback when `anonymous`).
 fn config(sandbox: &deskpilot::sandbox::RunningSandbox, dir: &std::path::Path, anonymous: bool) -> Config {
-    let mut env = vec![
-        ("DESKPILOT__STORE__URL".to_owned(), format!("\"sqlite://{}\"", dir.join("review.db").display())),
-        ("DESKPILOT__SERVER__ADDR".to_owned(), "\"127.0.0.1:0\"".to_owned()),
-    ];
+    let mut config = crate::app::config(sandbox, dir);
     if anonymous {
-        env.push(("DESKPILOT__REVIEW__ALLOW_ANONYMOUS_LOOPBACK".to_owned(), "true".to_owned()));
+        config.review.allow_anonymous_loopback = true;
     } else {
-        env.push(("DESKPILOT__REVIEW__TOKEN".to_owned(), "\"review-secret\"".to_owned()));
+        config.review.token = Some("review-secret".into());
     }
-    let mut config = Config::load_from(None, env).expect("config");
-    let deskpilot::config::BackendConfig::Unified(u) = &mut config.connections[0].backend else {
-        panic!("the default connection is unified")
-    };
-    u.base_url = Some(sandbox.base_url.clone());
-    u.api_key = Some(crate::helpers::KEY.into());
     config
 }
 
