@@ -6,8 +6,8 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::ticketing::{
-    categories::DEFAULT_CATEGORY_TTL, freshdesk::FreshdeskClient, intercom::Region as IntercomRegion,
-    servicenow::ServiceNowClient, unified::Region,
+    categories::DEFAULT_CATEGORY_TTL, freshdesk::FreshdeskClient, servicenow::ServiceNowClient,
+    unified::Region,
 };
 
 /// The backend of a connection and its own keys.
@@ -62,7 +62,9 @@ fn default_category_cache_secs() -> u64 {
 impl UnifiedConfig {
     /// The URL the client talks to.
     pub fn base_url(&self) -> &str {
-        self.base_url.as_deref().unwrap_or_else(|| self.region.unwrap_or_default().base_url())
+        self.base_url
+            .as_deref()
+            .unwrap_or_else(|| crate::ticketing::unified::region_url(self.region.unwrap_or_default()))
     }
 
     /// How long the category list is cached.
@@ -205,7 +207,7 @@ pub struct IntercomConfig {
     pub access_token_env: Option<String>,
     /// The workspace's region (`us`, `eu`, `au`; default `us`); not together with `base_url`.
     #[serde(default)]
-    pub region: Option<IntercomRegion>,
+    pub region: Option<Region>,
     /// API base URL (a proxy, the sandbox's `/intercom`); when unset, the `region`'s URL.
     #[serde(default)]
     pub base_url: Option<String>,
@@ -220,7 +222,9 @@ pub struct IntercomConfig {
 impl IntercomConfig {
     /// The URL the client talks to.
     pub fn base_url(&self) -> String {
-        self.base_url.clone().unwrap_or_else(|| self.region.unwrap_or_default().base_url().to_owned())
+        self.base_url.clone().unwrap_or_else(|| {
+            crate::ticketing::intercom::region_url(self.region.unwrap_or_default()).to_owned()
+        })
     }
 
     /// How long the category list is cached.

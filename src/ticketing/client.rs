@@ -20,6 +20,20 @@ use crate::http::{
     describe_transport_error, error_chain, parse_reset_epoch, parse_retry_after, redact_secrets, redact_url,
 };
 
+/// A vendor's data region (`us`, `eu`, `au`; default `us`): a workspace's credentials only work
+/// on its own region's API host, which each backend names (`unified::region_url`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    /// North America.
+    #[default]
+    Us,
+    /// Europe.
+    Eu,
+    /// Australia.
+    Au,
+}
+
 /// How a backend authenticates.
 #[derive(Clone)]
 pub enum Auth {

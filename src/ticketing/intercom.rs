@@ -45,27 +45,14 @@ pub const NO_PRIORITY: &str = "Intercom tickets have no priority";
 pub const NO_CATEGORY_CHANGE: &str =
     "an Intercom ticket's type (its category) is chosen when it is created; the API cannot change it";
 
-/// Intercom's regional API hosts (`region` in the configuration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Region {
-    /// `https://api.intercom.io`.
-    #[default]
-    Us,
-    /// `https://api.eu.intercom.io`.
-    Eu,
-    /// `https://api.au.intercom.io`.
-    Au,
-}
+pub use super::client::Region;
 
-impl Region {
-    /// The region's API base URL.
-    pub fn base_url(self) -> &'static str {
-        match self {
-            Self::Us => "https://api.intercom.io",
-            Self::Eu => "https://api.eu.intercom.io",
-            Self::Au => "https://api.au.intercom.io",
-        }
+/// Intercom's API base URL in `region` (`region` in the configuration).
+pub fn region_url(region: Region) -> &'static str {
+    match region {
+        Region::Us => "https://api.intercom.io",
+        Region::Eu => "https://api.eu.intercom.io",
+        Region::Au => "https://api.au.intercom.io",
     }
 }
 
@@ -372,8 +359,8 @@ mod tests {
 
     #[test]
     fn regions_have_their_hosts() {
-        assert_eq!(Region::default().base_url(), "https://api.intercom.io");
-        assert_eq!(Region::Eu.base_url(), "https://api.eu.intercom.io");
-        assert_eq!(Region::Au.base_url(), "https://api.au.intercom.io");
+        assert_eq!(region_url(Region::default()), "https://api.intercom.io");
+        assert_eq!(region_url(Region::Eu), "https://api.eu.intercom.io");
+        assert_eq!(region_url(Region::Au), "https://api.au.intercom.io");
     }
 }

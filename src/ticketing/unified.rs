@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::Method;
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::{
     Category, Customer, ListQuery, NewNote, Note, PAGE_SIZE, Page, PageToken, Result, SortField, SortOrder,
@@ -20,27 +20,14 @@ use super::{
 };
 use crate::http::HttpSettings;
 
-/// Unified.to's regional API hosts; a workspace's key only works in its own region.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Region {
-    /// North America (default).
-    #[default]
-    Us,
-    /// Europe.
-    Eu,
-    /// Australia.
-    Au,
-}
+pub use super::client::Region;
 
-impl Region {
-    /// The region's base URL.
-    pub fn base_url(self) -> &'static str {
-        match self {
-            Self::Us => "https://api.unified.to",
-            Self::Eu => "https://api-eu.unified.to",
-            Self::Au => "https://api-au.unified.to",
-        }
+/// Unified.to's API base URL in `region`; a workspace's key only works in its own region.
+pub fn region_url(region: Region) -> &'static str {
+    match region {
+        Region::Us => "https://api.unified.to",
+        Region::Eu => "https://api-eu.unified.to",
+        Region::Au => "https://api-au.unified.to",
     }
 }
 
