@@ -9,6 +9,7 @@ pub mod context;
 pub mod decision;
 pub mod engine;
 pub mod llm;
+pub mod privacy;
 pub mod prompt;
 pub mod rules;
 pub mod system;

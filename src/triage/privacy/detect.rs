@@ -1,0 +1,313 @@
+//! The detectors: where personal data sits in one text, and the key that makes two spellings of
+//! the same value one value (an email in any letter case, a phone with or without its country
+//! code, a card or IBAN with or without spaces).
+//!
+//! Each detector is one precompiled regex that finds candidates, and a check that keeps only what
+//! is reliable: a card passes Luhn and has an issuer's prefix, an IBAN passes mod-97 at its
+//! country's length, a phone number is international (`+`, `00`), has an area code in
+//! parentheses, starts with a trunk `0`, or is in the North American 3-3-4 shape, an address has
+//! a street word and a house number. What fails the check (order totals, dates, versions, error
+//! codes, SKUs) is left alone.
+
+use std::{net::Ipv6Addr, ops::Range, sync::LazyLock};
+
+use regex::Regex;
+
+use super::{
+    Kind, Privacy,
+    checks::{iban_checksum, iban_length, is_card},
+    customer::Needles,
+};
+
+/// What a found value is: a built-in kind or the configured pattern at this index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Label {
+    /// A built-in kind.
+    Kind(Kind),
+    /// `Privacy::patterns[i]`.
+    Pattern(usize),
+}
+
+/// One value found in a text.
+#[derive(Debug, Clone)]
+pub(super) struct Found {
+    /// Where, in bytes.
+    pub range: Range<usize>,
+    /// What.
+    pub label: Label,
+    /// The value as compared: two finds with the same label and key are the same value.
+    pub key: String,
+    /// Which detector wins when two finds start at the same place with the same length (lower wins).
+    rank: u8,
+}
+
+fn regex(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("a valid built-in pattern")
+}
+
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}"));
+static URL: LazyLock<Regex> = LazyLock::new(|| regex(r#"(?i)\b(?:https?|ftp)://[^\s<>"'\[\]()]+"#));
+static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"\b\d(?:[ \-]?\d){13,18}\b"));
+static IPV4: LazyLock<Regex> = LazyLock::new(|| {
+    regex(r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b")
+});
+static IPV6: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?"));
+static PHONE: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"(?:\+\s?\(?|\(|\b)\d{1,5}\)?(?:[ .\-/]?\(?\d{1,5}\)?){1,7}"));
+static NORTH_AMERICAN: LazyLock<Regex> = LazyLock::new(|| regex(r"^\d{3}[-. ]\d{3}[-. ]\d{4}$"));
+
+/// Street words that follow the house number (English, French).
+const NUMBER_FIRST: &str = r"\b\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3}|(?:\p{Lu}[\p{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)\b)";
+/// Streets whose number comes after the name (German, Dutch, Nordic suffixes; Spanish,
+/// Portuguese, Italian prefixes).
+const NUMBER_AFTER: &str = r"(?:(?:\b(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|via|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3})|\b\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z]\b)?";
+/// The postal code and town that may follow a street.
+const POSTAL_TOWN: &str = r"(?:,?\s(?:\d{5}-\d{3}|\d{5}|\d{4}\s?[A-Z]{2}|\d{4}|\d{3}-\d{4}|[A-Z]{2}\s\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})(?:\s\p{Lu}[\p{L}'\-]*(?:[\s\-]\p{Lu}[\p{L}'\-]*){0,2})?)?";
+
+static ADDRESS: LazyLock<Regex> =
+    LazyLock::new(|| regex(&format!("(?:{NUMBER_FIRST}|{NUMBER_AFTER}){POSTAL_TOWN}")));
+
+/// Query keys whose values are secrets: a URL carrying one is personal data as a whole.
+const SECRET_KEYS: [&str; 12] = [
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "sig",
+    "signature",
+    "auth",
+    "code",
+    "session",
+    "sid",
+];
+
+/// Every value in `text` the settings ask for, overlapping finds resolved (earliest, then longest
+/// wins), in order.
+pub(super) fn detect(text: &str, privacy: &Privacy, customer: &Needles) -> Vec<Found> {
+    let mut found = Vec::new();
+    let on = |k: Kind| privacy.kinds.contains(&k);
+    for (i, p) in privacy.patterns.iter().enumerate() {
+        for m in p.regex.find_iter(text).filter(|m| !m.is_empty()) {
+            found.push(Found {
+                range: m.range(),
+                label: Label::Pattern(i),
+                key: m.as_str().to_owned(),
+                rank: 0,
+            });
+        }
+    }
+    if on(Kind::Url) && text.contains("://") {
+        urls(text, &mut found);
+    }
+    if on(Kind::Email) && text.contains('@') {
+        for m in EMAIL.find_iter(text) {
+            found.push(kind(m.range(), Kind::Email, m.as_str().to_lowercase(), 2));
+        }
+    }
+    let has_digit = text.bytes().any(|b| b.is_ascii_digit());
+    if has_digit {
+        if on(Kind::Iban) {
+            ibans(text, &mut found);
+        }
+        if on(Kind::Card) {
+            for m in CARD.find_iter(text) {
+                let digits: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+                if is_card(&digits) {
+                    found.push(kind(m.range(), Kind::Card, String::from_utf8_lossy(&digits).into_owned(), 4));
+                }
+            }
+        }
+        if on(Kind::Ip) {
+            ipv4s(text, &mut found);
+        }
+        if on(Kind::Address) {
+            for m in ADDRESS.find_iter(text) {
+                let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+                found.push(kind(m.range(), Kind::Address, key, 6));
+            }
+        }
+        if on(Kind::Phone) {
+            phones(text, customer, &mut found);
+        }
+    }
+    if on(Kind::Ip) && text.contains(':') {
+        ipv6s(text, &mut found);
+    }
+    if on(Kind::Name) {
+        for (range, key) in customer.names(text) {
+            found.push(kind(range, Kind::Name, key, 7));
+        }
+    }
+    if on(Kind::Email) {
+        for (range, key) in customer.emails(text) {
+            found.push(kind(range, Kind::Email, key, 2));
+        }
+    }
+    resolve(found)
+}
+
+fn kind(range: Range<usize>, k: Kind, key: String, rank: u8) -> Found {
+    Found { range, label: Label::Kind(k), key, rank }
+}
+
+/// Earliest first, then longest, then by rank; a find overlapping one kept is dropped.
+fn resolve(mut found: Vec<Found>) -> Vec<Found> {
+    if found.len() < 2 {
+        return found;
+    }
+    found.sort_by_key(|f| (f.range.start, std::cmp::Reverse(f.range.end), f.rank));
+    let mut kept: Vec<Found> = Vec::with_capacity(found.len());
+    for f in found {
+        if kept.last().is_none_or(|k| f.range.start >= k.range.end) {
+            kept.push(f);
+        }
+    }
+    kept
+}
+
+fn before(text: &str, at: usize) -> Option<char> {
+    text[..at].chars().next_back()
+}
+
+fn after(text: &str, at: usize) -> Option<char> {
+    text[at..].chars().next()
+}
+
+/// URLs carrying credentials (`user:pass@`) or a secret in their query.
+fn urls(text: &str, found: &mut Vec<Found>) {
+    for m in URL.find_iter(text) {
+        let url = m.as_str().trim_end_matches(['.', ',', ';', ':', '!', '?']);
+        let rest = &url[url.find("://").map_or(0, |i| i + 3)..];
+        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+        let has_credentials = authority.contains('@');
+        let has_secret = url.split_once('?').is_some_and(|(_, query)| {
+            query.split('&').filter_map(|pair| pair.split_once('=')).any(|(k, v)| {
+                let k = k.to_ascii_lowercase();
+                !v.is_empty()
+                    && SECRET_KEYS
+                        .iter()
+                        .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.contains("token"))
+            })
+        });
+        if has_credentials || has_secret {
+            let range = m.start()..m.start() + url.len();
+            found.push(kind(range, Kind::Url, url.to_owned(), 1));
+        }
+    }
+}
+
+/// IBANs: the country's length of letters and digits (spaces allowed between), mod-97 valid.
+fn ibans(text: &str, found: &mut Vec<Found>) {
+    for m in IBAN.find_iter(text) {
+        let s = m.as_str();
+        // Byte offset just past each letter or digit, in order.
+        let ends: Vec<usize> =
+            s.char_indices().filter(|(_, c)| *c != ' ').map(|(i, c)| i + c.len_utf8()).collect();
+        let compact: Vec<u8> = s.bytes().filter(|b| *b != b' ').collect();
+        let lengths: Vec<usize> = match iban_length(&s[..2]) {
+            Some(n) => vec![n],
+            None => (15..=compact.len().min(34)).rev().collect(),
+        };
+        for n in lengths {
+            if n > compact.len() || !iban_checksum(&compact[..n]) {
+                continue;
+            }
+            let end = m.start() + ends[n - 1];
+            if after(text, end).is_some_and(char::is_alphanumeric) {
+                continue;
+            }
+            found.push(kind(
+                m.start()..end,
+                Kind::Iban,
+                String::from_utf8_lossy(&compact[..n]).into_owned(),
+                3,
+            ));
+            break;
+        }
+    }
+}
+
+fn ipv4s(text: &str, found: &mut Vec<Found>) {
+    for m in IPV4.find_iter(text) {
+        // A version (`v1.2.3.4`, `1.2.3.4.5`) is not an address.
+        let prefixed = before(text, m.start()).is_some_and(|c| c.is_alphanumeric() || c == '.');
+        let continued =
+            text[m.end()..].starts_with('.') && after(text, m.end() + 1).is_some_and(|c| c.is_ascii_digit());
+        if !prefixed && !continued {
+            found.push(kind(m.range(), Kind::Ip, m.as_str().to_owned(), 5));
+        }
+    }
+}
+
+fn ipv6s(text: &str, found: &mut Vec<Found>) {
+    for m in IPV6.find_iter(text) {
+        let s = m.as_str();
+        let addr = s.split('%').next().unwrap_or(s);
+        let bounded = !before(text, m.start()).is_some_and(|c| c.is_alphanumeric() || c == ':')
+            && !after(text, m.end()).is_some_and(|c| c.is_alphanumeric());
+        if bounded
+            && addr.len() >= 6
+            && let Ok(ip) = addr.parse::<Ipv6Addr>()
+        {
+            found.push(kind(m.range(), Kind::Ip, ip.to_string(), 5));
+        }
+    }
+}
+
+/// The last nine digits: a number written with and without its country code is one number.
+pub(super) fn phone_key(digits: &str) -> String {
+    digits[digits.len().saturating_sub(9)..].to_owned()
+}
+
+fn phones(text: &str, customer: &Needles, found: &mut Vec<Found>) {
+    for m in PHONE.find_iter(text) {
+        // The pattern ends in a digit or `)`; an unbalanced parenthesis at either end is prose.
+        let (mut range, mut s) = (m.range(), m.as_str());
+        if s.starts_with('(') && !s.contains(')') {
+            range.start += 1;
+            s = &s[1..];
+        }
+        if s.ends_with(')') && s.matches('(').count() < s.matches(')').count() {
+            range.end -= 1;
+            s = &s[..s.len() - 1];
+        }
+        let digits: String = s.chars().filter(char::is_ascii_digit).collect();
+        let mine = customer.is_phone(&digits);
+        if !mine && !looks_like_phone(text, range.start, s, digits.len()) {
+            continue;
+        }
+        found.push(kind(range, Kind::Phone, phone_key(&digits), 8));
+    }
+}
+
+fn looks_like_phone(text: &str, start: usize, s: &str, digits: usize) -> bool {
+    // Part of an identifier (`ORD-0612345678`, `#0301234567`, `SKU/0612…`).
+    if before(text, start)
+        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '-' | '#' | '/' | '_' | '.' | ','))
+    {
+        return false;
+    }
+    if after(text, start + s.len()).is_some_and(|c| c.is_alphanumeric() || c == '%') {
+        return false;
+    }
+    if s.starts_with('+') {
+        return (8..=15).contains(&digits);
+    }
+    if s.starts_with("00") {
+        return (10..=15).contains(&digits);
+    }
+    if s.starts_with('(') {
+        return (10..=12).contains(&digits);
+    }
+    if s.starts_with('0') {
+        // Trunk prefix; dates and decimals have fewer digits or dots between short groups.
+        let dotted = s.contains('.') && !s.contains(' ');
+        return (9..=12).contains(&digits) && !dotted;
+    }
+    NORTH_AMERICAN.is_match(s)
+}

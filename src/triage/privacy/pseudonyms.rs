@@ -1,0 +1,186 @@
+//! Replacing found values by placeholders, and putting them back into a draft.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fmt,
+    sync::LazyLock,
+};
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::{
+    Kind, Mode, Privacy,
+    customer::{Needles, fold},
+    detect::{Label, detect},
+};
+use crate::ticketing::Customer;
+
+/// What pseudonymisation did for one triage: kinds and counts, never values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PrivacyReport {
+    /// The mode applied.
+    pub mode: Mode,
+    /// Distinct values replaced, per kind (`email`, `phone`, … or a pattern's name).
+    pub replaced: BTreeMap<String, usize>,
+    /// Places in the prompt where a value was replaced.
+    pub occurrences: usize,
+    /// Placeholders in the draft that were put back to their values.
+    pub restored: usize,
+    /// Placeholders in the draft that stand for no value of the ticket: left as written.
+    pub invented: Vec<String>,
+}
+
+/// Replaces personal data in one ticket's texts, keeping the mapping for [`Pseudonyms::restore`].
+pub struct Pseudonymiser<'a> {
+    privacy: &'a Privacy,
+    needles: Needles,
+    map: Pseudonyms,
+}
+
+impl<'a> Pseudonymiser<'a> {
+    pub(super) fn new(privacy: &'a Privacy, customer: Option<&Customer>) -> Self {
+        let needles = if privacy.mode == Mode::Off { Needles::default() } else { Needles::of(customer) };
+        let labels = Kind::ALL
+            .iter()
+            .map(|k| k.label().to_owned())
+            .chain(privacy.patterns.iter().map(|p| p.label.clone()))
+            .collect();
+        let map = Pseudonyms { mode: privacy.mode, labels, ..Pseudonyms::default() };
+        Self { privacy, needles, map }
+    }
+
+    /// `text` with every value found replaced by its placeholder.
+    pub fn text(&mut self, text: &str) -> String {
+        if self.privacy.mode == Mode::Off || text.is_empty() {
+            return text.to_owned();
+        }
+        let found = detect(text, self.privacy, &self.needles);
+        if found.is_empty() {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for f in found {
+            out.push_str(&text[at..f.range.start]);
+            let placeholder = self.placeholder(f.label, f.key, &text[f.range.clone()]);
+            out.push_str(&placeholder);
+            at = f.range.end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+
+    /// The customer's display name as a whole: the name's placeholder when names are replaced.
+    pub fn name(&mut self, name: &str) -> String {
+        if self.privacy.mode == Mode::Off
+            || !self.privacy.kinds.contains(&Kind::Name)
+            || name.trim().is_empty()
+        {
+            return name.to_owned();
+        }
+        let key = fold(name).split_whitespace().collect::<Vec<_>>().join(" ");
+        self.placeholder(Label::Kind(Kind::Name), key, name)
+    }
+
+    /// The mapping, for restoring the draft.
+    pub fn finish(self) -> Pseudonyms {
+        self.map
+    }
+
+    fn placeholder(&mut self, label: Label, key: String, surface: &str) -> String {
+        let (word, kind) = match label {
+            Label::Kind(k) => (k.label(), k.as_str()),
+            Label::Pattern(i) => {
+                (self.privacy.patterns[i].label.as_str(), self.privacy.patterns[i].name.as_str())
+            }
+        };
+        self.map.occurrences += 1;
+        let counts = &mut self.map.counts;
+        let n = *self.map.numbers.entry((label, key)).or_insert_with(|| {
+            let c = counts.entry(kind.to_owned()).or_insert(0);
+            *c += 1;
+            *c
+        });
+        if self.map.mode == Mode::Redact {
+            return format!("[{word}]");
+        }
+        let placeholder = format!("[{word}_{n}]");
+        self.map.values.entry(placeholder.clone()).or_insert_with(|| surface.to_owned());
+        placeholder
+    }
+}
+
+/// One ticket's placeholders and the values they stand for. Lives for one triage attempt; its
+/// `Debug` shows counts, never values.
+#[derive(Default)]
+pub struct Pseudonyms {
+    mode: Mode,
+    /// Placeholder words of every kind and pattern of the settings.
+    labels: HashSet<String>,
+    numbers: HashMap<(Label, String), usize>,
+    counts: BTreeMap<String, usize>,
+    values: HashMap<String, String>,
+    occurrences: usize,
+}
+
+impl fmt::Debug for Pseudonyms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pseudonyms")
+            .field("mode", &self.mode)
+            .field("replaced", &self.counts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A draft with its placeholders put back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Restored {
+    /// The draft.
+    pub text: String,
+    /// Placeholders put back.
+    pub restored: usize,
+    /// Placeholders of a known kind that stand for nothing in this ticket, as written (sorted, once each).
+    pub invented: Vec<String>,
+}
+
+static PLACEHOLDER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\[([A-Z][A-Z0-9_]*?)_(\d{1,6})\]").expect("valid placeholder pattern"));
+
+impl Pseudonyms {
+    /// Nothing replaced (privacy off).
+    pub fn none() -> Self {
+        Self { mode: Mode::Off, ..Self::default() }
+    }
+
+    /// What was replaced, for the report.
+    pub fn report(&self) -> PrivacyReport {
+        PrivacyReport {
+            mode: self.mode,
+            replaced: self.counts.clone(),
+            occurrences: self.occurrences,
+            ..PrivacyReport::default()
+        }
+    }
+
+    /// `draft` with each placeholder of this ticket put back to its value; placeholders of a known
+    /// kind that this ticket does not have are left visible and listed.
+    pub fn restore(&self, draft: &str) -> Restored {
+        let mut restored = 0;
+        let mut invented = Vec::new();
+        let text = PLACEHOLDER.replace_all(draft, |c: &regex::Captures<'_>| {
+            let whole = &c[0];
+            if let Some(value) = self.values.get(whole) {
+                restored += 1;
+                return value.clone();
+            }
+            if self.labels.contains(&c[1]) {
+                invented.push(whole.to_owned());
+            }
+            whole.to_owned()
+        });
+        invented.sort();
+        invented.dedup();
+        Restored { text: text.into_owned(), restored, invented }
+    }
+}
