@@ -204,7 +204,7 @@ pub fn triage_policy(conn: &ConnectionConfig) -> Policy {
     } else {
         TagPolicy::allow_list(conn.allowed_tags.iter().map(String::as_str))
     };
-    Policy { connection: conn.id.clone(), tags, rules_fallback: conn.rules_fallback }
+    Policy { tags, rules_fallback: conn.rules_fallback, ..Policy::new(conn.id.clone()) }
 }
 
 /// How decisions are acted on for this connection.

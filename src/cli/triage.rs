@@ -111,6 +111,21 @@ fn render(connection: &str, ticket: &str, t: &Triage, elapsed_ms: u64) -> String
         c.dropped_tokens,
         c.chars_removed_by_cleaning
     );
+    let p = &r.privacy;
+    let replaced = p.replaced.iter().map(|(kind, n)| format!("{kind} {n}")).collect::<Vec<_>>();
+    let _ = writeln!(
+        out,
+        "privacy: {}; replaced {} ({} places in the prompt); {} put back in the draft{}",
+        p.mode.as_str(),
+        if replaced.is_empty() { "nothing".to_owned() } else { replaced.join(", ") },
+        p.occurrences,
+        p.restored,
+        if p.invented.is_empty() {
+            String::new()
+        } else {
+            format!("; invented by the model: {}", p.invented.join(", "))
+        }
+    );
     if r.llm_calls > 0 {
         let cost = r.cost_usd.map_or("unknown (no price for this model)".to_owned(), |c| format!("${c:.5}"));
         let _ = writeln!(

@@ -8,7 +8,7 @@
 use futures::{StreamExt, TryFutureExt, TryStreamExt};
 use serde::Serialize;
 
-use super::{clean::clean_message, tokens::Tokenizer};
+use super::{clean::clean_message, privacy::Pseudonymiser, tokens::Tokenizer};
 use crate::{
     http::clip_with_ellipsis,
     ticketing::{
@@ -161,6 +161,8 @@ pub struct TicketContext {
     pub conversation: Vec<Entry>,
     /// Active categories, in the helpdesk's order.
     pub categories: Vec<CategoryView>,
+    /// Whether personal data in the texts was replaced by placeholders (the prompt says so).
+    pub pseudonymised: bool,
     /// Token figures.
     #[serde(skip)]
     pub breakdown: TokenBreakdown,
@@ -302,6 +304,7 @@ pub fn skeleton(g: &Gathered) -> TicketContext {
                 })
             })
             .collect(),
+        pseudonymised: false,
         breakdown: TokenBreakdown::default(),
     }
 }
@@ -395,6 +398,26 @@ fn fit(ctx: &mut TicketContext, mut messages: Vec<Message>, tok: &Tokenizer, bud
 }
 
 impl TicketContext {
+    /// Replaces personal data in the customer's name, the subject, the description and every
+    /// message, in that order (so the customer is `[NAME_1]`); before fitting, so the budget is
+    /// spent on the text the model gets. Metadata, tags and categories are left as they are.
+    pub fn pseudonymise(&mut self, p: &mut Pseudonymiser<'_>) {
+        if !p.is_active() {
+            return;
+        }
+        if let Some(name) = self.customer.as_mut().and_then(|c| c.name.as_mut()) {
+            *name = p.name(name);
+        }
+        self.subject = p.text(&self.subject);
+        self.description = p.text(&self.description);
+        for entry in &mut self.conversation {
+            if let Entry::Message(m) = entry {
+                m.text = p.text(&m.text);
+            }
+        }
+        self.pseudonymised = true;
+    }
+
     /// Drops the oldest droppable message (never the newest customer message); false when none is left.
     pub fn drop_oldest(&mut self) -> bool {
         let pinned = self

@@ -12,6 +12,7 @@ use super::{
     context::{self, Gathered, TicketContext, TokenBreakdown},
     decision::{self, Decision, DecisionError, Limits, TagPolicy, Validated},
     llm::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, OutputMode, Price, Usage},
+    privacy::{Privacy, PrivacyReport, Pseudonyms},
     prompt::{PromptError, PromptLimits, Prompts},
     rules::Rules,
     system::SystemMessages,
@@ -99,22 +100,31 @@ pub struct Policy {
     /// Use the rules when the LLM fails past its retry budget (otherwise the error is returned so
     /// the worker can retry later).
     pub rules_fallback: bool,
+    /// What personal data is kept from the LLM.
+    pub privacy: Arc<Privacy>,
 }
 
 impl Policy {
-    /// A policy with free tags and no fallback.
+    /// A policy with free tags, no fallback and personal data pseudonymised.
     pub fn new(connection: impl Into<String>) -> Self {
-        Self { connection: connection.into(), tags: TagPolicy::Free, rules_fallback: false }
+        Self {
+            connection: connection.into(),
+            tags: TagPolicy::Free,
+            rules_fallback: false,
+            privacy: Arc::new(Privacy::default()),
+        }
     }
 }
 
 /// A prompt ready to send: the fitted context, the messages, their exact token count (`None`
-/// when its size proved it within budget) and the answer's schema.
+/// when its size proved it within budget), the answer's schema, and the placeholders put in for
+/// personal data (kept for this attempt only, to restore the draft).
 struct Prompt {
     ctx: TicketContext,
     messages: Vec<ChatMessage>,
     tokens: Option<usize>,
     schema: Arc<serde_json::Value>,
+    pseudonyms: Pseudonyms,
 }
 
 /// Figures about one triage, for the CLI, logs, metrics and the store.
@@ -145,6 +155,9 @@ pub struct Report {
     pub repaired: bool,
     /// Why the rules decided instead of the LLM, when they did.
     pub fallback: Option<String>,
+    /// Which kinds of personal data were replaced and how many (never the values), and what
+    /// became of the placeholders in the draft.
+    pub privacy: PrivacyReport,
 }
 
 /// The outcome of triage.
@@ -265,9 +278,19 @@ impl Engine {
         context::gather(helpdesk, ticket_id, self.settings.max_notes).await
     }
 
-    /// Builds the prompt for a gathered ticket, fitted to the budget: the context and its messages.
+    /// Builds the prompt for a gathered ticket, fitted to the budget, with personal data
+    /// pseudonymised as by default: the context and its messages.
     pub fn prompt(&self, g: &Gathered) -> Result<(TicketContext, Vec<ChatMessage>), PromptError> {
-        self.counted_prompt(g).map(|p| (p.ctx, p.messages))
+        self.prompt_with(g, &Privacy::default())
+    }
+
+    /// [`Engine::prompt`] with these privacy settings.
+    pub fn prompt_with(
+        &self,
+        g: &Gathered,
+        privacy: &Privacy,
+    ) -> Result<(TicketContext, Vec<ChatMessage>), PromptError> {
+        self.counted_prompt(g, privacy).map(|p| (p.ctx, p.messages))
     }
 
     /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it), unless
@@ -276,9 +299,14 @@ impl Engine {
     /// A prompt that fits the budget as it is needs no fitting: its rendered message is encoded
     /// once, for the exact total and the breakdown alike (or not at all when its bytes already
     /// fit). Only a prompt over budget is fitted note by note.
-    fn counted_prompt(&self, g: &Gathered) -> Result<Prompt, PromptError> {
+    ///
+    /// Personal data is replaced before anything is counted, so the budget is spent on the text
+    /// the model gets; the system message is built from the categories alone and stays the same.
+    fn counted_prompt(&self, g: &Gathered, privacy: &Privacy) -> Result<Prompt, PromptError> {
         let limits = self.prompt_limits();
-        let skeleton = context::skeleton(g);
+        let mut pseudonymiser = privacy.pseudonymiser(g.customer.as_ref());
+        let mut skeleton = context::skeleton(g);
+        skeleton.pseudonymise(&mut pseudonymiser);
         let schema = || decision::response_schema(&g.categories, &self.settings.limits);
         let in_prompt = self.settings.output_mode == OutputMode::JsonObject;
         let system = self.system.get(
@@ -291,14 +319,17 @@ impl Engine {
         let framing = 2 * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING;
         let budget = self.settings.budget.prompt_tokens;
         let chat_tokens = |user: &str| system.tokens + self.tokenizer.count(user) + framing;
+        let mut whole = context::unfitted(g, self.settings.clean);
+        whole.pseudonymise(&mut pseudonymiser);
+        let pseudonyms = pseudonymiser.finish();
         let prompt = |ctx, user: String, tokens| Prompt {
             ctx,
             messages: vec![ChatMessage::system(system.text.to_string()), ChatMessage::user(user)],
             tokens,
             schema: system.schema.clone(),
+            pseudonyms,
         };
 
-        let mut whole = context::unfitted(g, self.settings.clean);
         let user = self.prompts.user(&whole)?;
         if self.settings.counting == TokenCounting::WhenNeeded
             && system.tokens + framing + user.len() <= budget
@@ -344,7 +375,7 @@ impl Engine {
 
     /// Decides for an already gathered ticket.
     pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
-        let prompt = self.counted_prompt(g)?;
+        let prompt = self.counted_prompt(g, &policy.privacy)?;
         self.decide_with(g, prompt, policy).await
     }
 
@@ -357,14 +388,14 @@ impl Engine {
         policy: &Policy,
     ) -> Result<Triage, TriageError> {
         let prompt = if g.text_bytes() > OFFLOAD_BYTES {
-            let (engine, gathered) = (self.clone(), g.clone());
-            match tokio::task::spawn_blocking(move || engine.counted_prompt(&gathered)).await {
+            let (engine, gathered, privacy) = (self.clone(), g.clone(), policy.privacy.clone());
+            match tokio::task::spawn_blocking(move || engine.counted_prompt(&gathered, &privacy)).await {
                 Ok(prompt) => prompt?,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(e) => panic!("building a prompt was cancelled: {e}"),
             }
         } else {
-            self.counted_prompt(&g)?
+            self.counted_prompt(&g, &policy.privacy)?
         };
         self.decide_with(&g, prompt, policy).await
     }
@@ -376,20 +407,24 @@ impl Engine {
         policy: &Policy,
     ) -> Result<Triage, TriageError> {
         // The count made while fitting, not a second tokenization of the whole prompt.
-        let Prompt { ctx, messages, tokens: prompt_tokens, schema } = prompt;
+        let Prompt { ctx, messages, tokens: prompt_tokens, schema, pseudonyms } = prompt;
         let mut report = Report {
             prompt_version: self.prompts.version().to_owned(),
             encoding: self.tokenizer.name(),
             prompt_tokens,
             prompt_budget: self.settings.budget.prompt_tokens,
             context: ctx.breakdown.clone(),
+            privacy: pseudonyms.report(),
             ..Report::default()
         };
         let Some(llm) = &self.llm else {
             return self.by_rules(g, &ctx, policy, report, "no LLM is configured".into());
         };
         match self.ask(llm.as_ref(), g, (messages, &schema), policy, &mut report).await {
-            Ok(validated) => Ok(Triage { decision: validated.decision, notes: validated.notes, report }),
+            Ok(validated) => {
+                let Validated { decision, notes } = restore(validated, &pseudonyms, &mut report);
+                Ok(Triage { decision, notes, report })
+            }
             Err(TriageError::Llm(e)) if policy.rules_fallback => {
                 tracing::warn!(connection = %policy.connection, error = %e, "LLM failed; deciding with the rules");
                 self.by_rules(g, &ctx, policy, report, format!("the LLM failed: {e}"))
@@ -485,6 +520,27 @@ impl Engine {
             max_draft_chars: self.settings.limits.max_draft_chars,
         }
     }
+}
+
+/// Puts the values back into the draft, which goes to a person (an internal note or the review
+/// page); the summary, reason and tags keep their placeholders. A placeholder that stands for
+/// nothing in the ticket stays visible, is noted, and asks for a person.
+///
+/// The draft's length limit applies to what the model wrote; restored values may lengthen it.
+fn restore(mut v: Validated, pseudonyms: &Pseudonyms, report: &mut Report) -> Validated {
+    let Some(draft) = v.decision.draft_reply.as_mut() else { return v };
+    let restored = pseudonyms.restore(draft);
+    *draft = restored.text;
+    report.privacy.restored = restored.restored;
+    if !restored.invented.is_empty() {
+        v.notes.push(format!(
+            "the draft names {}, which stands for nothing in this ticket; left as written for a person to fill in",
+            restored.invented.join(", ")
+        ));
+        v.decision.needs_human = true;
+        report.privacy.invented = restored.invented;
+    }
+    v
 }
 
 fn problem_lines(e: &DecisionError) -> Vec<String> {

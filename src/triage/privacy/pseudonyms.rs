@@ -50,6 +50,11 @@ impl<'a> Pseudonymiser<'a> {
         Self { privacy, needles, map }
     }
 
+    /// Whether anything is replaced (the mode is not `off`).
+    pub fn is_active(&self) -> bool {
+        self.privacy.mode != Mode::Off
+    }
+
     /// `text` with every value found replaced by its placeholder.
     pub fn text(&mut self, text: &str) -> String {
         if self.privacy.mode == Mode::Off || text.is_empty() {
