@@ -7,6 +7,7 @@
 mod backfill;
 mod check;
 mod demo;
+mod eval;
 mod proposals;
 mod sandbox;
 mod serve;
@@ -57,6 +58,9 @@ pub enum Command {
     Tickets(tickets::TicketsCommand),
     /// Propose a triage for one ticket (category, priority, tags, draft); writes nothing
     Triage(triage::TriageArgs),
+    /// Measure triage on a labelled dataset (accuracy, macro-F1, confusion, tokens, cost,
+    /// latency) through the same engine as the worker; writes nothing to any helpdesk
+    Eval(eval::EvalArgs),
     /// Run the whole pipeline in one process on the sandbox helpdesk (in-process bus, SQLite)
     Demo(demo::DemoArgs),
     /// Consume ticket events from RabbitMQ, triage and act on them until SIGTERM/Ctrl-C
@@ -136,6 +140,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Tickets(cmd) => tickets::run(&config?, cmd).await,
         Command::Triage(args) => triage::run(&config?, args).await,
         Command::Demo(args) => demo::run(&config?, args).await,
+        Command::Eval(args) => eval::run(&config?, args).await,
         Command::Worker => worker::worker(&config?).await,
         Command::Ingest => serve::ingest(&config?).await,
         Command::Serve => serve::serve(&config?).await,

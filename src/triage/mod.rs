@@ -2,12 +2,14 @@
 //!
 //! `context` gathers (read only) and fits the ticket to a token budget after `clean`ing it,
 //! `prompt` renders the templates (`system` keeps each rendered system message), `llm` asks an OpenAI-compatible model, `decision` validates
-//! the answer, `rules` decide when no LLM can, and `engine` ties them together.
+//! the answer, `rules` decide when no LLM can, and `engine` ties them together; `eval` measures the engine
+//! on a labelled dataset.
 
 pub mod clean;
 pub mod context;
 pub mod decision;
 pub mod engine;
+pub mod eval;
 pub mod llm;
 pub mod privacy;
 pub mod prompt;

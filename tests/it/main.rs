@@ -15,6 +15,7 @@ mod bus_memory;
 mod cli;
 mod config;
 mod decision;
+mod eval;
 mod freshdesk_http;
 mod freshdesk_sandbox;
 mod ingest_backfill;
