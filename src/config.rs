@@ -24,6 +24,7 @@ mod backend;
 mod connection;
 mod ingest;
 mod load;
+mod privacy;
 mod report;
 mod secrets;
 mod validate;
@@ -42,6 +43,7 @@ pub use connection::{
     ConnectionConfig, DEFAULT_CONFIDENCE_THRESHOLD, DEFAULT_POLL_INTERVAL, DEFAULT_POLL_OVERLAP, Mode,
 };
 pub use ingest::IngestConfig;
+pub use privacy::{PatternConfig, PrivacyConfig};
 pub use secrets::{Dsn, redact_url};
 
 use secrets::EnvVars;
@@ -87,6 +89,9 @@ pub struct Config {
     pub server: ServerConfig,
     /// Prompt budget, templates, rules and answer limits.
     pub triage: TriageConfig,
+    /// What personal data is kept from the LLM (each connection may override it).
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
     /// How helpdesk changes come in: webhooks and polling.
     #[serde(default)]
     pub ingest: IngestConfig,

@@ -26,6 +26,7 @@ use crate::{
         Budget, Engine, EngineSettings, Policy,
         decision::TagPolicy,
         llm::{ChatModel, LlmSettings, OpenAiCompatible},
+        privacy::Privacy,
         prompt::Prompts,
         rules::Rules,
     },
@@ -196,15 +197,25 @@ pub fn worker_settings(config: &Config) -> WorkerSettings {
     }
 }
 
-/// What triage may propose on this connection: its tags, and whether the rules may stand in for
-/// a failing LLM.
-pub fn triage_policy(conn: &ConnectionConfig) -> Policy {
+/// What triage may propose on this connection: its tags, whether the rules may stand in for a
+/// failing LLM, and what personal data is kept from the LLM (`[privacy]` and the connection's own).
+pub fn triage_policy(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<Policy> {
     let tags = if conn.allowed_tags.is_empty() {
         TagPolicy::Free
     } else {
         TagPolicy::allow_list(conn.allowed_tags.iter().map(String::as_str))
     };
-    Policy { tags, rules_fallback: conn.rules_fallback, ..Policy::new(conn.id.clone()) }
+    let settings = config.privacy.with(conn.privacy.as_ref());
+    let patterns = settings.compiled_patterns().map_err(|problems| {
+        anyhow::anyhow!("connection `{}`: {}; fix [privacy] patterns", conn.id, problems.join("; "))
+    })?;
+    let privacy = Privacy { mode: settings.mode(), kinds: settings.kinds().into_iter().collect(), patterns };
+    Ok(Policy {
+        tags,
+        rules_fallback: conn.rules_fallback,
+        privacy: Arc::new(privacy),
+        ..Policy::new(conn.id.clone())
+    })
 }
 
 /// How decisions are acted on for this connection.
@@ -227,8 +238,11 @@ pub fn connections(config: &Config) -> anyhow::Result<HashMap<String, Connection
         .connections
         .iter()
         .map(|c| {
-            let conn =
-                Connection { helpdesk: helpdesk(config, c)?, triage: triage_policy(c), act: act_policy(c) };
+            let conn = Connection {
+                helpdesk: helpdesk(config, c)?,
+                triage: triage_policy(config, c)?,
+                act: act_policy(c),
+            };
             Ok((c.id.clone(), conn))
         })
         .collect()

@@ -33,7 +33,7 @@ pub struct TriageArgs {
 pub(super) async fn run(config: &Config, args: TriageArgs) -> anyhow::Result<()> {
     let (id, helpdesk) = connection_client(config, args.connection.as_deref())?;
     let helpdesk: DynTicketReader = helpdesk;
-    let policy = parts::triage_policy(config.connection(&id)?);
+    let policy = parts::triage_policy(config, config.connection(&id)?)?;
     // This command is where a person reads each part's token figures: count every prompt.
     let mut config = config.clone();
     config.triage.count_tokens = TokenCounting::Always;

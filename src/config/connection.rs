@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, de::Error as _};
 
 use super::backend::{BACKENDS, BUILT_BACKENDS, BackendConfig};
+use super::privacy::PrivacyConfig;
 use super::{
     secrets::{EnvVars, resolve_secret},
     validate::is_http_url,
@@ -90,6 +91,8 @@ pub struct ConnectionConfig {
     /// Seconds each poll reaches back before where the last one ended, for helpdesks whose lists
     /// lag behind their writes and for clock skew; unset = [`DEFAULT_POLL_OVERLAP`].
     pub poll_overlap_secs: Option<u64>,
+    /// This connection's `privacy = { ... }` over `[privacy]`; `None` = the global settings.
+    pub privacy: Option<PrivacyConfig>,
     /// The backend and its own settings.
     pub backend: BackendConfig,
 }
@@ -120,6 +123,7 @@ const COMMON_KEYS: &[&str] = &[
     "webhook_secret_env",
     "poll_interval_secs",
     "poll_overlap_secs",
+    "privacy",
 ];
 
 #[derive(Deserialize)]
@@ -152,6 +156,8 @@ struct CommonFields {
     poll_interval_secs: Option<u64>,
     #[serde(default)]
     poll_overlap_secs: Option<u64>,
+    #[serde(default)]
+    privacy: Option<PrivacyConfig>,
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -176,6 +182,7 @@ impl ConnectionConfig {
             webhook_secret_env: None,
             poll_interval_secs: None,
             poll_overlap_secs: None,
+            privacy: None,
             backend,
         }
     }
@@ -266,6 +273,9 @@ impl ConnectionConfig {
             out.push(format!(
                 "poll_interval_secs = {secs} must be at most {MAX_POLL_SECS} (a day); 0 = no polling"
             ));
+        }
+        if let Some(Err(bad)) = self.privacy.as_ref().map(PrivacyConfig::compiled_patterns) {
+            out.extend(bad);
         }
         if let Some(secs) = self.poll_overlap_secs.filter(|s| *s > MAX_POLL_SECS) {
             out.push(format!("poll_overlap_secs = {secs} must be at most {MAX_POLL_SECS} (a day)"));
@@ -378,6 +388,7 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         webhook_secret_env: common.webhook_secret_env,
         poll_interval_secs: common.poll_interval_secs,
         poll_overlap_secs: common.poll_overlap_secs,
+        privacy: common.privacy,
         backend: backend_config,
     })
 }

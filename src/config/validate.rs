@@ -120,6 +120,9 @@ impl Config {
         check(self.http.request_timeout_secs > 0, "http.request_timeout_secs must be at least 1".into());
 
         problems.extend(self.ingest.problems());
+        if let Err(bad) = self.privacy.compiled_patterns() {
+            problems.extend(bad);
+        }
 
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
         for (i, conn) in self.connections.iter().enumerate() {

@@ -361,3 +361,52 @@ fn http_section_builds_the_client_settings() {
     assert_eq!((s.connect_timeout, s.request_timeout), (Duration::from_secs(2), Duration::from_secs(9)));
     assert_eq!(s.retry.max_retries, 0);
 }
+
+#[test]
+fn privacy_is_global_with_connection_overrides() {
+    use deskpilot::{
+        app::parts::triage_policy,
+        triage::privacy::{Kind, Mode as PrivacyMode},
+    };
+    let toml = r#"
+[privacy]
+kinds = ["email", "card"]
+patterns = [{ name = "order", regex = '\bORD-\d{6,}\b' }]
+
+[[connections]]
+id = "plain"
+backend = "unified"
+api_key = "k"
+
+[[connections]]
+id = "strict"
+backend = "unified"
+api_key = "k"
+privacy = { mode = "redact", patterns = [{ name = "account", regex = '\bACC\d+\b' }] }
+"#;
+    let c = load(toml, &[]).unwrap();
+    let plain = triage_policy(&c, c.connection("plain").unwrap()).unwrap();
+    assert_eq!(plain.privacy.mode, PrivacyMode::Pseudonymise, "the default mode");
+    assert_eq!(plain.privacy.kinds.iter().copied().collect::<Vec<_>>(), [Kind::Email, Kind::Card]);
+    let strict = triage_policy(&c, c.connection("strict").unwrap()).unwrap();
+    assert_eq!(strict.privacy.mode, PrivacyMode::Redact);
+    let names: Vec<_> = strict.privacy.patterns.iter().map(|p| p.name()).collect();
+    assert_eq!(names, ["order", "account"]);
+    let mut p = strict.privacy.pseudonymiser(None);
+    assert_eq!(p.text("ORD-1234567 ACC42 a@x.com 4111111111111111"), "[ORDER] [ACCOUNT] [EMAIL] [CARD]");
+
+    let off = load("[privacy]\nmode = \"off\"\n", &[("DESKPILOT__PRIVACY__MODE", "\"off\"")]).unwrap();
+    assert_eq!(off.privacy.mode(), PrivacyMode::Off);
+}
+
+#[test]
+fn bad_privacy_settings_are_refused_with_the_reason() {
+    let e = error_of("[privacy]\npatterns = [{ name = \"order\", regex = \"(\" }]\n", &[]);
+    assert!(e.contains("privacy pattern `order`: the regex does not compile"), "{e}");
+    let e = error_of("[privacy]\nmode = \"hide\"\n", &[]);
+    assert!(e.contains("hide"), "{e}");
+    let conn = "[[connections]]\nid = \"x\"\nbackend = \"unified\"\napi_key = \"k\"\n";
+    let e =
+        error_of(&format!("{conn}privacy = {{ patterns = [{{ name = \"email\", regex = \"x\" }}] }}\n"), &[]);
+    assert!(e.contains("connections[0] (id = \"x\"): privacy pattern name `email` is not usable"), "{e}");
+}
