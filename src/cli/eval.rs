@@ -57,7 +57,7 @@ pub(super) async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not read the categories of connection `{id}`"))?;
     dataset::check_categories(&cases, &categories, &path, &id)?;
-    let policy = parts::triage_policy(config.connection(&id)?);
+    let policy = parts::triage_policy(config, config.connection(&id)?)?;
     let engine = Arc::new(parts::engine(config)?);
 
     let bar = progress_bar(cases.len() as u64);
