@@ -1,14 +1,23 @@
 //! Personal data kept from the LLM: what the fake OpenAI server (wiremock) receives for sandbox
 //! tickets, what comes back in the draft, and what the report says.
 
-use std::sync::Arc;
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    ops::Range,
+    path::Path,
+    sync::Arc,
+};
 
 use crate::helpers::*;
-use deskpilot::triage::{
-    Policy,
-    privacy::{Mode, Privacy},
+use deskpilot::{
+    ticketing::Customer,
+    triage::{
+        Policy,
+        privacy::{Mode, Privacy},
+    },
 };
-use serde_json::json;
+use regex::Regex;
+use serde_json::{Value, json};
 
 /// Ticket 1001 of the demo helpdesk: Tom Harris (c-011) writes from tom@harrisplumbing.example.
 const TICKET: &str = "1001";
@@ -88,4 +97,189 @@ async fn the_system_message_is_the_same_with_and_without_pseudonymisation() {
     assert_eq!(plain.report.privacy.mode, Mode::Off);
     assert!(plain.report.privacy.replaced.is_empty());
     assert!(!on.report.privacy.replaced.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The detectors measured: a labelled sample, and the bundled helpdesks' numbers that are not
+// personal data.
+
+/// A bundled helpdesk's data file.
+fn bundled(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("data/sandbox/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn customer_of(data: &Value, id: Option<&str>) -> Option<Customer> {
+    let c = data["customers"].as_array()?.iter().find(|c| c["id"].as_str() == id)?;
+    Some(serde_json::from_value(c.clone()).unwrap())
+}
+
+/// Every text of a bundled helpdesk (subjects, descriptions, notes) with its ticket's customer.
+fn bundled_texts(data: &Value) -> Vec<(String, Option<Customer>)> {
+    let tickets = data["tickets"].as_array().unwrap();
+    let customer_of_ticket = |id: &str| {
+        let t = tickets.iter().find(|t| t["id"].as_str() == Some(id))?;
+        customer_of(data, t["customer_id"].as_str())
+    };
+    let mut texts = Vec::new();
+    for t in tickets {
+        let customer = customer_of(data, t["customer_id"].as_str());
+        for field in ["subject", "description"] {
+            texts.push((t[field].as_str().unwrap_or_default().to_owned(), customer.clone()));
+        }
+    }
+    for n in data["notes"].as_array().unwrap() {
+        let customer = customer_of_ticket(n["ticket_id"].as_str().unwrap());
+        texts.push((n["description"].as_str().unwrap_or_default().to_owned(), customer));
+    }
+    texts
+}
+
+#[derive(Default)]
+struct Tally {
+    found: usize,
+    right: usize,
+    labelled: usize,
+    caught: usize,
+}
+
+#[test]
+fn precision_and_recall_on_the_labelled_sample() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/privacy/labelled.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    let acme = bundled("acme-retail");
+    let privacy = Privacy::default();
+    let mut by_kind: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut wrong = Vec::new();
+    for sample in fixture["samples"].as_array().unwrap() {
+        let (text, customer) = if let Some(id) = sample["ticket"].as_str() {
+            let t = acme["tickets"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap();
+            (t["description"].as_str().unwrap().to_owned(), customer_of(&acme, t["customer_id"].as_str()))
+        } else if let Some(id) = sample["note"].as_str() {
+            let n = acme["notes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap();
+            (n["description"].as_str().unwrap().to_owned(), customer_of(&acme, n["customer_id"].as_str()))
+        } else {
+            (sample["text"].as_str().unwrap().to_owned(), None)
+        };
+        // Every place a labelled value is written in its sample.
+        let labels: Vec<(String, Vec<Range<usize>>)> = sample["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let (kind, value) = (s[0].as_str().unwrap(), s[1].as_str().unwrap());
+                let at: Vec<_> = text.match_indices(value).map(|(i, v)| i..i + v.len()).collect();
+                assert!(!at.is_empty(), "`{value}` is in its sample");
+                (kind.to_owned(), at)
+            })
+            .collect();
+        let found = privacy.pseudonymiser(customer.as_ref()).find(&text);
+        let overlaps =
+            |a: &[Range<usize>], b: &Range<usize>| a.iter().any(|a| a.start < b.end && b.start < a.end);
+        for (kind, range) in &found {
+            let t = by_kind.entry(kind.clone()).or_default();
+            t.found += 1;
+            if labels.iter().any(|(k, r)| k == kind && overlaps(r, range)) {
+                t.right += 1;
+            } else {
+                wrong.push(format!("found {kind} `{}`", &text[range.clone()]));
+            }
+        }
+        for (kind, range) in &labels {
+            let t = by_kind.entry(kind.clone()).or_default();
+            t.labelled += 1;
+            if found.iter().any(|(k, r)| k == kind && overlaps(range, r)) {
+                t.caught += 1;
+            } else {
+                wrong.push(format!("missed {kind} `{}`", &text[range[0].clone()]));
+            }
+        }
+    }
+    let total = by_kind.values().fold(Tally::default(), |a, t| Tally {
+        found: a.found + t.found,
+        right: a.right + t.right,
+        labelled: a.labelled + t.labelled,
+        caught: a.caught + t.caught,
+    });
+    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    println!(
+        "privacy detectors on the labelled sample ({} samples):",
+        fixture["samples"].as_array().unwrap().len()
+    );
+    for (kind, t) in by_kind.iter().chain([(&"all".to_owned(), &total)]) {
+        println!(
+            "  {kind:<8} precision {:.3} ({}/{})  recall {:.3} ({}/{})",
+            ratio(t.right, t.found),
+            t.right,
+            t.found,
+            ratio(t.caught, t.labelled),
+            t.caught,
+            t.labelled
+        );
+    }
+    for w in &wrong {
+        println!("  {w}");
+    }
+    // Floors under today's figures (printed above with --nocapture): a change that loses
+    // precision or recall fails here.
+    assert!(ratio(total.right, total.found) >= 0.98, "precision fell: {wrong:#?}");
+    assert!(ratio(total.caught, total.labelled) >= 0.95, "recall fell: {wrong:#?}");
+}
+
+/// Money, dates, times, versions, HTTP status codes and order or SKU codes in the bundled
+/// helpdesks' texts are all still there after pseudonymisation, unless they are part of a value
+/// found; and what is found besides names and emails is exactly the reviewed list.
+#[test]
+fn numbers_that_are_not_personal_data_are_left_alone_on_the_bundled_helpdesks() {
+    let shapes = Regex::new(
+        r"(?x)
+          [$€£]\s?\d[\d.,]*\d | \d[\d.,]*\d\s?(?:€|EUR|USD) # money
+        | \b\d{4}-\d{2}-\d{2}\b | \b\d{1,2}[./]\d{1,2}[./]\d{2,4}\b # dates
+        | \b\d{1,2}:\d{2}(?::\d{2})?\b # times
+        | \bv?\d+\.\d+\.\d+\b # versions
+        | \b[1-5]\d\d\b # status codes and small numbers
+        | \b[A-Z]{2,}(?:-[A-Z0-9]+)*-\d[A-Z0-9-]*\b # order numbers, SKUs, error codes
+        ",
+    )
+    .unwrap();
+    let reviewed = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/privacy/bundled-finds.json");
+    let reviewed: Value = serde_json::from_str(&std::fs::read_to_string(reviewed).unwrap()).unwrap();
+    let reviewed: BTreeSet<String> =
+        reviewed["finds"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()).collect();
+    let privacy = Privacy::default();
+    let (mut left_alone, mut inside, mut changed) = (0, 0, Vec::new());
+    let (mut counts, mut finds) = (BTreeMap::<String, usize>::new(), BTreeSet::new());
+    for name in ["demo", "acme-retail"] {
+        for (text, customer) in bundled_texts(&bundled(name)) {
+            let mut p = privacy.pseudonymiser(customer.as_ref());
+            let found = p.find(&text);
+            for (kind, r) in &found {
+                *counts.entry(kind.clone()).or_default() += 1;
+                if kind != "name" && kind != "email" {
+                    finds.insert(format!("{kind} {}", &text[r.clone()]));
+                }
+            }
+            let out = p.text(&text);
+            for token in shapes.find_iter(&text) {
+                if found.iter().any(|(_, r)| r.start < token.end() && token.start() < r.end) {
+                    inside += 1;
+                } else if out.contains(token.as_str()) {
+                    left_alone += 1;
+                } else {
+                    changed.push(format!("{name}: `{}`", token.as_str()));
+                }
+            }
+        }
+    }
+    println!(
+        "bundled helpdesks: {left_alone} numbers and codes left alone ({inside} more inside personal data); found {counts:?}"
+    );
+    assert!(changed.is_empty(), "numbers that are not personal data were replaced: {changed:#?}");
+    assert!(left_alone > 1000, "the shapes find the helpdesks' numbers ({left_alone})");
+    let new: Vec<_> = finds.difference(&reviewed).collect();
+    let gone: Vec<_> = reviewed.difference(&finds).collect();
+    assert!(
+        new.is_empty() && gone.is_empty(),
+        "found beyond the reviewed list: {new:#?}\nno longer found: {gone:#?}"
+    );
 }

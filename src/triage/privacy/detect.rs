@@ -49,21 +49,23 @@ static EMAIL: LazyLock<Regex> =
     LazyLock::new(|| regex(r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}"));
 static URL: LazyLock<Regex> = LazyLock::new(|| regex(r#"(?i)\b(?:https?|ftp)://[^\s<>"'\[\]()]+"#));
 static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}"));
-static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"\b\d(?:[ \-]?\d){13,18}\b"));
+static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)\d(?:[ \-]?\d){13,18}(?-u:\b)"));
 static IPV4: LazyLock<Regex> = LazyLock::new(|| {
-    regex(r"\b(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}\b")
+    regex(r"(?-u:\b)(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?-u:\b)")
 });
 static IPV6: LazyLock<Regex> =
     LazyLock::new(|| regex(r"[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:%[0-9A-Za-z]+)?"));
 static PHONE: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"(?:\+\s?\(?|\(|\b)\d{1,5}\)?(?:[ .\-/]?\(?\d{1,5}\)?){1,7}"));
+    LazyLock::new(|| regex(r"(?:\+\s?\(?|\(|(?-u:\b))\d{1,5}\)?(?:[ .\-/]?\(?\d{1,5}\)?){1,7}"));
+// Numbers use ASCII word boundaries: in Japanese or Chinese text a number follows a letter
+// directly (`電話090-1234-5678`), which a Unicode `\b` would not count as a boundary.
 static NORTH_AMERICAN: LazyLock<Regex> = LazyLock::new(|| regex(r"^\d{3}[-. ]\d{3}[-. ]\d{4}$"));
 
 /// Street words that follow the house number (English, French).
 const NUMBER_FIRST: &str = r"\b\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3}|(?:\p{Lu}[\p{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)\b)";
 /// Streets whose number comes after the name (German, Dutch, Nordic suffixes; Spanish,
-/// Portuguese, Italian prefixes).
-const NUMBER_AFTER: &str = r"(?:(?:\b(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|via|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3})|\b\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z]\b)?";
+/// Portuguese, Italian prefixes; Italian `Via` capitalised only, as English has "via").
+const NUMBER_AFTER: &str = r"(?:(?:\b(?:(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)|Via)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3})|\b\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z]\b)?";
 /// The postal code and town that may follow a street.
 const POSTAL_TOWN: &str = r"(?:,?\s(?:\d{5}-\d{3}|\d{5}|\d{4}\s?[A-Z]{2}|\d{4}|\d{3}-\d{4}|[A-Z]{2}\s\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})(?:\s\p{Lu}[\p{L}'\-]*(?:[\s\-]\p{Lu}[\p{L}'\-]*){0,2})?)?";
 
@@ -126,7 +128,7 @@ pub(super) fn detect(text: &str, privacy: &Privacy, customer: &Needles) -> Vec<F
             ipv4s(text, &mut found);
         }
         if on(Kind::Address) {
-            for m in ADDRESS.find_iter(text) {
+            for m in ADDRESS.find_iter(text).filter(|m| !is_time(text, m.start(), m.as_str())) {
                 let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
                 found.push(kind(m.range(), Kind::Address, key, 6));
             }
@@ -187,11 +189,11 @@ fn urls(text: &str, found: &mut Vec<Found>) {
         let has_credentials = authority.contains('@');
         let has_secret = url.split_once('?').is_some_and(|(_, query)| {
             query.split('&').filter_map(|pair| pair.split_once('=')).any(|(k, v)| {
+                // `access_token`, `X-Amz-Signature`, `api-key`: any word of the key.
                 let k = k.to_ascii_lowercase();
                 !v.is_empty()
-                    && SECRET_KEYS
-                        .iter()
-                        .any(|s| k == *s || k.ends_with(&format!("_{s}")) || k.contains("token"))
+                    && (k.contains("token")
+                        || k.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| SECRET_KEYS.contains(&w)))
             })
         });
         if has_credentials || has_secret {
@@ -232,10 +234,17 @@ fn ibans(text: &str, found: &mut Vec<Found>) {
     }
 }
 
+/// `… at 10:40 AM Rebecca Lane`: the minutes of a time, not a house number.
+fn is_time(text: &str, start: usize, found: &str) -> bool {
+    let after_number = found.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
+    text[..start].ends_with(':')
+        || ["AM ", "PM ", "am ", "pm ", "a.m. ", "p.m. "].iter().any(|m| after_number.starts_with(m))
+}
+
 fn ipv4s(text: &str, found: &mut Vec<Found>) {
     for m in IPV4.find_iter(text) {
         // A version (`v1.2.3.4`, `1.2.3.4.5`) is not an address.
-        let prefixed = before(text, m.start()).is_some_and(|c| c.is_alphanumeric() || c == '.');
+        let prefixed = before(text, m.start()).is_some_and(|c| c.is_ascii_alphanumeric() || c == '.');
         let continued =
             text[m.end()..].starts_with('.') && after(text, m.end() + 1).is_some_and(|c| c.is_ascii_digit());
         if !prefixed && !continued {
@@ -276,6 +285,10 @@ fn phones(text: &str, customer: &Needles, found: &mut Vec<Found>) {
             range.end -= 1;
             s = &s[..s.len() - 1];
         }
+        // `(102.129.143.18)` is an address, found as such.
+        if IPV4.is_match(s) {
+            continue;
+        }
         let digits: String = s.chars().filter(char::is_ascii_digit).collect();
         let mine = customer.is_phone(&digits);
         if !mine && !looks_like_phone(text, range.start, s, digits.len()) {
@@ -288,11 +301,11 @@ fn phones(text: &str, customer: &Needles, found: &mut Vec<Found>) {
 fn looks_like_phone(text: &str, start: usize, s: &str, digits: usize) -> bool {
     // Part of an identifier (`ORD-0612345678`, `#0301234567`, `SKU/0612…`).
     if before(text, start)
-        .is_some_and(|c| c.is_alphanumeric() || matches!(c, '-' | '#' | '/' | '_' | '.' | ','))
+        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '#' | '/' | '_' | '.' | ','))
     {
         return false;
     }
-    if after(text, start + s.len()).is_some_and(|c| c.is_alphanumeric() || c == '%') {
+    if after(text, start + s.len()).is_some_and(|c| c.is_ascii_alphanumeric() || c == '%') {
         return false;
     }
     if s.starts_with('+') {

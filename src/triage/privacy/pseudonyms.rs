@@ -3,6 +3,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     fmt,
+    ops::Range,
     sync::LazyLock,
 };
 
@@ -74,6 +75,19 @@ impl<'a> Pseudonymiser<'a> {
         }
         out.push_str(&text[at..]);
         out
+    }
+
+    /// Where values are found in `text`, with their kind (`email`, … or a pattern's name),
+    /// without replacing anything: for measuring the detectors.
+    pub fn find(&self, text: &str) -> Vec<(String, Range<usize>)> {
+        if !self.is_active() {
+            return Vec::new();
+        }
+        let kind = |label| match label {
+            Label::Kind(k) => k.as_str().to_owned(),
+            Label::Pattern(i) => self.privacy.patterns[i].name.clone(),
+        };
+        detect(text, self.privacy, &self.needles).into_iter().map(|f| (kind(f.label), f.range)).collect()
     }
 
     /// The customer's display name as a whole: the name's placeholder when names are replaced.

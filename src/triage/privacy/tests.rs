@@ -29,6 +29,11 @@ fn each_kind_gets_a_numbered_placeholder() {
         ("mobile 06 12 34 56 78.", "mobile [PHONE_1]."),
         ("ring (555) 123-4567 or 555-987-6543", "ring [PHONE_1] or [PHONE_2]"),
         ("携帯 090-1234-5678 です", "携帯 [PHONE_1] です"),
+        ("電話番号は090-1234-5678です。", "電話番号は[PHONE_1]です。"),
+        (
+            "signed https://cdn.example.com/f.pdf?X-Amz-Signature=abc123&X-Amz-Expires=300 ok",
+            "signed [URL_1] ok",
+        ),
         ("card 4111 1111 1111 1111 was charged", "card [CARD_1] was charged"),
         ("card 4111-1111-1111-1111, exp 12/27", "card [CARD_1], exp 12/27"),
         ("IBAN DE89 3704 0044 0532 0130 00 BIC COBADEFFXXX", "IBAN [IBAN_1] BIC COBADEFFXXX"),

@@ -46,6 +46,7 @@ mod input;
 mod intercom;
 mod person;
 mod policy;
+mod privacy;
 mod proxy;
 mod review;
 mod servicenow;
@@ -58,6 +59,7 @@ use policy::{
     a_recorded_decision_that_no_longer_fits_is_decided_again,
     without_allowed_tags_only_tags_in_use_are_written,
 };
+use privacy::personal_data_reaches_the_llm_as_placeholders_and_the_note_as_values;
 use review::shadow_proposals_are_approved_once_edited_rejected_or_superseded;
 use servicenow::servicenow_apply_mode_posts_a_work_note;
 
@@ -781,6 +783,7 @@ scenarios!(amqp_postgres, Amqp, Postgres:
 
 // The single-process setup: the in-process bus.
 scenarios!(memory_sqlite, Memory, Sqlite:
+    personal_data_reaches_the_llm_as_placeholders_and_the_note_as_values,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
     apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
