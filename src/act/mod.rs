@@ -44,8 +44,12 @@ pub struct ActPolicy {
     pub mode: Mode,
     /// Minimum confidence for `apply_if_confident`.
     pub confidence_threshold: f64,
-    /// Categories `apply_if_confident` may apply; none listed = always shadow.
+    /// Categories `apply_if_confident` may apply at `confidence_threshold`; none listed here or
+    /// in `category_thresholds` = always shadow.
     pub automated_categories: BTreeSet<String>,
+    /// Categories `apply_if_confident` may apply, each at its own minimum confidence (which
+    /// takes precedence over `confidence_threshold`).
+    pub category_thresholds: BTreeMap<String, f64>,
     /// Notes created through this connection are known to be internal (agent-only). Without it a
     /// draft is never posted: the triage fields are applied and the draft stays in the store.
     pub notes_internal_verified: bool,
@@ -81,17 +85,23 @@ impl ActPolicy {
             Mode::Shadow => Err("connection is in shadow mode".into()),
             Mode::Apply => Ok(()),
             Mode::ApplyIfConfident => {
-                if d.confidence < self.confidence_threshold as f32 {
+                let Some(c) = &d.category_id else {
+                    return Err("no category was proposed".into());
+                };
+                let (threshold, whose) = match self.category_thresholds.get(c) {
+                    Some(t) => (*t, format!(" of category `{c}`")),
+                    None if self.automated_categories.contains(c) => {
+                        (self.confidence_threshold, String::new())
+                    }
+                    None => return Err(format!("category `{c}` is not enabled for automation")),
+                };
+                if d.confidence < threshold as f32 {
                     return Err(format!(
-                        "confidence {:.2} is below the threshold {:.2}",
-                        d.confidence, self.confidence_threshold
+                        "confidence {:.2} is below the threshold {threshold:.2}{whose}",
+                        d.confidence
                     ));
                 }
-                match &d.category_id {
-                    Some(c) if self.automated_categories.contains(c) => Ok(()),
-                    Some(c) => Err(format!("category `{c}` is not enabled for automation")),
-                    None => Err("no category was proposed".into()),
-                }
+                Ok(())
             }
         }
     }
@@ -480,6 +490,37 @@ mod tests {
         let human = Decision { needs_human: true, ..decision() };
         assert!(policy.verdict(&human).is_err());
         assert!(ActPolicy::default().verdict(&decision()).unwrap_err().contains("shadow"));
+        let none = Decision { category_id: None, ..decision() };
+        assert_eq!(policy.verdict(&none).unwrap_err(), "no category was proposed");
+    }
+
+    #[test]
+    fn a_category_s_own_threshold_takes_precedence_over_the_global_one() {
+        let policy = ActPolicy {
+            mode: Mode::ApplyIfConfident,
+            confidence_threshold: 0.5,
+            automated_categories: BTreeSet::from(["cat-outage".to_owned(), "cat-billing".to_owned()]),
+            category_thresholds: BTreeMap::from([
+                ("cat-outage".to_owned(), 0.9),
+                ("cat-bug".to_owned(), 0.8),
+            ]),
+            ..ActPolicy::default()
+        };
+        let at = |category: &str, confidence: f32| {
+            policy.verdict(&Decision { category_id: Some(category.into()), confidence, ..decision() })
+        };
+        assert_eq!(
+            at("cat-outage", 0.86).unwrap_err(),
+            "confidence 0.86 is below the threshold 0.90 of category `cat-outage`"
+        );
+        assert!(at("cat-outage", 0.9).is_ok());
+        // Listed only in the table: automated at its own threshold.
+        assert!(at("cat-bug", 0.8).is_ok());
+        assert!(at("cat-bug", 0.79).unwrap_err().contains("below the threshold 0.80 of category `cat-bug`"));
+        // Listed only in automated_categories: the global threshold, as before.
+        assert!(at("cat-billing", 0.6).is_ok());
+        assert_eq!(at("cat-billing", 0.4).unwrap_err(), "confidence 0.40 is below the threshold 0.50");
+        assert!(at("cat-refunds", 0.99).unwrap_err().contains("not enabled for automation"));
     }
 
     #[test]

@@ -224,6 +224,7 @@ pub fn act_policy(conn: &ConnectionConfig) -> ActPolicy {
         mode: conn.mode,
         confidence_threshold: conn.confidence_threshold,
         automated_categories: conn.automated_categories.iter().cloned().collect(),
+        category_thresholds: conn.automation.clone(),
         notes_internal_verified: conn.notes_internal_verified || conn.backend.notes_always_internal(),
         routing: conn.routing.clone(),
         priority_values: conn.priority_values.clone(),

@@ -102,7 +102,39 @@ fn describe_connection(conn: &ConnectionConfig) -> String {
         Mode::ApplyIfConfident => format!("{} (>= {})", conn.mode, conn.confidence_threshold),
         mode => mode.to_string(),
     };
-    format!("  {}: {} at {}, mode {mode}", conn.id, conn.backend.name(), redact_url(&conn.backend.location()))
+    let mut line = format!(
+        "  {}: {} at {}, mode {mode}",
+        conn.id,
+        conn.backend.name(),
+        redact_url(&conn.backend.location())
+    );
+    if conn.mode == Mode::ApplyIfConfident {
+        let _ = write!(line, "\n    {}", automation(conn));
+    }
+    line
+}
+
+/// Which categories `apply_if_confident` applies, and from what confidence.
+fn automation(conn: &ConnectionConfig) -> String {
+    // A category with its own threshold is listed there only: its own threshold is the one used.
+    let global: Vec<&str> = conn
+        .automated_categories
+        .iter()
+        .filter(|c| !conn.automation.contains_key(*c))
+        .map(String::as_str)
+        .collect();
+    let mut parts = Vec::new();
+    if !global.is_empty() {
+        parts.push(format!("{} at >= {}", global.join(", "), conn.confidence_threshold));
+    }
+    parts.extend(conn.automation.iter().map(|(c, t)| format!("{c} at >= {t}")));
+    if parts.is_empty() {
+        "automated: no category (everything is shadowed; list categories in automated_categories \
+         or [connections.automation])"
+            .to_owned()
+    } else {
+        format!("automated: {}", parts.join(", "))
+    }
 }
 
 /// A next step for failures an operator meets on day one.
@@ -133,4 +165,33 @@ async fn probe(config: &Config, conn: &ConnectionConfig) -> anyhow::Result<Strin
         let _ = write!(line, ", and {more} more");
     }
     Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::{BackendConfig, UnifiedConfig};
+
+    #[test]
+    fn apply_if_confident_lists_each_category_with_the_threshold_it_is_applied_from() {
+        let backend = BackendConfig::Unified(UnifiedConfig {
+            base_url: Some("http://127.0.0.1:8081".into()),
+            region: None,
+            api_key: Some("k".into()),
+            api_key_env: None,
+            category_cache_secs: 300,
+        });
+        let mut conn =
+            ConnectionConfig { mode: Mode::ApplyIfConfident, ..ConnectionConfig::new("demo", backend) };
+        assert!(describe_connection(&conn).ends_with("automated: no category (everything is shadowed; list categories in automated_categories or [connections.automation])"));
+        conn.automated_categories = vec!["cat-billing".into(), "cat-outage".into()];
+        conn.automation = BTreeMap::from([("cat-outage".into(), 0.9), ("cat-bug".into(), 0.8)]);
+        let text = describe_connection(&conn);
+        assert!(
+            text.ends_with("mode apply_if_confident (>= 0.85)\n    automated: cat-billing at >= 0.85, cat-bug at >= 0.8, cat-outage at >= 0.9"),
+            "{text}"
+        );
+    }
 }

@@ -68,8 +68,11 @@ pub struct ConnectionConfig {
     /// Tags deskpilot may propose and write; empty = any (normalised) tag is proposed, and only
     /// tags the helpdesk already uses are written.
     pub allowed_tags: Vec<String>,
-    /// Categories `apply_if_confident` may apply; empty = none (everything is shadowed).
+    /// Categories `apply_if_confident` may apply at `confidence_threshold`; empty = none.
     pub automated_categories: Vec<String>,
+    /// `[connections.automation]`: categories `apply_if_confident` may apply, each at its own
+    /// threshold (0–1), which takes precedence over `confidence_threshold`.
+    pub automation: BTreeMap<String, f64>,
     /// Assignee (helpdesk user id) per category id.
     pub routing: BTreeMap<String, String>,
     /// The helpdesk's priority word per level (`LOW`, `NORMAL`, `HIGH`, `URGENT`); default lowercase.
@@ -116,6 +119,7 @@ const COMMON_KEYS: &[&str] = &[
     "allowed_tags",
     "rules_fallback",
     "automated_categories",
+    "automation",
     "routing",
     "priority_values",
     "note_user_id",
@@ -142,6 +146,8 @@ struct CommonFields {
     rules_fallback: bool,
     #[serde(default)]
     automated_categories: Vec<String>,
+    #[serde(default)]
+    automation: BTreeMap<String, f64>,
     #[serde(default)]
     routing: BTreeMap<String, String>,
     #[serde(default)]
@@ -174,6 +180,7 @@ impl ConnectionConfig {
             notes_internal_verified: false,
             allowed_tags: Vec::new(),
             automated_categories: Vec::new(),
+            automation: BTreeMap::new(),
             routing: BTreeMap::new(),
             priority_values: BTreeMap::new(),
             note_user_id: None,
@@ -253,6 +260,15 @@ impl ConnectionConfig {
             (0.0..=1.0).contains(&self.confidence_threshold),
             format!("confidence_threshold = {} must be between 0 and 1", self.confidence_threshold),
         );
+        for (category, threshold) in &self.automation {
+            need(
+                (0.0..=1.0).contains(threshold),
+                format!(
+                    "[connections.automation] {category} = {threshold} must be between 0 and 1 \
+                     (the confidence from which category `{category}` is applied)"
+                ),
+            );
+        }
         let cred = self.backend.credential();
         let given = |v: Option<&str>| v.is_some_and(|v| !v.is_empty());
         let (by_value, by_env) =
@@ -381,6 +397,7 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         allowed_tags: common.allowed_tags,
         rules_fallback: common.rules_fallback,
         automated_categories: common.automated_categories,
+        automation: common.automation,
         routing: common.routing,
         priority_values: common.priority_values,
         note_user_id: common.note_user_id,
@@ -448,6 +465,34 @@ mod tests {
         assert_eq!(c.confidence_threshold, 0.5);
         assert!(c.notes_internal_verified);
         assert_eq!(c.backend.name(), "unified");
+    }
+
+    #[test]
+    fn automation_takes_a_threshold_per_category_and_refuses_one_outside_0_to_1() {
+        let toml = "[[connections]]\nid = \"x\"\nbackend = \"unified\"\napi_key = \"k\"\n\
+                    mode = \"apply_if_confident\"\nautomated_categories = [\"cat-billing\"]\n\n\
+                    [connections.automation]\ncat-outage = 0.85\n\"cat-bug\" = 1\n";
+        #[derive(Deserialize)]
+        struct File {
+            connections: Vec<ConnectionConfig>,
+        }
+        let file: File = Figment::from(Toml::string(toml)).extract().unwrap();
+        let c = &file.connections[0];
+        assert_eq!(c.automation, BTreeMap::from([("cat-outage".into(), 0.85), ("cat-bug".into(), 1.0)]));
+        assert_eq!(c.automated_categories, ["cat-billing"]);
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
+
+        let base = [r#"id = "x""#, r#"backend = "unified""#, r#"api_key = "k""#];
+        let high = parse(&[&base[..], &[r#"automation = { "cat-outage" = 1.5 }"#]].concat()).unwrap();
+        let problems = high.problems();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("[connections.automation] cat-outage = 1.5 must be between 0 and 1")),
+            "{problems:?}"
+        );
+        let e = parse(&[&base[..], &[r#"automation = { "cat-outage" = "high" }"#]].concat()).unwrap_err();
+        assert!(e.contains("automation.cat-outage"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ use intercom::intercom_apply_mode_posts_an_internal_note_and_adds_tags;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
 use policy::{
     a_recorded_decision_that_no_longer_fits_is_decided_again,
+    each_automated_category_is_applied_from_its_own_threshold,
     without_allowed_tags_only_tags_in_use_are_written,
 };
 use privacy::personal_data_reaches_the_llm_as_placeholders_and_the_note_as_values;
@@ -795,6 +796,7 @@ scenarios!(memory_sqlite, Memory, Sqlite:
     duplicate_events_in_flight_post_one_note,
     a_note_in_flight_at_shutdown_is_never_posted_twice,
     without_allowed_tags_only_tags_in_use_are_written,
+    each_automated_category_is_applied_from_its_own_threshold,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1483,6 +1485,7 @@ fn demo_connection(base_url: &str, policy: &ActPolicy) -> ConnectionConfig {
         mode: policy.mode,
         confidence_threshold: policy.confidence_threshold,
         automated_categories: policy.automated_categories.iter().cloned().collect(),
+        automation: policy.category_thresholds.clone(),
         notes_internal_verified: policy.notes_internal_verified,
         routing: policy.routing.clone(),
         priority_values: policy.priority_values.clone(),
