@@ -55,6 +55,8 @@ impl Services {
     pub const INGEST: Services = Services { worker: false, ingest: true };
     /// Both, in one process (`deskpilot serve`).
     pub const ALL: Services = Services { worker: true, ingest: true };
+    /// Neither: only the HTTP surfaces, the review page among them (`deskpilot review`).
+    pub const REVIEW: Services = Services { worker: false, ingest: false };
 }
 
 /// The wired service.
@@ -260,12 +262,23 @@ impl App {
         listener: Option<TcpListener>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let (publisher, mut consumer) = self.bus.connect().await.context("could not connect to the bus")?;
-        if self.services.worker {
+        // The review page alone needs no bus.
+        let (publisher, mut consumer) = if self.services.worker || self.services.ingest {
+            let (p, c) = self.bus.connect().await.context("could not connect to the bus")?;
+            (Some(p), Some(c))
+        } else {
+            (None, None)
+        };
+        if self.services.worker
+            && let Some(consumer) = &consumer
+        {
             *self.bus_health.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some(consumer.health());
         }
-        let ingest = self.services.ingest.then(|| self.ingest(publisher.clone()));
+        let ingest = match (&publisher, self.services.ingest) {
+            (Some(publisher), true) => Some(self.ingest(publisher.clone())),
+            _ => None,
+        };
         let mut router = self.router();
         if let Some(ingest) = &ingest {
             router = router.merge(ingest.receiver().router());
@@ -293,14 +306,18 @@ impl App {
             self.ingesting.store(true, Ordering::Release);
             tokio::spawn(ingest.run_until_stopped(shutdown.child_token()))
         });
-        if self.services.worker {
-            let worker = self.worker();
-            self.consuming.store(true, Ordering::Release);
-            worker.run_until_stopped(consumer, shutdown).await;
-            self.consuming.store(false, Ordering::Release);
-        } else {
-            consumer.close().await;
-            shutdown.cancelled().await;
+        match consumer.take() {
+            Some(consumer) if self.services.worker => {
+                let worker = self.worker();
+                self.consuming.store(true, Ordering::Release);
+                worker.run_until_stopped(consumer, shutdown).await;
+                self.consuming.store(false, Ordering::Release);
+            }
+            Some(mut consumer) => {
+                consumer.close().await;
+                shutdown.cancelled().await;
+            }
+            None => shutdown.cancelled().await,
         }
         if let Some(task) = ingesting {
             let _ = task.await;
@@ -312,7 +329,9 @@ impl App {
         if let Some(task) = http {
             let _ = task.await;
         }
-        publisher.close().await;
+        if let Some(publisher) = publisher {
+            publisher.close().await;
+        }
         if self.owns_store {
             self.store.close().await;
         }

@@ -73,6 +73,9 @@ pub enum Command {
     /// Review shadow proposals: list, show, approve (as proposed or edited) or reject them
     #[command(subcommand)]
     Proposals(proposals::ProposalsCommand),
+    /// Serve the review page alone (GET /review) until SIGTERM/Ctrl-C; approvals are applied
+    /// from this process
+    Review(serve::ReviewArgs),
     /// Helpdesk webhook subscriptions
     #[command(subcommand)]
     Webhooks(webhooks::WebhooksCommand),
@@ -146,6 +149,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Serve => serve::serve(&config?).await,
         Command::Webhooks(cmd) => webhooks::run(&config?, cmd).await,
         Command::Proposals(cmd) => proposals::run(&config?, cmd).await,
+        Command::Review(args) => serve::review(&config?, args).await,
         Command::Backfill(args) => backfill::run(&config?, args).await,
         Command::Publish(args) => worker::publish(&config?, args).await,
         Command::Bus(cmd) => worker::bus(&config?, cmd).await,

@@ -61,6 +61,15 @@ pub struct DemoArgs {
     /// SQLite file of this demo's ledger and proposals (recreated on every run)
     #[arg(long, default_value = "data/demo.db", value_name = "FILE")]
     store: PathBuf,
+
+    /// Where the demo's service listens: the webhooks it receives and the review page (a
+    /// loopback address: the page needs no sign-in there)
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    listen: String,
+
+    /// Exit after the summary instead of serving the review page until Ctrl-C
+    #[arg(long)]
+    once: bool,
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -84,7 +93,11 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", args.store.display()));
     }
-    let config = demo_config(config, &sb.base_url, &args);
+    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| {
+        format!("could not listen on {} (in use?); pick another with --listen", args.listen)
+    })?;
+    let addr = listener.local_addr()?;
+    let config = demo_config(config, &sb.base_url, &args, &addr.to_string());
     let store = Store::connect(config.store.url.expose()).await.context("could not open the store")?;
     let app = App::builder(&config).services(Services::ALL).store(store.clone()).build().await?;
     let Bus::Memory(memory) = app.bus().clone() else { unreachable!("the demo config empties bus.url") };
@@ -128,9 +141,9 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
         args.mode.as_str()
     );
 
-    let listener =
-        tokio::net::TcpListener::bind("127.0.0.1:0").await.context("could not bind the receiver")?;
-    let hook_url = format!("http://{}/webhooks/{DEMO_CONNECTION}", listener.local_addr()?);
+    let hook_url = format!("http://{addr}/webhooks/{DEMO_CONNECTION}");
+    let review_url = format!("http://{addr}/review");
+    println!("demo: review the proposals at {review_url}");
     let stop = shutdown.child_token();
     let serving = tokio::spawn(app.serve(Some(listener), stop.clone()));
     if args.backend == "unified" {
@@ -175,8 +188,6 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    stop.cancel();
-    serving.await.context("service task")??;
     let elapsed = started.elapsed();
 
     let proposals = store
@@ -228,21 +239,30 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
             s.latency_p50_ms.map(|ms| format!(", LLM p50 {ms} ms")).unwrap_or_default()
         );
     }
+    if !args.once && !shutdown.is_cancelled() {
+        println!(
+            "demo: approve, edit or reject them at {review_url} (the worker keeps running); Ctrl-C stops"
+        );
+        shutdown.cancelled().await;
+    }
+    stop.cancel();
+    serving.await.context("service task")??;
     store.close().await;
     drop(sb);
     Ok(())
 }
 
 /// The demo's configuration: the user's, with the `demo` connection pointed at this run's sandbox
-/// in the chosen mode, the in-process bus with short retry tiers, a fresh SQLite store and no HTTP
-/// server (the demo ends by itself).
-fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs) -> Config {
+/// in the chosen mode, the in-process bus with short retry tiers, a fresh SQLite store, and the
+/// service (webhooks and the review page, open without sign-in on loopback) on `addr`.
+fn demo_config(config: &Config, sandbox_url: &str, args: &DemoArgs, addr: &str) -> Config {
     let mut config = config.clone();
     config.bus.url = Dsn::default();
     config.worker.retry_delays_secs = vec![1, 5];
     config.store.url = Dsn::from(format!("sqlite://{}", args.store.display()));
-    // The demo serves its own listener (the webhook receiver) on a free port.
-    config.server.addr = String::new();
+    // The demo binds its listener itself; the address tells the review page whether it is loopback.
+    config.server.addr = addr.to_owned();
+    config.review.allow_anonymous_loopback = true;
     let backend = match args.backend.as_str() {
         "freshdesk" => BackendConfig::Freshdesk(FreshdeskConfig {
             domain: String::new(),

@@ -16,7 +16,7 @@ pub use edits::{Edits, REJECT_REASONS, reject_reason};
 use crate::{
     act::{self, ActError, Approved, TriageFields},
     store::{Proposal, ProposalFilter, ProposalStatus, ReviewAction, Store, StoreError, Transition},
-    ticketing::{ListQuery, Note, Ticket, TicketStatus, TicketingError, all_notes, collect_all},
+    ticketing::{Category, ListQuery, Note, Ticket, TicketStatus, TicketingError, all_notes, collect_all},
     triage::decision::Decision,
     worker::Connection,
 };
@@ -121,6 +121,10 @@ pub struct Opened {
     pub notes: Vec<Note>,
     /// What a person changed on the ticket since triage read it.
     pub changed: Vec<String>,
+    /// The helpdesk's categories (empty when they could not be read), to name the proposed one
+    /// and offer the others.
+    #[serde(skip)]
+    pub categories: Vec<Category>,
 }
 
 /// The review of every configured connection's proposals.
@@ -192,7 +196,11 @@ impl Reviews {
         }
         let decision = serde_json::from_value(proposal.decision.clone()).ok();
         let actions = self.store.review_actions(id).await?;
-        Ok(Opened { proposal, decision, actions, ticket, notes, changed })
+        let categories = conn.helpdesk.list_categories().await.unwrap_or_else(|e| {
+            tracing::warn!(proposal = id, error = %e, "the helpdesk's categories could not be read");
+            Vec::new()
+        });
+        Ok(Opened { proposal, decision, actions, ticket, notes, changed, categories })
     }
 
     /// Approves proposal `id` as `actor`, with `edits` if any, and applies it exactly as apply

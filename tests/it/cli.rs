@@ -627,3 +627,45 @@ async fn proposals_are_listed_shown_approved_and_rejected_from_the_terminal() {
     assert_eq!(listed["proposals"].as_array().unwrap().len(), 1);
     assert_eq!(listed["counts"]["rejected"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn review_serves_the_page_alone_and_refuses_to_start_without_access() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("review.db").display());
+    let s = setup(&format!("\n[store]\nurl = \"{url}\"\n")).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+
+    let o = run(Some(s.config.path()), &["review", "--listen", &listen]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("the review page needs a token: set [review] token_env"), "{}", stderr(&o));
+    let open = config_file(&format!(
+        "[[connections]]\nid = \"demo\"\nbackend = \"unified\"\nbase_url = \"{}\"\napi_key_env = \"SANDBOX_KEY\"\n\n\
+         [store]\nurl = \"{url}\"\n\n[review]\nallow_anonymous_loopback = true\n",
+        s.sandbox.base_url
+    ));
+    let o = run(Some(open.path()), &["review", "--listen", "0.0.0.0:0"]).await;
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("0.0.0.0:0 is not one"), "{}", stderr(&o));
+
+    let mut child = deskpilot(Some(s.config.path()), &["review", "--listen", &listen])
+        .env("DESKPILOT__REVIEW__TOKEN", "t0ken")
+        .spawn()
+        .unwrap();
+    let client = crate::helpers::http_client();
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(r) = client.get(format!("http://{listen}/review")).bearer_auth("t0ken").send().await {
+            answered = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = answered.expect("`deskpilot review` answers");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("No proposal matches."));
+    let unauthorized = client.get(format!("http://{listen}/review")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -64,7 +64,7 @@ async fn the_review_page_needs_the_token_and_renders_ticket_text_inert() {
     }
     let url = serve(&app).await;
 
-    for path in ["/review", &format!("/review/{}", ids[0]), "/review/style.css"] {
+    for path in ["/review", &format!("/review/{}", ids[0])] {
         for token in [None, Some("wrong")] {
             let r = get(&format!("{url}{path}"), token).await;
             assert_eq!(r.status(), 401, "{path} with {token:?}");
@@ -112,4 +112,97 @@ async fn on_loopback_the_page_can_be_opened_without_a_token_when_allowed() {
     let r = get(&format!("{url}/review"), None).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("No proposal matches."));
+}
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// A form post as a browser sends it from the page: `site` as `Sec-Fetch-Site`, with `cookie`.
+async fn post_form(url: &str, cookie: Option<&str>, site: &str, body: &str) -> reqwest::Response {
+    let mut request = no_redirects()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("sec-fetch-site", site)
+        .body(body.to_owned());
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"))
+}
+
+/// The value of `name="csrf"` on a page.
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn signing_in_sets_a_session_and_forms_without_its_token_or_from_elsewhere_are_refused() {
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(&config(&sandbox, dir.path(), false)).await.expect("the app builds");
+    // An open ticket nobody has triaged: opening its proposal does not supersede it.
+    let id = app.store().insert_proposal(&proposal("1064", "cat-billing", 0.9)).await.unwrap();
+    let url = serve(&app).await;
+    let client = no_redirects();
+
+    // A browser without a session is sent to the form; a script is told 401.
+    let r = client.get(format!("{url}/review/{id}")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/review/sign-in?next=%2Freview%2F{id}"));
+    let form = client.get(format!("{url}/review/sign-in?next=/review/{id}")).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("name=\"token\""));
+
+    let wrong = post_form(&format!("{url}/review/sign-in"), None, "same-origin", "name=ana&token=nope").await;
+    assert_eq!(wrong.status(), 401);
+    assert!(wrong.headers().get("set-cookie").is_none());
+    let elsewhere =
+        post_form(&format!("{url}/review/sign-in"), None, "cross-site", "name=ana&token=review-secret").await;
+    assert_eq!(elsewhere.status(), 403);
+    let next = format!("/review/{id}");
+    let body = format!("name=Ana&token=review-secret&next={}", next.replace('/', "%2F"));
+    let signed = post_form(&format!("{url}/review/sign-in"), None, "same-origin", &body).await;
+    assert_eq!(signed.status(), 303);
+    assert_eq!(signed.headers()["location"], next.as_str());
+    let set_cookie = signed.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+    let page = client.get(format!("{url}{next}")).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = csrf_of(&page.text().await.unwrap());
+
+    // Without the form's token, or posted from another site, nothing happens.
+    let reject = format!("{url}/review/{id}/reject");
+    let forged = post_form(&reject, Some(&cookie), "same-origin", "reason=spam").await;
+    assert_eq!(forged.status(), 403);
+    let cross = post_form(&reject, Some(&cookie), "cross-site", &format!("reason=spam&csrf={csrf}")).await;
+    assert_eq!(cross.status(), 403);
+    let unsigned = post_form(&reject, None, "same-origin", &format!("reason=spam&csrf={csrf}")).await;
+    assert_eq!(unsigned.status(), 401);
+    let stored = app.store().proposal(id).await.unwrap().unwrap();
+    assert_eq!(stored.status.as_str(), "pending", "nothing changed");
+
+    // With both, the rejection is recorded under the name signed in with.
+    let done =
+        post_form(&reject, Some(&cookie), "same-origin", &format!("reason=spam&text=bot&csrf={csrf}")).await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(done.headers()["location"], format!("/review/{id}?done=rejected"));
+    let stored = app.store().proposal(id).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.reviewed_by.as_deref(), stored.review_reason.as_deref()),
+        (Some("Ana"), Some("spam: bot"))
+    );
+    let again = post_form(&reject, Some(&cookie), "same-origin", &format!("reason=spam&csrf={csrf}")).await;
+    assert_eq!(again.status(), 409);
+    assert!(again.text().await.unwrap().contains("was rejected by Ana"), "says where it stands");
+
+    let out =
+        post_form(&format!("{url}/review/sign-out"), Some(&cookie), "same-origin", &format!("csrf={csrf}"))
+            .await;
+    assert_eq!(out.status(), 303);
+    assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
 }

@@ -2,6 +2,8 @@
 //! OpenAI-compatible server, chat-completion bodies shaped like the real ones, a fresh store per
 //! test (a SQLite file or a PostgreSQL database), and the broker's names and queues.
 
+pub mod browser;
+
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -658,7 +660,7 @@ pub async fn demo_runs_through(backend: &'static str) {
         std::process::Command::new(env!("CARGO_BIN_EXE_deskpilot"))
             .env_clear()
             .env("DESKPILOT_LOG", "warn")
-            .args(["demo", "--backend", backend, "--limit", "2", "--store", &store])
+            .args(["demo", "--once", "--backend", backend, "--limit", "2", "--store", &store])
             .output()
             .expect("the binary runs")
     })

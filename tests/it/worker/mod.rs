@@ -61,7 +61,10 @@ use policy::{
     without_allowed_tags_only_tags_in_use_are_written,
 };
 use privacy::personal_data_reaches_the_llm_as_placeholders_and_the_note_as_values;
-use review::shadow_proposals_are_approved_once_edited_rejected_or_superseded;
+use review::{
+    shadow_proposals_are_approved_once_edited_rejected_or_superseded,
+    the_review_page_in_a_browser_approves_edits_and_rejects,
+};
 use servicenow::servicenow_apply_mode_posts_a_work_note;
 
 /// Retry tiers of every test bus.
@@ -797,6 +800,7 @@ scenarios!(memory_sqlite, Memory, Sqlite:
     a_note_in_flight_at_shutdown_is_never_posted_twice,
     without_allowed_tags_only_tags_in_use_are_written,
     each_automated_category_is_applied_from_its_own_threshold,
+    the_review_page_in_a_browser_approves_edits_and_rejects,
 );
 
 // ---------------------------------------------------------------------------------------------

@@ -111,3 +111,146 @@ pub(super) async fn shadow_proposals_are_approved_once_edited_rejected_or_supers
     assert_eq!(applied, 1, "one approval applies: {a:?} {b:?}");
     assert_eq!(drafts_on(&p.snapshot().await, t4).len(), 1);
 }
+
+/// A draft carrying markup and template syntax, as a model could echo from a customer's message.
+const HOSTILE_DRAFT: &str = "Hello <script>document.title='pwned'</script> {{ 7*7 }} <b>not bold</b>";
+
+/// The review page as a reviewer uses it, in headless Chromium: sign in, filter the list, open a
+/// proposal and approve it, edit and approve a second, reject a third. The sandbox then holds one
+/// internal note on each approved ticket and none on the rejected one; approving again changes
+/// nothing. Screenshots of the list and a proposal are kept in `target/tmp/review-screenshots/`.
+pub(super) async fn the_review_page_in_a_browser_approves_edits_and_rejects(mut p: Pipeline) {
+    let Some(browser) = crate::helpers::browser::Browser::start().await else { return };
+    let tickets = p.untriaged(4);
+    let other = p.before.categories.keys().find(|c| c.as_str() != DEFAULT_CATEGORY).unwrap().clone();
+    let mut hostile = decision_json(DEFAULT_CATEGORY, 0.9);
+    hostile["draft_reply"] = json!(HOSTILE_DRAFT);
+    p.answers.set(&tickets[0], hostile);
+    p.answers.set(&tickets[3], decision_json(&other, 0.7));
+    let policy = ActPolicy { notes_internal_verified: true, ..shadow() };
+    p.spawn_worker(policy.clone(), settings(Duration::from_secs(30))).await;
+    p.publish(&tickets).await;
+    p.wait_done(&tickets, WAIT).await;
+    p.stop_workers().await;
+    let proposals = p.proposals().await;
+    let id_of = |t: &str| proposals.iter().find(|x| x.ticket_id == t).expect("a proposal per ticket").id;
+
+    let mut config = p.config.clone();
+    config.connections = vec![demo_connection(&p.sandbox.base_url, &policy)];
+    config.review.token = Some("review-secret".into());
+    let app = App::builder(&config).bus(p.bus.service_bus()).store(p.store.clone()).build().await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = app.router();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-screenshots");
+
+    // Signing in: the page sends a browser without a session to the form.
+    browser.goto(&format!("{url}/review")).await;
+    browser.wait_url("/review/sign-in?next=").await;
+    browser.find("#name").await.type_text("Ana Reviewer").await;
+    browser.find("#token").await.type_text("wrong").await;
+    browser.find("#sign-in").await.click().await;
+    assert!(browser.wait_for(".error").await.text().await.contains("not the review token"));
+    browser.find("#name").await.type_text("Ana Reviewer").await;
+    browser.find("#token").await.type_text("review-secret").await;
+    browser.find("#sign-in").await.click().await;
+    assert!(browser.wait_for("header .who").await.text().await.contains("Ana Reviewer"));
+    assert!(browser.url().await.ends_with("/review"), "{}", browser.url().await);
+
+    // Filtering by category leaves out the proposal of another category.
+    browser.find("input[name=category]").await.type_text(DEFAULT_CATEGORY).await;
+    browser.find("form.filters button").await.click().await;
+    browser.wait_url(&format!("category={DEFAULT_CATEGORY}")).await;
+    for t in &tickets[..3] {
+        assert_eq!(browser.count(&format!("a[href='/review/{}']", id_of(t))).await, 2, "ticket {t} listed");
+    }
+    assert_eq!(browser.count(&format!("a[href='/review/{}']", id_of(&tickets[3]))).await, 0);
+    browser.screenshot(&shots.join("list.png")).await;
+
+    // Approved as proposed, from the list; the hostile draft is shown as text, never run.
+    let p0 = id_of(&tickets[0]);
+    browser.find(&format!("a[href='/review/{p0}']")).await.click().await;
+    assert_eq!(browser.wait_for("#draft").await.text().await, HOSTILE_DRAFT);
+    assert_eq!(browser.count("#draft b").await, 0, "markup in a draft stays text");
+    assert!(!browser.source().await.contains("<title>pwned"), "no script ran");
+    browser.screenshot(&shots.join("detail.png")).await;
+    browser.find("#approve").await.click().await;
+    assert!(browser.wait_for("#notice").await.text().await.contains("Approved and applied"));
+    assert_eq!(browser.find("#status").await.text().await, "applied");
+    assert_eq!(browser.count("#approve").await, 0, "nothing left to approve");
+
+    // Edited, then approved.
+    let p1 = id_of(&tickets[1]);
+    let in_use = p.before.tickets.values().flat_map(|t| t.tags.clone()).next().expect("a tag in use");
+    browser.goto(&format!("{url}/review/{p1}")).await;
+    browser.find("#edit-section summary").await.click().await;
+    browser.find(&format!("#edit-category option[value='{other}']")).await.click().await;
+    browser.find("#edit-priority option[value='low']").await.click().await;
+    let tags = browser.find("#edit-tags").await;
+    tags.clear().await;
+    tags.type_text(&in_use).await;
+    let draft = browser.find("#edit-draft").await;
+    draft.clear().await;
+    draft.type_text("Hello, an edited draft.").await;
+    browser.find("#edit-approve").await.click().await;
+    assert!(browser.wait_for("#notice").await.text().await.contains("Approved and applied"));
+
+    // Rejected with a reason.
+    let p2 = id_of(&tickets[2]);
+    browser.goto(&format!("{url}/review/{p2}")).await;
+    browser.find("#reject-section summary").await.click().await;
+    browser.find("#reject-reason option[value='wrong_category']").await.click().await;
+    browser.find("#reject-text").await.type_text("it is a bug report").await;
+    browser.find("#reject").await.click().await;
+    assert!(browser.wait_for("#notice").await.text().await.contains("Rejected"));
+    assert_eq!(browser.find("#status").await.text().await, "rejected");
+
+    // Approving again, as a script would, changes nothing and says so.
+    let again: Value = crate::helpers::http_client()
+        .post(format!("{url}/review/{p0}/approve"))
+        .bearer_auth("review-secret")
+        .header("accept", "application/json")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["outcome"], "already_applied", "{again}");
+    assert_eq!(again["by"], "Ana Reviewer");
+
+    let after = p.snapshot().await;
+    for (t, draft) in [(&tickets[0], HOSTILE_DRAFT), (&tickets[1], "Hello, an edited draft.")] {
+        let notes = drafts_on(&after, t);
+        assert_eq!(notes.len(), 1, "one internal note on {t}: {notes:#?}");
+        assert_ne!(notes[0].visibility, Some(NoteVisibility::Public), "never public");
+        assert!(notes[0].description.as_deref().unwrap().starts_with(draft));
+    }
+    assert!(drafts_on(&after, &tickets[2]).is_empty(), "nothing on the rejected ticket");
+    let edited = &after.tickets[&tickets[1]];
+    assert_eq!(
+        (edited.category_id.as_deref(), edited.priority.as_deref()),
+        (Some(other.as_str()), Some("low"))
+    );
+    assert_eq!(after.tickets[&tickets[2]], p.before.tickets[&tickets[2]], "the rejected ticket is untouched");
+    let steps: Vec<_> = p
+        .store
+        .review_actions(p2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.action, a.actor, a.reason))
+        .collect();
+    assert_eq!(
+        steps,
+        [(
+            "rejected".to_owned(),
+            "Ana Reviewer".to_owned(),
+            Some("wrong_category: it is a bug report".to_owned())
+        )]
+    );
+    drop(browser);
+}

@@ -1,31 +1,37 @@
 //! The review page at `/review`: the proposals, newest first, with filters and counts per
-//! status, and each proposal with its ticket as the helpdesk has it now. Server-rendered HTML;
-//! every piece of ticket text is untrusted and is escaped by the templates (auto-escaping HTML),
-//! and a strict Content-Security-Policy lets no script run.
+//! status; each proposal with its ticket as the helpdesk has it now; and the forms that approve
+//! (as proposed or edited) or reject it. Server-rendered HTML; every piece of ticket text is
+//! untrusted and is escaped by the templates (auto-escaping HTML), and a strict
+//! Content-Security-Policy lets no script run.
 //!
-//! Access: `Authorization: Bearer <[review] token>`, or, with `allow_anonymous_loopback` and a
-//! server bound to a loopback address, anyone who can reach it. Without either, every request
-//! gets 401.
+//! Access ([`Access`]): the sign-in form (the `[review] token` and a name for the records) sets a
+//! session cookie; scripts send `Authorization: Bearer <token>`; with `allow_anonymous_loopback`
+//! and a server bound to a loopback address, anyone who can reach it may use it. Browsers without
+//! access are sent to the sign-in form, everything else gets 401.
+
+mod access;
+mod forms;
 
 use std::{collections::HashMap, sync::Arc};
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::{Path, Query, Request, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderValue, StatusCode, header},
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
-    routing::get,
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
 };
 use minijinja::{Environment, context};
-use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use subtle::ConstantTimeEq;
+
+pub use access::Access;
+use access::Identity;
 
 use super::{ReviewError, Reviews};
 use crate::{
     store::{Proposal, ProposalFilter, ProposalStatus},
-    ticketing::model::format_timestamp,
+    ticketing::{PriorityLevel, model::format_timestamp},
 };
 
 /// Proposals per page of the list.
@@ -34,40 +40,6 @@ const PAGE: u32 = 50;
 /// What every answer of the page carries: no script, no framing, no caching of ticket text.
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
-
-/// Who may use the page.
-#[derive(Clone, Default)]
-pub struct Access {
-    /// The token to present as `Authorization: Bearer`.
-    pub token: Option<SecretString>,
-    /// Let requests in without a token (only ever for a server bound to loopback).
-    pub anonymous: bool,
-}
-
-impl Access {
-    /// Access as configured, for a server listening on `addr`: anonymous access is granted only
-    /// when asked for and the address is a loopback one.
-    pub fn new(token: Option<SecretString>, allow_anonymous_loopback: bool, addr: &str) -> Self {
-        let loopback = addr
-            .parse::<std::net::SocketAddr>()
-            .map(|a| a.ip().is_loopback())
-            .unwrap_or_else(|_| addr.starts_with("localhost:"));
-        Self { token, anonymous: allow_anonymous_loopback && loopback }
-    }
-
-    fn admits(&self, headers: &HeaderMap) -> bool {
-        if self.anonymous {
-            return true;
-        }
-        let Some(token) = &self.token else { return false };
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        presented.is_some_and(|p| bool::from(p.as_bytes().ct_eq(token.expose_secret().as_bytes())))
-    }
-}
 
 struct PageState {
     reviews: Reviews,
@@ -81,46 +53,75 @@ type Shared = Arc<PageState>;
 pub fn router(reviews: Reviews, access: Access) -> Router {
     let mut templates = Environment::new();
     for (name, source) in [
-        ("base.html", include_str!("../../templates/review/base.html")),
-        ("list.html", include_str!("../../templates/review/list.html")),
-        ("detail.html", include_str!("../../templates/review/detail.html")),
+        ("base.html", include_str!("../../../templates/review/base.html")),
+        ("list.html", include_str!("../../../templates/review/list.html")),
+        ("detail.html", include_str!("../../../templates/review/detail.html")),
+        ("sign_in.html", include_str!("../../../templates/review/sign_in.html")),
+        ("message.html", include_str!("../../../templates/review/message.html")),
     ] {
         templates.add_template(name, source).expect("the bundled review templates parse");
     }
     let state = Arc::new(PageState { reviews, access, templates });
-    Router::new()
+    let guarded = Router::new()
         .route("/review", get(list))
-        .route("/review/style.css", get(style))
         .route("/review/{id}", get(detail))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .route("/review/{id}/approve", post(forms::approve))
+        .route("/review/{id}/reject", post(forms::reject))
+        .route("/review/sign-out", post(forms::sign_out))
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
+    Router::new()
+        .route("/review/sign-in", get(forms::sign_in_form).post(forms::sign_in))
+        .route("/review/style.css", get(style))
+        .merge(guarded)
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }
 
-/// Refuses requests without access, and sets the security headers on every answer.
-async fn guard(State(state): State<Shared>, request: Request, next: Next) -> Response {
-    let mut response = if state.access.admits(request.headers()) {
-        next.run(request).await
-    } else {
-        let mut r = (
-            StatusCode::UNAUTHORIZED,
-            "401: the review page needs `Authorization: Bearer <token>` (the [review] token of the \
-             configuration)\n",
-        )
-            .into_response();
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"deskpilot review\""));
-        r
-    };
+/// Lets in who has access (handing the handlers their [`Identity`]); sends a browser without it
+/// to the sign-in form and answers anything else 401.
+async fn guard(State(state): State<Shared>, mut request: Request, next: Next) -> Response {
+    if let Some(who) = state.access.identify(request.headers()) {
+        request.extensions_mut().insert(who);
+        return next.run(request).await;
+    }
+    let browser = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if browser && request.method() == axum::http::Method::GET {
+        let next_url = request.uri().path_and_query().map_or("/review", |p| p.as_str());
+        let query =
+            url::form_urlencoded::Serializer::new(String::new()).append_pair("next", next_url).finish();
+        return Redirect::to(&format!("/review/sign-in?{query}")).into_response();
+    }
+    let mut r = (
+        StatusCode::UNAUTHORIZED,
+        "401: the review page needs a sign-in at /review/sign-in, or `Authorization: Bearer <token>` \
+         (the [review] token of the configuration)\n",
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"deskpilot review\""));
+    r
+}
+
+/// Sets the security headers on every answer of the page.
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: with it, browsers send `Origin: null` on the page's own form posts.
+    // Links out to a helpdesk carry `rel=noreferrer` instead.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 
 async fn style() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../templates/review/style.css"))
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../../templates/review/style.css"))
 }
 
 /// An answer that says what went wrong.
@@ -128,12 +129,17 @@ struct PageError(StatusCode, String);
 
 impl From<ReviewError> for PageError {
     fn from(e: ReviewError) -> Self {
-        let status = match &e {
-            ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
-            ReviewError::Invalid(_) | ReviewError::Settled { .. } => StatusCode::CONFLICT,
-            _ => StatusCode::BAD_GATEWAY,
-        };
-        Self(status, e.to_string())
+        Self(status_of(&e), e.to_string())
+    }
+}
+
+/// The HTTP status that tells what kind of failure `e` is.
+fn status_of(e: &ReviewError) -> StatusCode {
+    match e {
+        ReviewError::NotFound(_) => StatusCode::NOT_FOUND,
+        ReviewError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        ReviewError::Settled { .. } | ReviewError::Unreadable { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -143,7 +149,15 @@ impl IntoResponse for PageError {
     }
 }
 
-fn render(state: &PageState, name: &str, ctx: minijinja::Value) -> Result<Html<String>, PageError> {
+/// Renders template `name` with `ctx`, plus who is signed in and the forms' CSRF token.
+fn render(
+    state: &PageState,
+    who: &Identity,
+    name: &str,
+    ctx: minijinja::Value,
+) -> Result<Html<String>, PageError> {
+    let signed_in = matches!(who, Identity::Session { .. }).then(|| who.actor());
+    let ctx = context! { signed_in, csrf => state.access.csrf(who), ..ctx };
     state
         .templates
         .get_template(name)
@@ -202,6 +216,11 @@ fn text_of(d: &serde_json::Value, name: &str) -> String {
     }
 }
 
+/// The decision's confidence as shown: two decimals (it is stored as an `f32`).
+fn confidence_of(d: &serde_json::Value) -> String {
+    d.get("confidence").and_then(serde_json::Value::as_f64).map_or(String::new(), |c| format!("{c:.2}"))
+}
+
 fn row(p: &Proposal) -> Row {
     let d = p.decision_to_apply();
     Row {
@@ -211,17 +230,15 @@ fn row(p: &Proposal) -> Row {
         ticket: p.ticket_id.clone(),
         subject: p.ticket_subject.clone().unwrap_or_default(),
         category: text_of(d, "category_id"),
-        priority: text_of(d, "priority"),
-        confidence: d
-            .get("confidence")
-            .and_then(serde_json::Value::as_f64)
-            .map_or(String::new(), |c| format!("{c:.2}")),
+        priority: text_of(d, "priority").to_lowercase(),
+        confidence: confidence_of(d),
         created_at: format_timestamp(p.created_at),
     }
 }
 
 async fn list(
     State(state): State<Shared>,
+    Extension(who): Extension<Identity>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Html<String>, PageError> {
     let filter = filter_of(&q)?;
@@ -244,10 +261,31 @@ async fn list(
     let statuses: Vec<&str> = ProposalStatus::ALL.iter().map(|s| s.as_str()).collect();
     let rows: Vec<Row> = page.iter().map(row).collect();
     let rows = minijinja::Value::from(minijinja::value::Serde(rows));
-    render(&state, "list.html", context! { rows, counts, statuses, filter => shown, next_before, next_query })
+    render(
+        &state,
+        &who,
+        "list.html",
+        context! { rows, counts, statuses, filter => shown, next_before, next_query },
+    )
 }
 
-async fn detail(State(state): State<Shared>, Path(id): Path<String>) -> Result<Html<String>, PageError> {
+/// What the detail page says after a form was carried out (`?done=`); fixed texts only.
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "applied" => "Approved and applied: the triage was written and the draft posted as an internal note.",
+        "already_applied" => "This proposal had been applied already; approving it again changed nothing.",
+        "superseded" => "Not applied: the ticket was closed or deleted first, so the proposal is superseded.",
+        "rejected" => "Rejected.",
+        _ => return None,
+    })
+}
+
+async fn detail(
+    State(state): State<Shared>,
+    Extension(who): Extension<Identity>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Html<String>, PageError> {
     let id: i64 = id.parse().map_err(|_| PageError(StatusCode::NOT_FOUND, format!("no proposal `{id}`")))?;
     let o = state.reviews.open(id).await?;
     let p = &o.proposal;
@@ -293,19 +331,49 @@ async fn detail(State(state): State<Shared>, Path(id): Path<String>) -> Result<H
         .collect();
     // Only a web link is offered: a `javascript:` or other scheme from a helpdesk is not followed.
     let url = p.ticket_url.clone().filter(|u| u.starts_with("https://") || u.starts_with("http://"));
+    let category = text_of(d, "category_id");
+    let category_name = o
+        .categories
+        .iter()
+        .find(|c| c.id.as_deref() == Some(category.as_str()))
+        .and_then(|c| c.name.clone())
+        .unwrap_or_default();
+    let categories: Vec<minijinja::Value> = o
+        .categories
+        .iter()
+        .filter(|c| c.active())
+        .filter_map(|c| {
+            let id = c.id.clone()?;
+            let name = c.name.clone().unwrap_or_else(|| id.clone());
+            Some(context! { id, name })
+        })
+        .collect();
+    let priorities: Vec<String> =
+        PriorityLevel::ALL.iter().map(|p| format!("{p:?}").to_lowercase()).collect();
+    let priority = text_of(d, "priority").to_lowercase();
+    // An approval whose application stopped half-way is resumed by approving it again.
+    let can_approve = matches!(p.status, ProposalStatus::Pending | ProposalStatus::Approved);
     let proposal = context! {
         id => p.id, status => p.status.as_str(), connection => p.connection_id.clone(), ticket => p.ticket_id.clone(),
         url, why_shadowed => p.why_shadowed.clone(), review_reason => p.review_reason.clone(),
+        reviewed_by => p.reviewed_by.clone(), note_id => p.applied_note_id.clone(),
+        pending => p.status == ProposalStatus::Pending, can_approve,
     };
     let decision = context! {
-        category => text_of(d, "category_id"), priority => text_of(d, "priority"), tags,
+        category, category_name, priority, tags,
         language => text_of(d, "language"), sentiment => text_of(d, "sentiment"),
-        confidence => text_of(d, "confidence"), summary => text_of(d, "summary"), reason => text_of(d, "reason"),
+        confidence => confidence_of(d), summary => text_of(d, "summary"), reason => text_of(d, "reason"),
         draft => text_of(d, "draft_reply"), figures,
     };
+    let reasons: Vec<minijinja::Value> =
+        super::REJECT_REASONS.iter().map(|&(code, label)| context! { code, label }).collect();
     render(
         &state,
+        &who,
         "detail.html",
-        context! { p => proposal, d => decision, ticket, notes, actions, changed => o.changed },
+        context! {
+            p => proposal, d => decision, ticket, notes, actions, changed => o.changed,
+            categories, priorities, reasons, notice => notice(param(&q, "done")),
+        },
     )
 }
