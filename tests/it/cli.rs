@@ -356,10 +356,11 @@ async fn demo_runs_the_whole_pipeline_on_the_embedded_defaults() {
     let store = dir.path().join("nested/demo.db");
     let store = store.to_str().unwrap();
     for mode in ["shadow", "apply"] {
-        let out = run(None, &["demo", "--limit", "5", "--mode", mode, "--store", store]).await;
+        let out = run(None, &["demo", "--once", "--limit", "5", "--mode", mode, "--store", store]).await;
         assert!(out.status.success(), "stderr: {}", stderr(&out));
         let text = stdout(&out);
         assert!(text.contains("5 untriaged tickets, mode"), "{text}");
+        assert!(text.contains("demo: review the proposals at http://127.0.0.1:"), "{text}");
         // They reach the worker as the sandbox's signed webhooks, through the service's receiver.
         assert!(
             text.contains("to the sandbox's ticket webhooks; they arrive signed at http://127.0.0.1:"),
