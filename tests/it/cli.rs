@@ -307,6 +307,7 @@ async fn triage_without_an_llm_prints_the_rules_decision_and_says_so() {
     assert!(text.contains("no LLM is configured"), "{text}");
     assert!(text.contains("decided by rules (rule `refund`)"), "{text}");
     assert!(text.contains("draft reply  (none)"), "{text}");
+    assert!(text.contains("privacy: pseudonymise; replaced "), "{text}");
 }
 
 #[tokio::test]
@@ -345,6 +346,12 @@ async fn triage_asks_an_openai_compatible_endpoint_and_writes_nothing() {
     assert_eq!(v["decision"]["origin"], serde_json::json!({"kind": "llm", "model": "local-model"}));
     assert_eq!(v["report"]["usage"]["prompt_tokens"], 900);
     assert!(v["report"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // What was kept from the LLM: kinds and counts, never a value.
+    let privacy = &v["report"]["privacy"];
+    assert_eq!(privacy["mode"], "pseudonymise");
+    let replaced = privacy["replaced"].as_object().expect("counts per kind");
+    assert!(replaced.values().all(|n| n.as_u64().is_some()), "{privacy}");
+    assert!(privacy["invented"].as_array().is_some_and(Vec::is_empty), "{privacy}");
     let after = s.sandbox.snapshot("demo").await.unwrap();
     assert_eq!(before.tickets, after.tickets, "triage writes nothing");
     assert_eq!(before.notes, after.notes);

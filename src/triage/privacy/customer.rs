@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use memchr::memmem::Finder;
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 
 use super::detect::phone_key;
@@ -16,9 +17,28 @@ const MIN_NAME_PART_CHARS: usize = 3;
 #[derive(Default)]
 pub(super) struct Needles {
     /// The whole name, then each of its parts; parts only match where the text capitalises them.
-    names: Vec<(String, bool)>,
-    emails: Vec<String>,
+    names: Vec<Needle>,
+    emails: Vec<Needle>,
     phones: Vec<String>,
+    /// Whether the record's name and emails are plain ASCII: then a text is only lowercased for
+    /// matching, keeping its byte offsets, and accents in it are not folded (a text that adds
+    /// accents to a name written without them is rare; the reverse is what folding is for).
+    ascii: bool,
+}
+
+/// One folded value and its searcher.
+struct Needle {
+    text: String,
+    /// Matches only where the text starts it with a capital letter.
+    capitalised: bool,
+    finder: Finder<'static>,
+}
+
+impl Needle {
+    fn new(text: String, capitalised: bool) -> Self {
+        let finder = Finder::new(text.as_bytes()).into_owned();
+        Self { text, capitalised, finder }
+    }
 }
 
 impl Needles {
@@ -32,12 +52,18 @@ impl Needles {
                 .filter(|p| p.chars().count() >= MIN_NAME_PART_CHARS)
                 .map(str::to_owned)
                 .collect();
-            names.push((name.split_whitespace().collect::<Vec<_>>().join(" "), false));
+            names.push(Needle::new(name.split_whitespace().collect::<Vec<_>>().join(" "), false));
             if parts.len() > 1 {
-                names.extend(parts.into_iter().map(|p| (p, true)));
+                names.extend(parts.into_iter().map(|p| Needle::new(p, true)));
             }
         }
-        let emails = c.emails.iter().map(|e| fold(e.email.trim())).filter(|e| e.contains('@')).collect();
+        let emails = c
+            .emails
+            .iter()
+            .map(|e| fold(e.email.trim()))
+            .filter(|e| e.contains('@'))
+            .map(|e| Needle::new(e, false))
+            .collect();
         let phones = c
             .telephones
             .iter()
@@ -45,7 +71,9 @@ impl Needles {
             .filter(|d| d.len() >= 7)
             .map(|d| phone_key(&d))
             .collect();
-        Self { names, emails, phones }
+        let ascii =
+            c.name.as_deref().is_none_or(str::is_ascii) && c.emails.iter().all(|e| e.email.is_ascii());
+        Self { names, emails, phones, ascii }
     }
 
     /// Whether a number with these digits is one of the customer's.
@@ -53,93 +81,106 @@ impl Needles {
         digits.len() >= 7 && self.phones.iter().any(|p| *p == phone_key(digits))
     }
 
-    /// Where the customer's name (whole, or a capitalised part) occurs, with its folded form.
-    pub fn names(&self, text: &str) -> Vec<(Range<usize>, String)> {
-        self.find(text, &self.names)
-    }
-
-    /// Where the customer's email addresses occur.
-    pub fn emails(&self, text: &str) -> Vec<(Range<usize>, String)> {
-        if self.emails.is_empty() || !text.contains('@') {
-            return Vec::new();
+    /// Where the customer's name (whole, or a capitalised part) and email addresses occur, with
+    /// their folded forms: `(names, emails)`. The text is folded once for both.
+    pub fn find(&self, text: &str, names: bool, emails: bool) -> (Occurrences, Occurrences) {
+        let names = if names { self.names.as_slice() } else { &[] };
+        let emails = if emails && text.contains('@') { self.emails.as_slice() } else { &[] };
+        if names.is_empty() && emails.is_empty() {
+            return (Vec::new(), Vec::new());
         }
-        let needles: Vec<(String, bool)> = self.emails.iter().map(|e| (e.clone(), false)).collect();
-        self.find(text, &needles)
+        let folded = Folded::new(text, !self.ascii);
+        (occurrences(text, &folded, names), occurrences(text, &folded, emails))
     }
+}
 
-    fn find(&self, text: &str, needles: &[(String, bool)]) -> Vec<(Range<usize>, String)> {
-        if needles.is_empty() {
-            return Vec::new();
-        }
-        let folded = Folded::new(text);
-        let mut out = Vec::new();
-        for (needle, capitalised) in needles {
-            let mut from = 0;
-            while let Some(at) = folded.text[from..].find(needle.as_str()) {
-                let (start, end) = (from + at, from + at + needle.len());
-                from = end;
-                let word = |i: Option<char>| i.is_none_or(|c| !c.is_alphanumeric());
-                if !word(folded.text[..start].chars().next_back()) || !word(folded.text[end..].chars().next())
-                {
-                    continue;
-                }
-                let range = folded.original(start)..folded.original(end);
-                if *capitalised && !text[range.clone()].starts_with(char::is_uppercase) {
-                    continue;
-                }
-                out.push((range, needle.clone()));
+/// Where values occur in a text, with their folded forms.
+pub(super) type Occurrences = Vec<(Range<usize>, String)>;
+
+/// Every whole-word occurrence of each needle in `folded` (`text` folded); a needle marked
+/// capitalised only where the text starts it with a capital.
+fn occurrences(text: &str, folded: &Folded<'_>, needles: &[Needle]) -> Occurrences {
+    let mut out = Vec::new();
+    for needle in needles {
+        for at in needle.finder.find_iter(folded.text.as_bytes()) {
+            let (start, end) = (at, at + needle.text.len());
+            let word = |i: Option<char>| i.is_none_or(|c| !c.is_alphanumeric());
+            if !word(folded.text[..start].chars().next_back()) || !word(folded.text[end..].chars().next()) {
+                continue;
             }
+            let range = folded.original(start)..folded.original(end);
+            if needle.capitalised && !text[range.clone()].starts_with(char::is_uppercase) {
+                continue;
+            }
+            out.push((range, needle.text.clone()));
         }
-        out
     }
+    out
 }
 
 /// Lowercase without accents: `José Ñúñez` → `jose nunez`.
 pub(super) fn fold(s: &str) -> String {
-    if s.is_ascii() {
-        return s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    // ASCII runs are copied and lowercased whole; only the characters between them are folded
+    // one by one.
+    while let Some(i) = rest.bytes().position(|b| !b.is_ascii()) {
+        let start = out.len();
+        out.push_str(&rest[..i]);
+        out[start..].make_ascii_lowercase();
+        let c = rest[i..].chars().next().unwrap_or_default();
+        fold_char(c, &mut out);
+        rest = &rest[i + c.len_utf8()..];
     }
-    s.nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase).collect()
+    let start = out.len();
+    out.push_str(rest);
+    out[start..].make_ascii_lowercase();
+    out
 }
 
-/// A folded text and where each of its bytes came from.
-struct Folded {
+/// Appends `c` lowercased without accents. Most characters of most texts are ASCII: only the
+/// others go through NFD.
+fn fold_char(c: char, out: &mut String) {
+    if c.is_ascii() {
+        out.push(c.to_ascii_lowercase());
+    } else {
+        out.extend(std::iter::once(c).nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase));
+    }
+}
+
+/// A text folded for matching.
+struct Folded<'a> {
+    source: &'a str,
     text: String,
-    /// For each byte of `text`, the byte offset of the original character; then the original's length.
-    origin: Option<Vec<usize>>,
+    /// `text` has `source`'s byte offsets (only ASCII letters were changed).
+    same_offsets: bool,
 }
 
-impl Folded {
-    fn new(text: &str) -> Self {
-        if text.is_ascii() {
-            return Self { text: text.to_ascii_lowercase(), origin: None };
-        }
-        let mut folded = String::with_capacity(text.len());
-        let mut origin = Vec::with_capacity(text.len() + 1);
-        for (i, c) in text.char_indices() {
-            let before = folded.len();
-            folded.extend(
-                std::iter::once(c).nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase),
-            );
-            origin.extend(std::iter::repeat_n(i, folded.len() - before));
-        }
-        origin.push(text.len());
-        Self { text: folded, origin: Some(origin) }
+impl<'a> Folded<'a> {
+    /// `source` lowercased, and without accents when `accents` says so.
+    fn new(source: &'a str, accents: bool) -> Self {
+        let same_offsets = !accents || source.is_ascii();
+        let text = if same_offsets { source.to_ascii_lowercase() } else { fold(source) };
+        Self { source, text, same_offsets }
     }
 
-    /// The original byte offset of a folded one (a char boundary of the folded text).
+    /// The byte offset in the source of the first character whose folded form starts at or after
+    /// `at` (a match's start or end). Walks the source again: matches are rare, and keeping a
+    /// position per byte would cost every text an allocation eight times its size.
     fn original(&self, at: usize) -> usize {
-        match &self.origin {
-            None => at,
-            Some(origin) => {
-                // The first byte after `at` that starts a new original character.
-                let from = origin[at];
-                if at == 0 || origin[at - 1] != from {
-                    from
-                } else {
-                    origin[at..].iter().find(|o| **o != from).copied().unwrap_or(from)
-                }
-            }
+        if self.same_offsets {
+            return at;
         }
+        let mut folded = 0;
+        let mut buf = String::new();
+        for (i, c) in self.source.char_indices() {
+            if folded >= at {
+                return i;
+            }
+            buf.clear();
+            fold_char(c, &mut buf);
+            folded += buf.len();
+        }
+        self.source.len()
     }
 }

@@ -45,10 +45,12 @@ fn regex(pattern: &str) -> Regex {
     Regex::new(pattern).expect("a valid built-in pattern")
 }
 
-static EMAIL: LazyLock<Regex> =
-    LazyLock::new(|| regex(r"[\p{L}\p{N}._%+\-]+@[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}"));
-static URL: LazyLock<Regex> = LazyLock::new(|| regex(r#"(?i)\b(?:https?|ftp)://[^\s<>"'\[\]()]+"#));
-static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}"));
+/// An email's domain, anchored just after its `@` (emails are found from each `@` outwards, which
+/// is far cheaper than a pattern that could start at any letter).
+static EMAIL_DOMAIN: LazyLock<Regex> =
+    LazyLock::new(|| regex(r"^[\p{L}\p{N}\-]+(?:\.[\p{L}\p{N}\-]+)*\.\p{L}{2,}"));
+static URL: LazyLock<Regex> = LazyLock::new(|| regex(r#"(?i)(?-u:\b)(?:https?|ftp)://[^\s<>"'\[\]()]+"#));
+static IBAN: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,32}"));
 static CARD: LazyLock<Regex> = LazyLock::new(|| regex(r"(?-u:\b)\d(?:[ \-]?\d){13,18}(?-u:\b)"));
 static IPV4: LazyLock<Regex> = LazyLock::new(|| {
     regex(r"(?-u:\b)(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}(?-u:\b)")
@@ -62,13 +64,20 @@ static PHONE: LazyLock<Regex> =
 static NORTH_AMERICAN: LazyLock<Regex> = LazyLock::new(|| regex(r"^\d{3}[-. ]\d{3}[-. ]\d{4}$"));
 
 /// Street words that follow the house number (English, French).
-const NUMBER_FIRST: &str = r"\b\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3}|(?:\p{Lu}[\p{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)\b)";
+const NUMBER_FIRST: &str = r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3}|(?:\p{Lu}[\p{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)(?-u:\b))";
 /// Streets whose number comes after the name (German, Dutch, Nordic suffixes; Spanish,
 /// Portuguese, Italian prefixes; Italian `Via` capitalised only, as English has "via").
-const NUMBER_AFTER: &str = r"(?:(?:\b(?:(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)|Via)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3})|\b\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z]\b)?";
+const NUMBER_AFTER: &str = r"(?:(?:(?-u:\b)(?:(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)|Via)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3})|\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z](?-u:\b))?";
 /// The postal code and town that may follow a street.
 const POSTAL_TOWN: &str = r"(?:,?\s(?:\d{5}-\d{3}|\d{5}|\d{4}\s?[A-Z]{2}|\d{4}|\d{3}-\d{4}|[A-Z]{2}\s\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})(?:\s\p{Lu}[\p{L}'\-]*(?:[\s\-]\p{Lu}[\p{L}'\-]*){0,2})?)?";
 
+/// A street word anywhere: the address pattern (large, with Unicode classes) only runs on texts
+/// that have one.
+static STREET_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    regex(
+        r"(?i-u:stra|str\.|weg|gasse|platz|allee|ring|damm|laan|gracht|plein|kade|vej|gat|veien|rue|avenue|boulevard|chemin|all|impasse|quai|calle|c/|avenida|avda|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|pra|alameda|bd)|Street|St(?-u:\b)|Ave|Road|Rd|Lane|Ln|Drive|Dr|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close|Crescent|Via",
+    )
+});
 static ADDRESS: LazyLock<Regex> =
     LazyLock::new(|| regex(&format!("(?:{NUMBER_FIRST}|{NUMBER_AFTER}){POSTAL_TOWN}")));
 
@@ -107,16 +116,14 @@ pub(super) fn detect(text: &str, privacy: &Privacy, customer: &Needles) -> Vec<F
         urls(text, &mut found);
     }
     if on(Kind::Email) && text.contains('@') {
-        for m in EMAIL.find_iter(text) {
-            found.push(kind(m.range(), Kind::Email, m.as_str().to_lowercase(), 2));
-        }
+        emails(text, &mut found);
     }
-    let has_digit = text.bytes().any(|b| b.is_ascii_digit());
-    if has_digit {
-        if on(Kind::Iban) {
+    let numbers = Numbers::of(text);
+    if numbers.longest > 0 {
+        if on(Kind::Iban) && numbers.iban_start {
             ibans(text, &mut found);
         }
-        if on(Kind::Card) {
+        if on(Kind::Card) && numbers.longest >= 14 {
             for m in CARD.find_iter(text) {
                 let digits: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
                 if is_card(&digits) {
@@ -124,33 +131,69 @@ pub(super) fn detect(text: &str, privacy: &Privacy, customer: &Needles) -> Vec<F
                 }
             }
         }
-        if on(Kind::Ip) {
+        if on(Kind::Ip) && numbers.dotted {
             ipv4s(text, &mut found);
         }
-        if on(Kind::Address) {
+        if on(Kind::Address) && STREET_WORD.is_match(text) {
             for m in ADDRESS.find_iter(text).filter(|m| !is_time(text, m.start(), m.as_str())) {
                 let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
                 found.push(kind(m.range(), Kind::Address, key, 6));
             }
         }
-        if on(Kind::Phone) {
+        if on(Kind::Phone) && numbers.longest >= 7 {
             phones(text, customer, &mut found);
         }
     }
     if on(Kind::Ip) && text.contains(':') {
         ipv6s(text, &mut found);
     }
-    if on(Kind::Name) {
-        for (range, key) in customer.names(text) {
-            found.push(kind(range, Kind::Name, key, 7));
-        }
+    let (names, emails) = customer.find(text, on(Kind::Name), on(Kind::Email));
+    for (range, key) in names {
+        found.push(kind(range, Kind::Name, key, 7));
     }
-    if on(Kind::Email) {
-        for (range, key) in customer.emails(text) {
-            found.push(kind(range, Kind::Email, key, 2));
-        }
+    for (range, key) in emails {
+        found.push(kind(range, Kind::Email, key, 2));
     }
     resolve(found)
+}
+
+/// What the numbers of a text look like, from one pass over its bytes: which of the digit
+/// detectors can find anything in it (each costs a pass of its own).
+#[derive(Default)]
+struct Numbers {
+    /// Most digits in one number: digits joined by at most two separators in a row (space,
+    /// `-`, `.`, `/`, parentheses, `+`).
+    longest: usize,
+    /// Some number has three dots between its digits (an IPv4 address).
+    dotted: bool,
+    /// Two capitals right before two digits (an IBAN's start).
+    iban_start: bool,
+}
+
+impl Numbers {
+    fn of(text: &str) -> Self {
+        let b = text.as_bytes();
+        let mut n = Self::default();
+        let (mut digits, mut dots, mut gap) = (0, 0, 0);
+        for (i, &c) in b.iter().enumerate() {
+            if c.is_ascii_digit() {
+                digits += 1;
+                gap = 0;
+                n.longest = n.longest.max(digits);
+                n.dotted |= dots >= 3;
+                n.iban_start |= i >= 3
+                    && b[i - 1].is_ascii_digit()
+                    && b[i - 2].is_ascii_uppercase()
+                    && b[i - 3].is_ascii_uppercase();
+            } else if digits > 0 && gap < 2 && matches!(c, b' ' | b'-' | b'.' | b'/' | b'(' | b')' | b'+') {
+                gap += 1;
+                dots += usize::from(c == b'.');
+            } else {
+                (digits, dots, gap) = (0, 0, 0);
+            }
+        }
+        n
+    }
 }
 
 fn kind(range: Range<usize>, k: Kind, key: String, rank: u8) -> Found {
@@ -178,6 +221,22 @@ fn before(text: &str, at: usize) -> Option<char> {
 
 fn after(text: &str, at: usize) -> Option<char> {
     text[at..].chars().next()
+}
+
+/// Emails: the local part before each `@`, the domain after it.
+fn emails(text: &str, found: &mut Vec<Found>) {
+    let local = |c: char| c.is_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-');
+    for (at, _) in text.match_indices('@') {
+        let start = text[..at].char_indices().rev().take_while(|(_, c)| local(*c)).last().map(|(i, _)| i);
+        let Some(start) = start else { continue };
+        let start = start + (text[start..at].len() - text[start..at].trim_start_matches('.').len());
+        let Some(domain) = EMAIL_DOMAIN.find(&text[at + 1..]) else { continue };
+        if start == at {
+            continue;
+        }
+        let range = start..at + 1 + domain.end();
+        found.push(kind(range.clone(), Kind::Email, text[range].to_lowercase(), 2));
+    }
 }
 
 /// URLs carrying credentials (`user:pass@`) or a secret in their query.

@@ -1,7 +1,7 @@
 //! Replacing found values by placeholders, and putting them back into a draft.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     fmt,
     ops::Range,
     sync::LazyLock,
@@ -42,11 +42,7 @@ pub struct Pseudonymiser<'a> {
 impl<'a> Pseudonymiser<'a> {
     pub(super) fn new(privacy: &'a Privacy, customer: Option<&Customer>) -> Self {
         let needles = if privacy.mode == Mode::Off { Needles::default() } else { Needles::of(customer) };
-        let labels = Kind::ALL
-            .iter()
-            .map(|k| k.label().to_owned())
-            .chain(privacy.patterns.iter().map(|p| p.label.clone()))
-            .collect();
+        let labels = privacy.patterns.iter().map(|p| p.label.clone()).collect();
         let map = Pseudonyms { mode: privacy.mode, labels, ..Pseudonyms::default() };
         Self { privacy, needles, map }
     }
@@ -135,8 +131,8 @@ impl<'a> Pseudonymiser<'a> {
 #[derive(Default)]
 pub struct Pseudonyms {
     mode: Mode,
-    /// Placeholder words of every kind and pattern of the settings.
-    labels: HashSet<String>,
+    /// Placeholder words of the settings' patterns (the built-in kinds' are known).
+    labels: Vec<String>,
     numbers: HashMap<(Label, String), usize>,
     counts: BTreeMap<String, usize>,
     values: HashMap<String, String>,
@@ -193,7 +189,7 @@ impl Pseudonyms {
                 restored += 1;
                 return value.clone();
             }
-            if self.labels.contains(&c[1]) {
+            if Kind::ALL.iter().any(|k| k.label() == &c[1]) || self.labels.iter().any(|l| *l == c[1]) {
                 invented.push(whole.to_owned());
             }
             whole.to_owned()

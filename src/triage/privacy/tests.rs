@@ -156,3 +156,11 @@ fn the_display_name_is_replaced_whole() {
     assert_eq!(p.name("José Núñez"), "[NAME_1]");
     assert_eq!(p.text("Soy José Núñez"), "Soy [NAME_1]");
 }
+
+#[test]
+fn an_ascii_name_is_found_in_a_text_with_accents_elsewhere() {
+    let c = Customer { name: Some("Tom Harris".into()), ..Customer::default() };
+    let privacy = Privacy::default();
+    let mut p = privacy.pseudonymiser(Some(&c));
+    assert_eq!(p.text("Grüße — TOM HARRIS, café owner; Tom"), "Grüße — [NAME_1], café owner; [NAME_2]");
+}
