@@ -5,6 +5,7 @@
 //! Usage errors are clap's (exit code 2).
 
 mod backfill;
+mod backtest;
 mod check;
 mod demo;
 mod eval;
@@ -61,6 +62,10 @@ pub enum Command {
     /// Measure triage on a labelled dataset (accuracy, macro-F1, confusion, tokens, cost,
     /// latency) through the same engine as the worker; writes nothing to any helpdesk
     Eval(eval::EvalArgs),
+    /// Replay a connection's closed tickets through the worker's engine as they were opened and
+    /// score the answers against the category and priority people left at close (the report of
+    /// eval); writes nothing to the helpdesk
+    Backtest(backtest::BacktestArgs),
     /// Run the whole pipeline in one process on the sandbox helpdesk (in-process bus, SQLite)
     Demo(demo::DemoArgs),
     /// Consume ticket events from RabbitMQ, triage and act on them until SIGTERM/Ctrl-C
@@ -144,6 +149,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Triage(args) => triage::run(&config?, args).await,
         Command::Demo(args) => demo::run(&config?, args).await,
         Command::Eval(args) => eval::run(&config?, args).await,
+        Command::Backtest(args) => backtest::run(&config?, args).await,
         Command::Worker => worker::worker(&config?).await,
         Command::Ingest => serve::ingest(&config?).await,
         Command::Serve => serve::serve(&config?).await,

@@ -64,7 +64,7 @@ enum KindArg {
 }
 
 /// An RFC 3339 time, or a date at midnight UTC.
-fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+pub(super) fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339)
         .or_else(|_| {
             Date::parse(s, format_description!("[year]-[month]-[day]")).map(|d| d.midnight().assume_utc())

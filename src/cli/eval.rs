@@ -60,7 +60,7 @@ pub(super) async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<()> {
     let policy = parts::triage_policy(config, config.connection(&id)?)?;
     let engine = Arc::new(parts::engine(config)?);
 
-    let bar = progress_bar(cases.len() as u64);
+    let bar = progress_bar(cases.len() as u64, "cases");
     let mut failed = 0usize;
     let outcomes = run_cases(&engine, &cases, &categories, &policy, usize::from(args.concurrency), |o| {
         failed += usize::from(o.proposed.is_none());
@@ -83,18 +83,20 @@ pub(super) async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cases done of all, the failures so far and an ETA; drawn on stderr when it is a terminal.
-fn progress_bar(len: u64) -> ProgressBar {
+/// Items done of all (`unit`: cases, tickets), the failures so far and an ETA; drawn on stderr
+/// when it is a terminal.
+pub(super) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
     let target = if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
     } else {
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
-    let style =
-        ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} cases, {msg} (ETA {eta})")
-            .expect("a valid template")
-            .progress_chars("=> ");
+    let style = ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {unit}, {{msg}} (ETA {{eta}})"
+    ))
+    .expect("a valid template")
+    .progress_chars("=> ");
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(250));
     bar
@@ -102,13 +104,18 @@ fn progress_bar(len: u64) -> ProgressBar {
 
 /// The report as text for a terminal.
 fn render(r: &EvalReport) -> String {
-    let mut out = String::new();
-    let pct = |a: f64| format!("{:.1}%", a * 100.0);
-    let _ = writeln!(
-        out,
+    let header = format!(
         "eval of {} on connection {}: {} cases decided by {}",
         r.dataset, r.connection, r.cases, r.decided_by
     );
+    render_with(&header, r, true)
+}
+
+/// `header` and the report's figures as text; `lines`: name each differing case by its line too.
+pub(super) fn render_with(header: &str, r: &EvalReport, lines: bool) -> String {
+    let mut out = String::new();
+    let pct = |a: f64| format!("{:.1}%", a * 100.0);
+    let _ = writeln!(out, "{header}");
     let c = &r.category.accuracy;
     let _ = writeln!(
         out,
@@ -118,6 +125,13 @@ fn render(r: &EvalReport) -> String {
         c.total,
         r.category.macro_f1
     );
+    if r.category.unscored > 0 {
+        let _ = writeln!(
+            out,
+            "             {} closed without a category: scored on priority only",
+            r.category.unscored
+        );
+    }
     let p = &r.priority.accuracy;
     let _ = writeln!(out, "  priority   accuracy {} ({}/{})", pct(p.accuracy), p.correct, p.total);
     if let Some(l) = &r.language {
@@ -161,41 +175,32 @@ fn render(r: &EvalReport) -> String {
     let _ = writeln!(out, "\npriority confusion (rows expected, columns proposed):");
     table(&mut out, &r.priority.confusion);
 
-    let misses: Vec<&CaseOutcome> =
-        r.results.iter().filter(|o| !o.category_correct() || !o.priority_correct()).collect();
+    let misses: Vec<&CaseOutcome> = r.results.iter().filter(|o| o.differs()).collect();
     if !misses.is_empty() {
         let _ = writeln!(out, "\ncases that differ ({}):", misses.len());
         for o in misses {
-            let _ = writeln!(out, "  {}", miss(o));
+            let _ = writeln!(out, "  {}", miss(o, lines));
         }
     }
     out
 }
 
 /// One case that differs from its labels: what was expected, what was proposed and by what.
-fn miss(o: &CaseOutcome) -> String {
+fn miss(o: &CaseOutcome, lines: bool) -> String {
     let label = |c: &Option<String>| c.as_deref().unwrap_or(NO_CATEGORY).to_owned();
-    let expected = format!("{} {}", label(&o.expected.category), o.expected.priority);
+    let expected_category =
+        if o.category_scored { label(&o.expected.category) } else { "(no category at close)".to_owned() };
+    let expected = format!("{expected_category} {}", o.expected.priority);
+    let name = if lines { format!("{} (line {})", o.id, o.line) } else { o.id.clone() };
     match (&o.proposed, &o.error) {
         (Some(p), _) => {
             let by = match &p.origin {
                 Origin::Llm { .. } => "the LLM".to_owned(),
                 Origin::Rules { rule } => format!("rule `{rule}`"),
             };
-            format!(
-                "{} (line {}): expected {expected}, proposed {} {} by {by}",
-                o.id,
-                o.line,
-                label(&p.category),
-                p.priority
-            )
+            format!("{name}: expected {expected}, proposed {} {} by {by}", label(&p.category), p.priority)
         }
-        (None, error) => format!(
-            "{} (line {}): expected {expected}, failed: {}",
-            o.id,
-            o.line,
-            error.as_deref().unwrap_or("")
-        ),
+        (None, error) => format!("{name}: expected {expected}, failed: {}", error.as_deref().unwrap_or("")),
     }
 }
 

@@ -10,6 +10,7 @@
 mod helpers;
 
 mod app;
+mod backtest;
 mod bus_amqp;
 mod bus_memory;
 mod cli;

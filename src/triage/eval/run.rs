@@ -71,12 +71,15 @@ impl Proposed {
 /// One case's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaseOutcome {
-    /// 1-based line of the dataset.
+    /// 1-based line of the dataset (the rank in the listing, for closed tickets).
     pub line: usize,
     /// The case's id (or `line N`).
     pub id: String,
     /// The labels.
     pub expected: Expected,
+    /// Whether the category is scored: false for a ticket closed without one (nobody chose a
+    /// category, so there is nothing to agree with); such a case is scored on priority only.
+    pub category_scored: bool,
     /// The proposal, unless the case failed.
     pub proposed: Option<Proposed>,
     /// Why no proposal was made.
@@ -95,6 +98,26 @@ impl CaseOutcome {
     pub fn priority_correct(&self) -> bool {
         self.proposed.as_ref().is_some_and(|p| p.priority == self.expected.priority)
     }
+
+    /// Whether a scored field differs from its label (or the case failed).
+    pub fn differs(&self) -> bool {
+        (self.category_scored && !self.category_correct()) || !self.priority_correct()
+    }
+}
+
+/// One ticket for the engine, exactly as it is to see it, and what it is scored against.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// 1-based position (a dataset's line).
+    pub line: usize,
+    /// Its name in reports.
+    pub id: String,
+    /// The labels.
+    pub expected: Expected,
+    /// Whether `expected.category` is scored.
+    pub category_scored: bool,
+    /// Everything the engine sees.
+    pub gathered: Gathered,
 }
 
 /// Runs `cases` through `engine` as tickets of a helpdesk with `categories`, at most
@@ -106,28 +129,45 @@ pub async fn run_cases(
     categories: &[Category],
     policy: &Policy,
     concurrency: usize,
+    progress: impl FnMut(&CaseOutcome),
+) -> Vec<CaseOutcome> {
+    let inputs = cases
+        .iter()
+        .map(|case| {
+            let (ticket, notes) = case.ticket();
+            Input {
+                line: case.line,
+                id: case.name(),
+                expected: case.expected.clone(),
+                category_scored: true,
+                gathered: Gathered { ticket, customer: None, notes, categories: categories.to_vec() },
+            }
+        })
+        .collect();
+    run_inputs(engine, inputs, policy, concurrency, progress).await
+}
+
+/// Runs `inputs` through `engine` (the worker's context, prompt, LLM and validation) at most
+/// `concurrency` at a time, calling `progress` as each finishes. Outcomes come back in the
+/// order of `line`.
+pub async fn run_inputs(
+    engine: &Arc<Engine>,
+    inputs: Vec<Input>,
+    policy: &Policy,
+    concurrency: usize,
     mut progress: impl FnMut(&CaseOutcome),
 ) -> Vec<CaseOutcome> {
-    let mut outcomes: Vec<CaseOutcome> = futures::stream::iter(cases)
-        .map(|case| async move {
-            let (ticket, notes) = case.ticket();
-            let gathered =
-                Arc::new(Gathered { ticket, customer: None, notes, categories: categories.to_vec() });
+    let mut outcomes: Vec<CaseOutcome> = futures::stream::iter(inputs)
+        .map(|input| async move {
+            let Input { line, id, expected, category_scored, gathered } = input;
             let started = Instant::now();
-            let result = engine.decide_shared(gathered, policy).await;
+            let result = engine.decide_shared(Arc::new(gathered), policy).await;
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (proposed, error) = match result {
                 Ok(t) => (Some(Proposed::of(&t)), None),
                 Err(e) => (None, Some(e.to_string())),
             };
-            CaseOutcome {
-                line: case.line,
-                id: case.name(),
-                expected: case.expected.clone(),
-                proposed,
-                error,
-                latency_ms,
-            }
+            CaseOutcome { line, id, expected, category_scored, proposed, error, latency_ms }
         })
         .buffer_unordered(concurrency.max(1))
         .inspect(|outcome| progress(outcome))
@@ -140,8 +180,10 @@ pub async fn run_cases(
 /// Category figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CategoryFigures {
-    /// Agreement over every case (a failed case counts as wrong).
+    /// Agreement over every case with a category to score (a failed case counts as wrong).
     pub accuracy: Accuracy,
+    /// Cases not scored on category (tickets closed without one).
+    pub unscored: usize,
     /// Mean F1 over the categories seen (expected or proposed, "(none)" included).
     pub macro_f1: f64,
     /// Precision, recall and F1 of each category.
@@ -228,10 +270,19 @@ impl EvalReport {
         let decided: Vec<(&CaseOutcome, &Proposed)> =
             results.iter().filter_map(|o| o.proposed.as_ref().map(|p| (o, p))).collect();
         let label = |c: &Option<String>| c.clone().unwrap_or_else(|| NO_CATEGORY.to_owned());
-        let confusion =
-            Confusion::of(decided.iter().map(|(o, p)| (label(&o.expected.category), label(&p.category))));
+        let confusion = Confusion::of(
+            decided
+                .iter()
+                .filter(|(o, _)| o.category_scored)
+                .map(|(o, p)| (label(&o.expected.category), label(&p.category))),
+        );
+        let scored = results.iter().filter(|o| o.category_scored);
         let category = CategoryFigures {
-            accuracy: Accuracy::new(results.iter().filter(|o| o.category_correct()).count(), cases),
+            accuracy: Accuracy::new(
+                scored.clone().filter(|o| o.category_correct()).count(),
+                scored.clone().count(),
+            ),
+            unscored: results.iter().filter(|o| !o.category_scored).count(),
             macro_f1: confusion.macro_f1(),
             per_category: confusion.scores(),
             confusion,
