@@ -410,3 +410,23 @@ fn bad_privacy_settings_are_refused_with_the_reason() {
         error_of(&format!("{conn}privacy = {{ patterns = [{{ name = \"email\", regex = \"x\" }}] }}\n"), &[]);
     assert!(e.contains("connections[0] (id = \"x\"): privacy pattern name `email` is not usable"), "{e}");
 }
+
+/// `[connections.automation]` as an operator (or the agreement report's suggestion) writes it:
+/// thresholds per category, reaching the act policy; one outside 0..=1 is refused by its key.
+#[test]
+fn per_category_thresholds_load_from_the_automation_table() {
+    let toml = format!(
+        "{UNIFIED}mode = \"apply_if_confident\"\nautomated_categories = [\"cat-billing\"]\n\n\
+         [connections.automation]\ncat-outage = 0.85\ncat-shipping = 0.8\n"
+    );
+    let c = load(&toml, &[]).unwrap();
+    let policy = deskpilot::app::parts::act_policy(&c.connections[0]);
+    assert_eq!(
+        policy.category_thresholds.into_iter().collect::<Vec<_>>(),
+        [("cat-outage".to_owned(), 0.85), ("cat-shipping".to_owned(), 0.8)]
+    );
+    assert!(policy.automated_categories.contains("cat-billing"));
+
+    let e = error_of(&toml.replace("cat-outage = 0.85", "cat-outage = 1.2"), &[]);
+    assert!(e.contains("[connections.automation] cat-outage = 1.2 must be between 0 and 1"), "{e}");
+}
