@@ -10,6 +10,7 @@ mod check;
 mod demo;
 mod eval;
 mod proposals;
+mod report;
 mod sandbox;
 mod serve;
 mod tickets;
@@ -78,6 +79,9 @@ pub enum Command {
     /// Review shadow proposals: list, show, approve (as proposed or edited) or reject them
     #[command(subcommand)]
     Proposals(proposals::ProposalsCommand),
+    /// How often proposals agree with what people finally set, per connection and category, and
+    /// which categories are ready for apply_if_confident
+    Report(report::ReportArgs),
     /// Serve the review page alone (GET /review) until SIGTERM/Ctrl-C; approvals are applied
     /// from this process
     Review(serve::ReviewArgs),
@@ -156,6 +160,7 @@ pub async fn run(command: Command, config: Option<Config>) -> anyhow::Result<()>
         Command::Webhooks(cmd) => webhooks::run(&config?, cmd).await,
         Command::Proposals(cmd) => proposals::run(&config?, cmd).await,
         Command::Review(args) => serve::review(&config?, args).await,
+        Command::Report(args) => report::run(&config?, args).await,
         Command::Backfill(args) => backfill::run(&config?, args).await,
         Command::Publish(args) => worker::publish(&config?, args).await,
         Command::Bus(cmd) => worker::bus(&config?, cmd).await,

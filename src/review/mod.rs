@@ -4,7 +4,9 @@
 //! effects and records are the same.
 
 mod edits;
+pub mod outcomes;
 pub mod page;
+pub mod report;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -27,6 +29,9 @@ pub const DESKPILOT: &str = "deskpilot";
 /// How long an approval may be applying before approving it again resumes it (a process that
 /// stopped mid-way); before that, a second approval is told to wait, so two never write at once.
 const APPLY_GRACE: Duration = Duration::from_secs(120);
+
+/// Tickets read at once when outcomes are refreshed: well under any helpdesk's rate limit.
+const REFRESH_CONCURRENCY: usize = 4;
 
 /// Most notes shown with a ticket, newest kept.
 const MAX_NOTES: usize = 200;
@@ -73,6 +78,9 @@ pub enum ReviewError {
     /// The helpdesk failed.
     #[error(transparent)]
     Helpdesk(#[from] TicketingError),
+    /// An outcome could not be read or recorded.
+    #[error(transparent)]
+    Outcome(#[from] outcomes::OutcomeError),
     /// Applying failed; the proposal stays approved and approving it again resumes.
     #[error("applying the approved proposal failed ({0}); approve it again to retry")]
     Apply(ActError),
@@ -284,6 +292,61 @@ impl Reviews {
             return Err(settled(&self.proposal(id).await?, ""));
         }
         Ok(())
+    }
+
+    /// Reads ticket `ticket` of `connection` now and records what people set on it against
+    /// deskpilot's newest proposal for it (see [`outcomes`]).
+    pub async fn observe_outcome(
+        &self,
+        connection: &str,
+        ticket: &str,
+    ) -> Result<Option<outcomes::Observed>, ReviewError> {
+        let Some(conn) = self.connections.get(connection) else {
+            return Err(ReviewError::Invalid(format!("`{connection}` is not a configured connection")));
+        };
+        outcomes::observe(&self.store, conn.helpdesk.as_ref(), connection, ticket).await.map_err(Into::into)
+    }
+
+    /// Reads again the ticket of every proposal stored since `since` (of `connection`, or all)
+    /// whose outcome is not final yet, and records it: the catch-up for changes whose events were
+    /// missed. Returns how many tickets were read.
+    pub async fn refresh_outcomes(
+        &self,
+        connection: Option<&str>,
+        since: OffsetDateTime,
+    ) -> Result<usize, ReviewError> {
+        use futures::StreamExt;
+        let rows = self.store.proposals_with_outcomes(connection, since).await?;
+        let open: Vec<&Proposal> = rows
+            .iter()
+            .filter(|(_, o)| o.as_ref().is_none_or(|o| o.final_at.is_none()))
+            .filter(|(p, _)| self.connections.contains_key(&p.connection_id))
+            .map(|(p, _)| p)
+            .collect();
+        let read = futures::stream::iter(open.iter().map(|p| async move {
+            let conn = &self.connections[&p.connection_id];
+            outcomes::observe_proposal(&self.store, conn.helpdesk.as_ref(), p).await
+        }))
+        .buffer_unordered(REFRESH_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+        for r in &read {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "an outcome could not be read");
+            }
+        }
+        Ok(read.len())
+    }
+
+    /// The agreement report over the proposals stored since `since`.
+    pub async fn report(
+        &self,
+        connection: Option<&str>,
+        since: OffsetDateTime,
+        bar: report::Bar,
+    ) -> Result<report::Report, ReviewError> {
+        let rows = self.store.proposals_with_outcomes(connection, since).await?;
+        Ok(report::Report::new(connection.map(str::to_owned), since, bar, &rows))
     }
 
     async fn proposal(&self, id: i64) -> Result<Proposal, ReviewError> {

@@ -28,6 +28,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_ingest_cursor_created_since.sql"),
     ),
     (5, "review", include_str!("../../migrations/sqlite/0005_review.sql")),
+    (6, "outcomes", include_str!("../../migrations/sqlite/0006_outcomes.sql")),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -41,6 +42,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0004_ingest_cursor_created_since.sql"),
     ),
     (5, "review", include_str!("../../migrations/postgres/0005_review.sql")),
+    (6, "outcomes", include_str!("../../migrations/postgres/0006_outcomes.sql")),
 ];
 
 /// The migrator for a backend. Runs each migration in a transaction; on PostgreSQL sqlx takes an

@@ -235,6 +235,16 @@ macro_rules! proposal_columns {
     };
 }
 
+/// [`proposal_columns`] of the proposals table aliased `p`.
+macro_rules! proposal_columns_p {
+    () => {
+        "p.id, p.connection_id, p.ticket_id, p.event_id, p.decision, p.report, p.mode, p.why_shadowed, \
+         p.ticket_subject, p.ticket_url, p.status, p.reviewed_by, p.review_reason, p.created_at, p.reviewed_at, \
+         p.applied_note_id, p.applied_at, p.ticket_before, p.approved_decision"
+    };
+}
+pub(super) use {proposal_columns, proposal_columns_p};
+
 /// Once per event: a proposal stored before for the same event is kept as it is, and the
 /// no-op update makes `RETURNING` give its id too.
 pub(super) const INSERT: sql::Sql = sql!(

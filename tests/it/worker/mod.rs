@@ -40,6 +40,7 @@ use wiremock::{
     matchers::{method, path},
 };
 
+mod agreement;
 mod fencing;
 mod freshdesk;
 mod input;
@@ -50,6 +51,7 @@ mod privacy;
 mod proxy;
 mod review;
 mod servicenow;
+use agreement::agreement_is_scored_on_what_people_left_at_close;
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
@@ -761,6 +763,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
+    agreement_is_scored_on_what_people_left_at_close,
     freshdesk_apply_mode_posts_a_private_note_and_merges_tags,
     intercom_apply_mode_posts_an_internal_note_and_adds_tags,
     servicenow_apply_mode_posts_a_work_note,
@@ -801,6 +804,7 @@ scenarios!(memory_sqlite, Memory, Sqlite:
     without_allowed_tags_only_tags_in_use_are_written,
     each_automated_category_is_applied_from_its_own_threshold,
     the_review_page_in_a_browser_approves_edits_and_rejects,
+    agreement_is_scored_on_what_people_left_at_close,
 );
 
 // ---------------------------------------------------------------------------------------------
