@@ -308,10 +308,20 @@ impl App {
         });
         match consumer.take() {
             Some(consumer) if self.services.worker => {
+                // What people set on the tickets later: recorded beside the triage.
+                let outcomes =
+                    self.bus.connect_outcomes().await.context("could not connect to the outcomes queue")?;
+                let observing = tokio::spawn(crate::worker::run_outcomes(
+                    outcomes,
+                    self.store.clone(),
+                    Arc::new(self.connections.clone()),
+                    shutdown.child_token(),
+                ));
                 let worker = self.worker();
                 self.consuming.store(true, Ordering::Release);
                 worker.run_until_stopped(consumer, shutdown).await;
                 self.consuming.store(false, Ordering::Release);
+                let _ = observing.await;
             }
             Some(mut consumer) => {
                 consumer.close().await;

@@ -1,7 +1,8 @@
 //! The in-process bus: one process, no broker, the same semantics as RabbitMQ's.
 //!
-//! - only [`CONSUMED_KINDS`] are routed to the queue; other kinds are
-//!   [`BusError::Unroutable`];
+//! - an event goes to the work queue when its kind is bound to it ([`BusSettings::kinds`]) and to
+//!   the outcomes queue beside it ([`MemoryBus::outcomes`]) when bound there; a kind neither is
+//!   bound to is [`BusError::Unroutable`];
 //! - each consumer holds at most `prefetch` un-acked deliveries;
 //! - `retry` waits out the chosen tier on a tokio timer, then the message is ready again with the
 //!   attempt headers; `dead_letter` keeps it in memory ([`MemoryBus::dead_letters`]);
@@ -25,8 +26,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    BusError, BusSettings, CONSUMED_KINDS, Consumer, ConsumerInner, DeadLetter, Delivery, DeliveryHandle,
-    Outgoing, Publisher, PublisherInner,
+    BusError, BusSettings, Consumer, ConsumerInner, DeadLetter, Delivery, DeliveryHandle, Outgoing,
+    Publisher, PublisherInner,
 };
 use crate::events::{EventKind, TicketEvent};
 
@@ -46,6 +47,8 @@ pub struct MemoryBus {
 
 struct Shared {
     settings: BusSettings,
+    /// The outcomes queue beside this work queue (`None` on the outcomes queue itself).
+    outcomes: Option<MemoryBus>,
     state: Mutex<State>,
     /// Woken when a message becomes ready or a delivery is settled.
     changed: Notify,
@@ -81,13 +84,25 @@ impl Message {
 impl MemoryBus {
     /// An empty bus.
     pub fn new(settings: BusSettings) -> Self {
+        let outcomes = settings.outcomes();
+        let outcomes = (outcomes.queue != settings.queue).then(|| Self::queue(outcomes, None));
+        Self::queue(settings, outcomes)
+    }
+
+    fn queue(settings: BusSettings, outcomes: Option<MemoryBus>) -> Self {
         Self {
             shared: Arc::new(Shared {
                 settings,
+                outcomes,
                 state: Mutex::new(State::default()),
                 changed: Notify::new(),
             }),
         }
+    }
+
+    /// The outcomes queue beside this work queue (this queue itself when it is the outcomes queue).
+    pub fn outcomes(&self) -> MemoryBus {
+        self.shared.outcomes.clone().unwrap_or_else(|| self.clone())
     }
 
     /// The bus's settings.
@@ -121,14 +136,22 @@ impl MemoryBus {
         body: impl Into<Vec<u8>>,
         message_id: Option<String>,
     ) -> Result<(), BusError> {
-        if !routed(routing_key) {
+        let outcomes = self.shared.outcomes.as_ref().filter(|o| o.routes(routing_key));
+        let here = self.routes(routing_key);
+        if !here && outcomes.is_none() {
             return Err(BusError::Unroutable {
                 exchange: self.settings().exchange.clone(),
                 routing_key: routing_key.to_owned(),
                 reply: "312 NO_ROUTE".to_owned(),
             });
         }
-        self.push(Message::new(body.into(), message_id, routing_key.to_owned()), false);
+        let message = Message::new(body.into(), message_id, routing_key.to_owned());
+        if let Some(outcomes) = outcomes {
+            outcomes.push(message.clone(), false);
+        }
+        if here {
+            self.push(message, false);
+        }
         Ok(())
     }
 
@@ -159,7 +182,7 @@ impl MemoryBus {
         let (mut moved, mut kept) = (0, VecDeque::new());
         while moved < limit.unwrap_or(usize::MAX) {
             let Some((message, letter)) = state.dead.pop_front() else { break };
-            if routed(&message.routing_key) {
+            if self.routes(&message.routing_key) {
                 state.ready.push_back(Message::new(message.body, message.message_id, message.routing_key));
                 moved += 1;
             } else {
@@ -201,8 +224,11 @@ impl MemoryBus {
     }
 }
 
-fn routed(routing_key: &str) -> bool {
-    EventKind::parse(routing_key).is_some_and(|kind| CONSUMED_KINDS.contains(&kind))
+impl MemoryBus {
+    /// Whether `routing_key` is bound to this queue.
+    fn routes(&self, routing_key: &str) -> bool {
+        EventKind::parse(routing_key).is_some_and(|kind| self.settings().kinds.contains(&kind))
+    }
 }
 
 /// Consumes an in-process bus.

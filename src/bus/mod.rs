@@ -10,8 +10,9 @@
 //! Delivery is at-least-once: a message can arrive again (`redelivered`, a retry whose ack was lost,
 //! a replay), so the worker keys its effects on `event_id`.
 //!
-//! Only [`CONSUMED_KINDS`] (`ticket.created`) is bound to the work queue. Publishing any other kind is
-//! an [`BusError::Unroutable`] error (publishes are `mandatory`) until a binding exists for it.
+//! The work queue is bound to `ticket.created` and the outcomes queue
+//! ([`BusSettings::outcomes`]) to `ticket.updated`. Publishing a kind no queue is bound to is an
+//! [`BusError::Unroutable`] error (publishes are `mandatory`).
 
 mod amqp;
 pub mod memory;
@@ -22,7 +23,7 @@ use std::{fmt, time::Duration};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::events::{EventDecodeError, EventKind, TicketEvent};
+use crate::events::{EventDecodeError, TicketEvent};
 
 pub use amqp::{connect, dead_letters, replay_dead_letters, setup};
 
@@ -58,9 +59,6 @@ impl fmt::Debug for BusHealth {
     }
 }
 pub use settings::BusSettings;
-
-/// The event kinds bound to the work queue (routing keys of the `queue` binding).
-pub const CONSUMED_KINDS: &[EventKind] = &[EventKind::TicketCreated];
 
 /// Header: how many times the message was tried before this delivery (absent = never).
 pub const HEADER_ATTEMPT: &str = "x-deskpilot-attempt";
@@ -102,6 +100,19 @@ impl Bus {
         match self {
             Self::Amqp { url, settings } => connect(url, settings).await,
             Self::Memory(bus) => Ok((bus.publisher(), bus.consumer())),
+        }
+    }
+
+    /// A consumer of the outcomes queue ([`BusSettings::outcomes`]); on RabbitMQ a connection of
+    /// its own, with the topology declared.
+    pub async fn connect_outcomes(&self) -> Result<Consumer, BusError> {
+        match self {
+            Self::Amqp { url, settings } => {
+                let (publisher, consumer) = connect(url, &settings.outcomes()).await?;
+                publisher.close().await;
+                Ok(consumer)
+            }
+            Self::Memory(bus) => Ok(bus.outcomes().consumer()),
         }
     }
 
@@ -159,7 +170,7 @@ pub enum BusError {
         routing_key: String,
     },
     /// No queue is bound for the routing key: the message was returned, not stored. Permanent
-    /// until the topology changes (only [`CONSUMED_KINDS`] are bound).
+    /// until the topology changes (see [`BusSettings::kinds`]).
     #[error("no queue is bound to `{exchange}` for routing key `{routing_key}`: {reply}")]
     Unroutable {
         /// Exchange.

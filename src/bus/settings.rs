@@ -2,14 +2,18 @@
 
 use std::time::Duration;
 
+use crate::events::EventKind;
+
 /// Names and tunables of the bus. Every queue and exchange name derives from `exchange`/`queue`
 /// (and `dead_queue`), so tests and tenants can use their own prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusSettings {
     /// Topic exchange the events are published to (default `deskpilot.events`).
     pub exchange: String,
-    /// Quorum work queue, bound to `ticket.created` (default `deskpilot.triage`).
+    /// Quorum work queue (default `deskpilot.triage`).
     pub queue: String,
+    /// The event kinds bound to `queue` (routing keys; default `ticket.created`).
+    pub kinds: Vec<EventKind>,
     /// Dead-letter queue; also the name of the fanout exchange the broker dead-letters into
     /// (default: `queue` with its last dot-segment replaced by `dead`, so `deskpilot.dead`).
     pub dead_queue: String,
@@ -38,12 +42,24 @@ impl BusSettings {
         Self {
             exchange: exchange.into(),
             queue,
+            kinds: vec![EventKind::TicketCreated],
             dead_queue,
             retry_delays: [5, 30, 120, 600].into_iter().map(Duration::from_secs).collect(),
             delivery_limit: 10,
             prefetch: 10,
             confirm_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// The outcomes queue beside this work queue: `queue` with its last dot-segment replaced by
+    /// `outcomes` (`deskpilot.outcomes`), bound to `ticket.updated`, with its own retry tiers and
+    /// the same exchange, dead-letter queue and tunables.
+    pub fn outcomes(&self) -> BusSettings {
+        let queue = match self.queue.rsplit_once('.') {
+            Some((prefix, _)) => format!("{prefix}.outcomes"),
+            None => format!("{}.outcomes", self.queue),
+        };
+        BusSettings { queue, kinds: vec![EventKind::TicketUpdated], ..self.clone() }
     }
 
     /// The delay before try `attempt + 1` after try `attempt` (1-based) failed.

@@ -23,8 +23,10 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+mod observer;
 mod outcome;
 
+pub use observer::run_outcomes;
 pub use outcome::Disposition;
 use outcome::{Failure, recorded_decision};
 

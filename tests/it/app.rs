@@ -182,3 +182,55 @@ async fn readiness_names_the_broker_while_it_refuses_the_worker() {
     tokio::time::timeout(Duration::from_secs(20), serving).await.unwrap().unwrap().unwrap();
     rabbitmqctl(&["delete_vhost", &vhost]);
 }
+
+/// The worker process consumes the outcomes queue too: a `ticket.updated` after a person filed and
+/// closed the ticket records what they set against deskpilot's proposal, final.
+#[tokio::test]
+async fn a_ticket_s_update_records_what_the_person_set_against_the_proposal() {
+    use deskpilot::ticketing::{TicketPatch, TicketStatus, Ticketing};
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(&config(&sandbox, dir.path())).await.expect("the app builds");
+    let publisher = app.publisher().await.unwrap();
+    let store = app.store().clone();
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(app.serve(None, shutdown.clone()));
+
+    publisher
+        .publish(&TicketEvent::new(EventKind::TicketCreated, "demo", "1064", EventSource::Manual))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while store.latest_proposal_for("demo", "1064").await.unwrap().is_none() {
+        assert!(started.elapsed() < Duration::from_secs(20), "no proposal was stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let person = crate::helpers::helpdesk(&sandbox, "demo");
+    let patch = TicketPatch {
+        category_id: Some("cat-refunds".into()),
+        priority: Some("low".into()),
+        status: Some(TicketStatus::Closed),
+        ..TicketPatch::default()
+    };
+    person.update_ticket("1064", &patch).await.unwrap();
+    publisher
+        .publish(&TicketEvent::new(EventKind::TicketUpdated, "demo", "1064", EventSource::Webhook))
+        .await
+        .unwrap();
+    let outcome = loop {
+        let rows =
+            store.proposals_with_outcomes(Some("demo"), time::OffsetDateTime::UNIX_EPOCH).await.unwrap();
+        if let Some(o) = rows.into_iter().find_map(|(p, o)| o.filter(|_| p.ticket_id == "1064")) {
+            break o;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "no outcome was recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        (outcome.category_id.as_deref(), outcome.priority.as_deref()),
+        (Some("cat-refunds"), Some("LOW"))
+    );
+    assert!(outcome.final_at.is_some(), "closed: final");
+    shutdown.cancel();
+    serving.await.unwrap().expect("serve ends cleanly");
+}

@@ -330,16 +330,27 @@ async fn a_malformed_body_arrives_as_an_error_and_can_be_dead_lettered() {
 }
 
 #[tokio::test]
-async fn an_unbound_kind_is_unroutable() {
+async fn updates_go_to_the_outcomes_queue_and_an_unbound_kind_is_unroutable() {
     let broker = TestBroker::new(|_| {}).await;
     let (publisher, _consumer) = broker.connect().await;
-    // Only ticket.created is bound: the worker consumes nothing else.
     let updated = TicketEvent::new(EventKind::TicketUpdated, "demo", "5", EventSource::Poll);
-    let err = publisher.publish(&updated).await.unwrap_err();
+    publisher.publish(&updated).await.expect("ticket.updated is bound to the outcomes queue");
+    assert_eq!(broker.ready_soon(&broker.settings.outcomes().queue, 1).await, 1);
+    assert_eq!(broker.ready(&broker.settings.queue).await, 0, "the work queue takes only new tickets");
+    let bus = deskpilot::bus::Bus::Amqp { url: broker.url.clone(), settings: broker.settings.clone() };
+    let mut outcomes = bus.connect_outcomes().await.unwrap();
+    let d = next(&mut outcomes).await;
+    assert_eq!(d.event.as_ref().unwrap(), &updated);
+    d.ack().await.unwrap();
+    outcomes.close().await;
+
+    // A work queue bound to updates only: its outcomes queue too, so a new ticket has no queue.
+    let narrow = TestBroker::new(|s| s.kinds = vec![EventKind::TicketUpdated]).await;
+    let (publisher, _consumer) = narrow.connect().await;
+    let err = publisher.publish(&created("5")).await.unwrap_err();
     assert!(matches!(err, BusError::Unroutable { .. }), "{err:?}");
     assert!(!err.is_retryable());
-    assert_eq!(broker.ready(&broker.settings.queue).await, 0);
-    publisher.publish(&created("5")).await.expect("the channel still works");
+    publisher.publish(&updated).await.expect("the channel still works");
 }
 
 #[tokio::test]

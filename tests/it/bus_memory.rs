@@ -155,13 +155,21 @@ async fn a_malformed_body_arrives_as_an_error_and_can_be_dead_lettered() {
 }
 
 #[tokio::test]
-async fn an_unbound_kind_is_unroutable() {
+async fn updates_go_to_the_outcomes_queue_and_an_unbound_kind_is_unroutable() {
     let (publisher, _consumer, bus) = bus(&settings());
     let updated = TicketEvent::new(EventKind::TicketUpdated, "demo", "4", EventSource::Poll);
-    let err = publisher.publish(&updated).await.unwrap_err();
+    publisher.publish(&updated).await.unwrap();
+    assert_eq!((bus.ready(), bus.outcomes().ready()), (0, 1), "only the outcomes queue takes updates");
+    let mut outcomes = bus.outcomes().consumer();
+    let d = next(&mut outcomes).await;
+    assert_eq!(d.event.as_ref().unwrap(), &updated);
+    d.ack().await.unwrap();
+    publisher.publish(&created("4")).await.unwrap();
+    assert_eq!((bus.ready(), bus.outcomes().ready()), (1, 0), "and the work queue only new tickets");
+
+    let err = bus.publish_raw("ticket.deleted", b"{}".to_vec(), None).unwrap_err();
     assert!(matches!(err, BusError::Unroutable { .. }), "{err:?}");
     assert!(!err.is_retryable());
-    assert_eq!(bus.ready(), 0);
 }
 
 #[tokio::test]

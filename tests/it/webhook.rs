@@ -183,15 +183,15 @@ async fn a_signed_unified_delivery_publishes_each_ticket_and_a_duplicate_has_the
 }
 
 #[tokio::test]
-async fn updates_and_other_objects_are_accepted_without_work_for_the_triage_queue() {
+async fn updates_go_to_the_outcomes_queue_and_other_objects_are_accepted_without_work() {
     let mut hook = Hook::start(&[("demo", Scheme::Unified)], WebhookSettings::default()).await;
     let body =
         unified_delivery("updated", json!([ticket("2001", "2026-03-01T10:00:00Z", "2026-03-02T09:00:00Z")]));
     let (status, answer) = hook.post("demo", HeaderMap::new(), body).await;
-    // No queue is bound to ticket.updated: the broker returns the event, the sender need not retry.
+    // ticket.updated is bound to the outcomes queue (what people set is recorded there).
     assert_eq!(
         (status, answer),
-        (200, json!({"published": 0, "unrouted": 1, "ignored": 0, "own_writes": 0}))
+        (200, json!({"published": 1, "unrouted": 0, "ignored": 0, "own_writes": 0}))
     );
     let notes = json!([{"id": "n1", "ticket_id": "2001", "description": "hi"}]);
     let sig = sign_delivery(SECRET, &notes, "n");

@@ -270,9 +270,15 @@ async fn open(url: &str, settings: &BusSettings) -> Result<Connection, BusError>
     Connection::connect(url, properties).await.map_err(|e| connection_error("connect", e))
 }
 
+/// Declares the queue of `settings` and the outcomes queue beside it: whichever process connects
+/// first, every binding exists before anything is published.
 async fn declare_on(conn: &Connection, settings: &BusSettings) -> Result<(), BusError> {
     let channel = conn.create_channel().await.map_err(|e| connection_error("open a channel", e))?;
     topology::declare(&channel, settings).await?;
+    let outcomes = settings.outcomes();
+    if outcomes.queue != settings.queue {
+        topology::declare(&channel, &outcomes).await?;
+    }
     let _ = channel.close(200, "topology declared".into()).await;
     Ok(())
 }

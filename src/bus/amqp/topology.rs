@@ -20,7 +20,7 @@ use lapin::{
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 
-use crate::bus::{BusError, BusSettings, CONSUMED_KINDS};
+use crate::bus::{BusError, BusSettings};
 
 /// `x-delivery-limit` of the dead-letter queue. Listing dead letters takes and requeues them, and
 /// on RabbitMQ 4.0–4.2 each requeue counts; from 4.0 the default limit is 20 and a message over it
@@ -63,7 +63,7 @@ pub(crate) async fn declare(channel: &Channel, settings: &BusSettings) -> Result
     work_args.insert("x-dead-letter-exchange".into(), long_string(dead_exchange(settings)));
     at_least_once_dead_lettering(&mut work_args);
     queue(channel, &settings.queue, work_args).await?;
-    for kind in CONSUMED_KINDS {
+    for kind in &settings.kinds {
         bind(channel, &settings.queue, &settings.exchange, kind.as_str()).await?;
     }
 
