@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+use time::OffsetDateTime;
 
 use super::print_json;
 use crate::{
@@ -65,13 +65,7 @@ enum KindArg {
 
 /// An RFC 3339 time, or a date at midnight UTC.
 pub(super) fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(s, &Rfc3339)
-        .or_else(|_| {
-            Date::parse(s, format_description!("[year]-[month]-[day]")).map(|d| d.midnight().assume_utc())
-        })
-        .map_err(|_| {
-            format!("`{s}` is neither an RFC 3339 time (2026-11-01T08:00:00Z) nor a date (2026-11-01)")
-        })
+    crate::ticketing::model::parse_time_or_date(s)
 }
 
 /// `deskpilot backfill`: publishes an event per ticket change in the window to RabbitMQ, resuming

@@ -51,6 +51,18 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
         .expect("every OffsetDateTime in range formats as RFC 3339")
 }
 
+/// An RFC 3339 time, or a date at midnight UTC, as people type them (`--since`, `?since=`).
+pub fn parse_time_or_date(s: &str) -> Result<OffsetDateTime, String> {
+    use time::{Date, format_description::well_known::Rfc3339, macros::format_description};
+    OffsetDateTime::parse(s, &Rfc3339)
+        .or_else(|_| {
+            Date::parse(s, format_description!("[year]-[month]-[day]")).map(|d| d.midnight().assume_utc())
+        })
+        .map_err(|_| {
+            format!("`{s}` is neither an RFC 3339 time (2026-11-01T08:00:00Z) nor a date (2026-11-01)")
+        })
+}
+
 /// An instant rounded up to whole seconds. Helpdesks whose timestamps have no fraction list a
 /// ticket updated at or after `t` exactly when it is at or after the rounded instant.
 pub fn whole_second_ceil(t: OffsetDateTime) -> OffsetDateTime {

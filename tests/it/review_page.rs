@@ -206,3 +206,38 @@ async fn signing_in_sets_a_session_and_forms_without_its_token_or_from_elsewhere
     assert_eq!(out.status(), 303);
     assert!(out.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
 }
+
+#[tokio::test]
+async fn the_agreement_page_shows_each_category_s_figures_curve_and_recommendation() {
+    let sandbox = crate::helpers::start_sandbox().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::build(&config(&sandbox, dir.path(), false)).await.expect("the app builds");
+    // Three closed tickets: people kept cat-billing twice and chose cat-refunds once.
+    for (ticket, person) in [("1001", "cat-billing"), ("1002", "cat-billing"), ("1003", "cat-refunds")] {
+        let id = app.store().insert_proposal(&proposal(ticket, "cat-billing", 0.9)).await.unwrap();
+        let tags = Vec::new();
+        let outcome = deskpilot::store::NewOutcome {
+            proposal_id: id,
+            connection_id: "demo",
+            ticket_id: ticket,
+            category_id: Some(person),
+            priority: Some("HIGH"),
+            tags: &tags,
+            closed: true,
+        };
+        assert!(app.store().record_outcome(&outcome).await.unwrap());
+    }
+    let url = serve(&app).await;
+    assert_eq!(get(&format!("{url}/review/report"), None).await.status(), 401);
+    let page =
+        get(&format!("{url}/review/report?min_closed=2&min_precision=0.6"), Some("review-secret")).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("demo / cat-billing"), "{html}");
+    assert!(html.contains("67 % [21 %–94 %] over 3"), "agreement with its interval: {html}");
+    assert!(html.contains("cat-refunds ×1"), "the confusion");
+    assert!(html.contains("[connections.automation] cat-billing = 0.50"), "the promotion line");
+    assert!(html.contains("<polyline points=\""), "the curve");
+    let bad = get(&format!("{url}/review/report?min_precision=2"), Some("review-secret")).await;
+    assert_eq!(bad.status(), 400);
+}

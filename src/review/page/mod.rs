@@ -11,6 +11,7 @@
 
 mod access;
 mod forms;
+mod report;
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -58,6 +59,7 @@ pub fn router(reviews: Reviews, access: Access) -> Router {
         ("detail.html", include_str!("../../../templates/review/detail.html")),
         ("sign_in.html", include_str!("../../../templates/review/sign_in.html")),
         ("message.html", include_str!("../../../templates/review/message.html")),
+        ("report.html", include_str!("../../../templates/review/report.html")),
     ] {
         templates.add_template(name, source).expect("the bundled review templates parse");
     }
@@ -68,6 +70,7 @@ pub fn router(reviews: Reviews, access: Access) -> Router {
         .route("/review/{id}/approve", post(forms::approve))
         .route("/review/{id}/reject", post(forms::reject))
         .route("/review/sign-out", post(forms::sign_out))
+        .route("/review/report", get(report::report))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route("/review/sign-in", get(forms::sign_in_form).post(forms::sign_in))

@@ -252,5 +252,9 @@ pub(super) async fn the_review_page_in_a_browser_approves_edits_and_rejects(mut 
             Some("wrong_category: it is a bug report".to_owned())
         )]
     );
+    // The agreement page draws each category's curve (no outcome is closed yet here).
+    browser.goto(&format!("{url}/review/report")).await;
+    assert!(browser.wait_for(".category h2").await.text().await.contains(DEFAULT_CATEGORY));
+    browser.screenshot(&shots.join("report.png")).await;
     drop(browser);
 }
