@@ -15,6 +15,7 @@ mod bus_amqp;
 mod bus_memory;
 mod cli;
 mod config;
+mod container;
 mod decision;
 mod eval;
 mod freshdesk_http;
