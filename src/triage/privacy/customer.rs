@@ -76,6 +76,14 @@ impl Needles {
         Self { names, emails, phones, ascii }
     }
 
+    /// Whether `text` may hold one of the customer's phone numbers: it has the last three digits
+    /// of one (a cheap look before reading every number in it).
+    pub fn might_have_phone(&self, text: &str) -> bool {
+        self.phones.iter().any(|p| {
+            memchr::memmem::find(text.as_bytes(), &p.as_bytes()[p.len().saturating_sub(3)..]).is_some()
+        })
+    }
+
     /// Whether a number with these digits is one of the customer's.
     pub fn is_phone(&self, digits: &str) -> bool {
         digits.len() >= 7 && self.phones.iter().any(|p| *p == phone_key(digits))

@@ -64,22 +64,30 @@ static PHONE: LazyLock<Regex> =
 static NORTH_AMERICAN: LazyLock<Regex> = LazyLock::new(|| regex(r"^\d{3}[-. ]\d{3}[-. ]\d{4}$"));
 
 /// Street words that follow the house number (English, French).
-const NUMBER_FIRST: &str = r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3}|(?:\p{Lu}[\p{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)(?-u:\b))";
+const NUMBER_FIRST: &str = r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?{LU}[{L}'\-]*(?:\s{LU}[{L}'\-]*){0,3}|(?:{LU}[{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)(?-u:\b))";
 /// Streets whose number comes after the name (German, Dutch, Nordic suffixes; Spanish,
 /// Portuguese, Italian prefixes; Italian `Via` capitalised only, as English has "via").
-const NUMBER_AFTER: &str = r"(?:(?:(?-u:\b)(?:(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)|Via)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*\p{Lu}[\p{L}'\-]*(?:\s\p{Lu}[\p{L}'\-]*){0,3})|\p{Lu}[\p{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z](?-u:\b))?";
+const NUMBER_AFTER: &str = r"(?:(?:(?-u:\b)(?:(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)|Via)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*{LU}[{L}'\-]*(?:\s{LU}[{L}'\-]*){0,3})|{LU}[{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z](?-u:\b))?";
 /// The postal code and town that may follow a street.
-const POSTAL_TOWN: &str = r"(?:,?\s(?:\d{5}-\d{3}|\d{5}|\d{4}\s?[A-Z]{2}|\d{4}|\d{3}-\d{4}|[A-Z]{2}\s\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})(?:\s\p{Lu}[\p{L}'\-]*(?:[\s\-]\p{Lu}[\p{L}'\-]*){0,2})?)?";
+const POSTAL_TOWN: &str = r"(?:,?\s(?:\d{5}-\d{3}|\d{5}|\d{4}\s?[A-Z]{2}|\d{4}|\d{3}-\d{4}|[A-Z]{2}\s\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})(?:\s{LU}[{L}'\-]*(?:[\s\-]{LU}[{L}'\-]*){0,2})?)?";
 
 /// A street word anywhere: the address pattern (large, with Unicode classes) only runs on texts
 /// that have one.
 static STREET_WORD: LazyLock<Regex> = LazyLock::new(|| {
     regex(
-        r"(?i-u:stra|str\.|weg|gasse|platz|allee|ring|damm|laan|gracht|plein|kade|vej|gat|veien|rue|avenue|boulevard|chemin|all|impasse|quai|calle|c/|avenida|avda|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|pra|alameda|bd)|Street|St(?-u:\b)|Ave|Road|Rd|Lane|Ln|Drive|Dr|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close|Crescent|Via",
+        r"(?i-u:stra|str\.|weg|gasse|platz|allee|ring|damm|laan|gracht|plein|kade|vej|gata|veien|rue|avenue|boulevard|chemin|allée|impasse|quai|calle|c/|avenida|avda|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|praca|alameda|bd)|Street|St(?-u:\b)|Ave|Road|Rd|Lane|Ln|Drive|Dr|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close|Crescent|Via",
     )
 });
-static ADDRESS: LazyLock<Regex> =
-    LazyLock::new(|| regex(&format!("(?:{NUMBER_FIRST}|{NUMBER_AFTER}){POSTAL_TOWN}")));
+/// Capitals and letters of the Latin alphabets street names are written in here: classes this
+/// size keep the address automaton small, where `\p{Lu}` and `\p{L}` made it several times slower.
+const LU: &str = "A-ZÀ-ÖØ-Þ";
+const L: &str = "A-Za-zÀ-ÖØ-öø-ÿĀ-ž";
+
+static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
+    let letters = |p: &str| p.replace("{LU}", &format!("[{LU}]")).replace("{L}", L);
+    let (first, after, town) = (letters(NUMBER_FIRST), letters(NUMBER_AFTER), letters(POSTAL_TOWN));
+    regex(&format!("(?:{first}|{after}){town}"))
+});
 
 /// Query keys whose values are secrets: a URL carrying one is personal data as a whole.
 const SECRET_KEYS: [&str; 12] = [
@@ -134,17 +142,14 @@ pub(super) fn detect(text: &str, privacy: &Privacy, customer: &Needles) -> Vec<F
         if on(Kind::Ip) && numbers.dotted {
             ipv4s(text, &mut found);
         }
-        if on(Kind::Address) && STREET_WORD.is_match(text) {
-            for m in ADDRESS.find_iter(text).filter(|m| !is_time(text, m.start(), m.as_str())) {
-                let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-                found.push(kind(m.range(), Kind::Address, key, 6));
-            }
+        if on(Kind::Address) {
+            addresses(text, &mut found);
         }
-        if on(Kind::Phone) && numbers.longest >= 7 {
+        if on(Kind::Phone) && (numbers.phone_like || customer.might_have_phone(text)) {
             phones(text, customer, &mut found);
         }
     }
-    if on(Kind::Ip) && text.contains(':') {
+    if on(Kind::Ip) && maybe_ipv6(text) {
         ipv6s(text, &mut found);
     }
     let (names, emails) = customer.find(text, on(Kind::Name), on(Kind::Email));
@@ -168,28 +173,43 @@ struct Numbers {
     dotted: bool,
     /// Two capitals right before two digits (an IBAN's start).
     iban_start: bool,
+    /// Some number could be a phone number by its shape: seven digits or more after `+`, `(` or
+    /// a trunk `0`, or ten or more.
+    phone_like: bool,
 }
 
 impl Numbers {
     fn of(text: &str) -> Self {
         let b = text.as_bytes();
         let mut n = Self::default();
-        let (mut digits, mut dots, mut gap) = (0, 0, 0);
+        let (mut digits, mut dots, mut gap, mut lead) = (0, 0, 0, 0u8);
         for (i, &c) in b.iter().enumerate() {
-            if c.is_ascii_digit() {
+            // Letters, most punctuation and every byte of a non-ASCII character sort above the
+            // digits, and the separators below them: one comparison settles most bytes.
+            if c > b'9' {
+                digits = 0;
+                continue;
+            }
+            if c >= b'0' {
+                if digits == 0 {
+                    dots = 0;
+                    lead = match i.checked_sub(1).map(|j| b[j]) {
+                        Some(p @ (b'+' | b'(')) => p,
+                        _ => c,
+                    };
+                }
                 digits += 1;
                 gap = 0;
                 n.longest = n.longest.max(digits);
+                n.phone_like |= digits >= 10 || (digits >= 7 && matches!(lead, b'+' | b'(' | b'0'));
                 n.dotted |= dots >= 3;
-                n.iban_start |= i >= 3
-                    && b[i - 1].is_ascii_digit()
-                    && b[i - 2].is_ascii_uppercase()
-                    && b[i - 3].is_ascii_uppercase();
+                n.iban_start |=
+                    digits == 2 && i >= 3 && b[i - 2].is_ascii_uppercase() && b[i - 3].is_ascii_uppercase();
             } else if digits > 0 && gap < 2 && matches!(c, b' ' | b'-' | b'.' | b'/' | b'(' | b')' | b'+') {
                 gap += 1;
                 dots += usize::from(c == b'.');
             } else {
-                (digits, dots, gap) = (0, 0, 0);
+                digits = 0;
             }
         }
         n
@@ -293,6 +313,38 @@ fn ibans(text: &str, found: &mut Vec<Found>) {
     }
 }
 
+/// Street addresses. The pattern is large (Unicode letter classes), so it runs only on the
+/// stretches around a street word with a digit near it.
+fn addresses(text: &str, found: &mut Vec<Found>) {
+    let mut windows: Vec<Range<usize>> = Vec::new();
+    for m in STREET_WORD.find_iter(text) {
+        let near = text.as_bytes()[m.start().saturating_sub(48)..(m.end() + 16).min(text.len())]
+            .iter()
+            .any(u8::is_ascii_digit);
+        if !near {
+            continue;
+        }
+        // Wide enough for the words before a street type and the postal code and town after a
+        // number, widened to whitespace so no number or word is cut.
+        let lo = text[..text.floor_char_boundary(m.start().saturating_sub(120))]
+            .rfind(char::is_whitespace)
+            .map_or(0, |i| i + 1);
+        let from = text.ceil_char_boundary((m.end() + 80).min(text.len()));
+        let hi = text[from..].find(char::is_whitespace).map_or(text.len(), |i| from + i);
+        match windows.last_mut() {
+            Some(w) if lo <= w.end => w.end = w.end.max(hi),
+            _ => windows.push(lo..hi),
+        }
+    }
+    for w in windows {
+        let part = &text[w.clone()];
+        for m in ADDRESS.find_iter(part).filter(|m| !is_time(part, m.start(), m.as_str())) {
+            let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+            found.push(kind(w.start + m.start()..w.start + m.end(), Kind::Address, key, 6));
+        }
+    }
+}
+
 /// `… at 10:40 AM Rebecca Lane`: the minutes of a time, not a house number.
 fn is_time(text: &str, start: usize, found: &str) -> bool {
     let after_number = found.trim_start_matches(|c: char| c.is_ascii_digit()).trim_start();
@@ -310,6 +362,17 @@ fn ipv4s(text: &str, found: &mut Vec<Found>) {
             found.push(kind(m.range(), Kind::Ip, m.as_str().to_owned(), 5));
         }
     }
+}
+
+/// Whether some `:` is followed, after at most four hex digits, by another `:` (`fe80::1`,
+/// `2001:db8:…`): most texts' colons (`Note:`, `10:45`) are not, and the IPv6 pattern can start
+/// anywhere.
+fn maybe_ipv6(text: &str) -> bool {
+    let b = text.as_bytes();
+    memchr::memchr_iter(b':', b).any(|i| {
+        let hex = b[i + 1..].iter().take(5).take_while(|c| c.is_ascii_hexdigit()).count();
+        b.get(i + 1 + hex) == Some(&b':') && (hex > 0 || i > 0 && b[i - 1].is_ascii_hexdigit())
+    })
 }
 
 fn ipv6s(text: &str, found: &mut Vec<Found>) {
