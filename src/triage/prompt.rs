@@ -126,7 +126,8 @@ impl Prompts {
         limits: PromptLimits,
         schema_in_prompt: Option<&Value>,
     ) -> Result<String, PromptError> {
-        let schema = schema_in_prompt.map(|s| serde_json::to_string_pretty(s).unwrap_or_default());
+        let schema = schema_in_prompt
+            .map(|s| serde_json::to_string_pretty(&super::llm::InRequiredOrder(s)).unwrap_or_default());
         self.render(TEMPLATES[0], context! { categories => JinjaValue::from(Serde(categories)), limits => JinjaValue::from(Serde(limits)), schema => schema })
     }
 

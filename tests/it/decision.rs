@@ -541,11 +541,11 @@ fn hostile_answers() {
             })),
             free(),
             Problems(vec![
+                p("summary", "summary must be a string, got an object"),
                 p("category_id", "category_id must be a string or null, got an object"),
                 p("priority", "priority must be a string, got an object"),
-                p("summary", "summary must be a string, got an object"),
-                p("draft_reply", "draft_reply must be a string, got an array"),
                 p("needs_human", "needs_human must be true or false, got a string"),
+                p("draft_reply", "draft_reply must be a string, got an array"),
             ]),
         ),
         (
@@ -573,11 +573,11 @@ fn hostile_answers() {
             ),
             free(),
             Problems(vec![
+                p("summary", "summary must be a string, got null"),
                 p("priority", "priority must be a string, got null"),
                 p("tags", "tags must be an array of strings, got null"),
-                p("summary", "summary must be a string, got null"),
-                p("confidence", "confidence must be a number from 0 to 1, got null"),
                 p("needs_human", "needs_human must be true or false, got null"),
+                p("confidence", "confidence must be a number from 0 to 1, got null"),
             ]),
         ),
         (
@@ -627,16 +627,16 @@ fn hostile_answers() {
             free(),
             Problems(
                 [
+                    "reason",
+                    "summary",
+                    "language",
+                    "sentiment",
                     "category_id",
                     "priority",
                     "tags",
-                    "language",
-                    "sentiment",
-                    "summary",
-                    "draft_reply",
-                    "confidence",
                     "needs_human",
-                    "reason",
+                    "confidence",
+                    "draft_reply",
                 ]
                 .into_iter()
                 .map(|f| p(f, format!("missing field `{f}`")))
@@ -677,13 +677,13 @@ fn all_problems_are_reported_in_one_pass() {
     )
     .unwrap_err();
     let fields: Vec<String> = err.problems().into_iter().map(|p| p.field).collect();
-    assert_eq!(fields, ["category_id", "priority", "draft_reply", "confidence", "assignee"]);
+    assert_eq!(fields, ["category_id", "priority", "confidence", "draft_reply", "assignee"]);
     assert!(err.is_permanent());
     let listed = format!(
         "- category_id `cat-ceo` is not one of the listed ids: {LISTED}; use null if none fits\n\
          - priority `P1` is not one of NONE, LOW, NORMAL, HIGH, URGENT\n\
-         - draft_reply is empty\n\
          - confidence 1.7 is outside 0..=1\n\
+         - draft_reply is empty\n\
          - unknown field `assignee`; remove it\n"
     );
     let repair = repair_prompt(&err);
@@ -861,8 +861,8 @@ fn schema_for_default_limits() {
                 "needs_human": {"type": "boolean"},
                 "reason": {"type": "string", "description": "At most 500 characters."}
             },
-            "required": ["category_id", "priority", "tags", "language", "sentiment", "summary", "draft_reply",
-                         "confidence", "needs_human", "reason"],
+            "required": ["reason", "summary", "language", "sentiment", "category_id", "priority", "tags",
+                         "needs_human", "confidence", "draft_reply"],
             "additionalProperties": false
         })
     );

@@ -40,6 +40,7 @@ mod store_disk_full;
 mod triage_context;
 mod triage_injection;
 mod triage_llm;
+mod triage_local;
 mod triage_privacy;
 mod unified_http;
 mod unified_sandbox;

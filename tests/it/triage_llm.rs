@@ -547,7 +547,12 @@ async fn json_object_mode_puts_the_schema_in_the_system_message() {
     let schema = decision::response_schema(&categories, &Limits::default());
     let system = &messages(body)[0].1;
     assert!(system.contains("must match this JSON schema"), "{system}");
-    assert!(system.contains(&serde_json::to_string_pretty(&schema).unwrap()), "{system}");
+    assert!(
+        system.contains(
+            &serde_json::to_string_pretty(&deskpilot::triage::llm::InRequiredOrder(&schema)).unwrap()
+        ),
+        "{system}"
+    );
     let bpe = tiktoken_rs::o200k_base_singleton();
     let counted: usize =
         messages(body).iter().map(|(_, c)| bpe.encode_ordinary(c).len() + TOKENS_PER_MESSAGE).sum();

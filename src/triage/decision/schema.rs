@@ -21,8 +21,9 @@ pub fn schema_name() -> &'static str {
 /// OpenAI caps enum values (1000 in total; above 250 values in one enum, their total length is
 /// limited); a helpdesk with that many categories needs a narrower list per request.
 ///
-/// Note: without serde_json's `preserve_order` feature the properties serialise alphabetically,
-/// and OpenAI generates fields in schema order; `required` keeps [`FIELDS`] order regardless.
+/// `required` lists [`FIELDS`] in order; a `Value` keeps its keys sorted, so the LLM client
+/// sends the schema through [`InRequiredOrder`](crate::triage::llm::InRequiredOrder), which
+/// writes the properties in that order (servers generate fields in schema order).
 pub fn response_schema(categories: &[Category], limits: &Limits) -> Value {
     let ids = active_ids(categories);
     let category_id = if ids.is_empty() {

@@ -7,18 +7,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::ticketing::model::PriorityLevel;
 
-/// The answer's fields, in the order the model is asked to write them.
+/// The answer's fields, in the order the model is asked to write them (the schema's properties
+/// go out in this order): the reasoning first, so that a grammar-constrained model has written
+/// why before it commits to a category, a priority and a confidence; the long draft last. Keep
+/// it stable: the schema is part of the cached prompt prefix.
 pub const FIELDS: [&str; 10] = [
+    "reason",
+    "summary",
+    "language",
+    "sentiment",
     "category_id",
     "priority",
     "tags",
-    "language",
-    "sentiment",
-    "summary",
-    "draft_reply",
-    "confidence",
     "needs_human",
-    "reason",
+    "confidence",
+    "draft_reply",
 ];
 
 /// The language recorded when it is unknown.

@@ -3,8 +3,10 @@
 //! implementation, for OpenAI, Azure, vLLM, Ollama and llama.cpp alike; tests use doubles.
 
 mod openai;
+mod schema_order;
 
 pub use openai::OpenAiCompatible;
+pub use schema_order::InRequiredOrder;
 
 use std::{sync::Arc, time::Duration};
 

@@ -26,7 +26,10 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, LlmSettings, OutputMode, Usage};
+use super::{
+    ChatAnswer, ChatMessage, ChatModel, ChatRequest, InRequiredOrder, LlmError, LlmSettings, OutputMode,
+    Usage,
+};
 use crate::http::{
     StatusClass, client_builder, clip, describe_transport_error, parse_retry_after, redact_secrets,
 };
@@ -117,7 +120,11 @@ impl OpenAiCompatible {
     fn body<'a>(&'a self, request: &'a ChatRequest) -> Body<'a> {
         let response_format = match self.settings.output_mode {
             OutputMode::JsonSchema => ResponseFormat::JsonSchema {
-                json_schema: JsonSchema { name: request.schema_name, schema: &request.schema, strict: true },
+                json_schema: JsonSchema {
+                    name: request.schema_name,
+                    schema: InRequiredOrder(&request.schema),
+                    strict: true,
+                },
             },
             OutputMode::JsonObject => ResponseFormat::JsonObject,
         };
@@ -192,7 +199,8 @@ enum ResponseFormat<'a> {
 #[derive(Serialize)]
 struct JsonSchema<'a> {
     name: &'a str,
-    schema: &'a Value,
+    /// Properties in field order: a grammar follows the schema's order.
+    schema: InRequiredOrder<'a>,
     strict: bool,
 }
 
