@@ -4,8 +4,51 @@
 //! context overflows and repeated server errors.
 
 use crate::helpers::*;
-use deskpilot::triage::decision::FIELDS;
-use wiremock::MockServer;
+use deskpilot::triage::{TriageError, decision::FIELDS};
+use serde_json::{Value, json};
+use wiremock::{MockServer, ResponseTemplate};
+
+/// A chat completion as llama.cpp's `llama-server` sends it (no `refusal`, `logprobs` or
+/// `service_tier`; its own `timings`; the prompt cache in `prompt_tokens_details`).
+fn llama_completion(content: &str, finish_reason: &str, completion_tokens: u32) -> Value {
+    json!({
+        "choices": [{
+            "finish_reason": finish_reason,
+            "index": 0,
+            "message": {"role": "assistant", "content": content}
+        }],
+        "created": 1_764_853_200,
+        "model": "tiny-llm",
+        "system_fingerprint": "b7120-5c9a8b2e",
+        "object": "chat.completion",
+        "usage": {
+            "completion_tokens": completion_tokens,
+            "prompt_tokens": 4534,
+            "total_tokens": 4534 + completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 4261}
+        },
+        "id": "chatcmpl-Qx1b7mFf0cZ8yDkq2vW3nH6tRj9sLp4a",
+        "timings": {
+            "prompt_n": 273, "prompt_ms": 88.1, "prompt_per_token_ms": 0.32, "prompt_per_second": 3098.7,
+            "predicted_n": completion_tokens, "predicted_ms": 412.9,
+            "predicted_per_token_ms": 3.44, "predicted_per_second": 290.6
+        }
+    })
+}
+
+/// 200 with [`llama_completion`], `finish_reason: "stop"`.
+fn llama_ok(content: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(llama_completion(content, "stop", 120))
+}
+
+/// [`valid_answer`] with the raw JSON text `number` as its confidence, as a grammar that ignores
+/// `maximum` lets a weak model write it.
+fn answer_with_confidence(number: &str) -> String {
+    valid_answer(Some("cat-billing")).replace("\"confidence\":0.86", &format!("\"confidence\":{number}"))
+}
+
+/// The number llama.cpp let a weak model write (quoted in the issue).
+const HUGE: &str = "5555555555555555e4255555555555555";
 
 fn policy() -> deskpilot::triage::Policy {
     deskpilot::triage::Policy::new("demo")
@@ -39,4 +82,46 @@ async fn the_schema_sends_reason_and_summary_before_the_category_and_confidence(
     assert!(at("reason") < at("category_id") && at("summary") < at("category_id"));
     assert!(at("category_id") < at("confidence") && at("confidence") < at("draft_reply"));
     assert_eq!(FIELDS[..2], ["reason", "summary"]);
+}
+
+// 2. Numbers: a grammar ignores `minimum`/`maximum`, so an f64 overflow is valid JSON with a
+//    confidence out of range, repaired once like any other invalid decision.
+#[tokio::test]
+async fn a_confidence_too_large_for_a_float_is_out_of_range_not_invalid_json() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let huge = answer_with_confidence(HUGE);
+    assert!(huge.contains(HUGE));
+    let llm =
+        mock_llm(Script::new(vec![llama_ok(&huge), llama_ok(&valid_answer(Some("cat-billing")))]), Some(2))
+            .await;
+
+    let triage = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap();
+    assert!(triage.report.repaired);
+    assert_eq!(triage.decision.confidence, 0.86_f32);
+    assert_eq!(triage.report.usage.cached_tokens, 2 * 4261, "llama.cpp's prompt cache is read");
+    let repair = &messages(&chat_requests(&llm).await[1])[3].1;
+    assert!(repair.contains(&format!("confidence {HUGE} is outside 0..=1")), "{repair}");
+    assert!(!repair.contains("not valid JSON"), "{repair}");
+}
+
+#[tokio::test]
+async fn a_confidence_still_out_of_range_after_the_repair_names_the_field_and_the_range() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(
+        Script::new(vec![
+            llama_ok(&answer_with_confidence(HUGE)),
+            llama_ok(&answer_with_confidence("-1e400")),
+        ]),
+        Some(2),
+    )
+    .await;
+
+    let err = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap_err();
+    assert!(matches!(err, TriageError::InvalidDecision { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    let text = err.to_string();
+    assert!(text.contains("confidence -1e400 is outside 0..=1"), "{text}");
+    assert!(!text.contains("not valid JSON"), "{text}");
 }

@@ -10,9 +10,10 @@ use serde::{
 use serde_json::{Map, Value};
 
 use super::{
+    numbers::out_of_range,
     problem::Problem,
     types::{FIELDS, LlmDecision},
-    wording::kind,
+    wording::{clip, kind},
 };
 
 /// Strips surrounding whitespace and one markdown code fence (info string empty or `json`).
@@ -68,6 +69,16 @@ pub(super) fn read_fields(
             skip.insert(field);
             continue;
         };
+        if let Some(number) = out_of_range(value) {
+            let message = if field == "confidence" {
+                format!("confidence {} is outside 0..=1", clip(number))
+            } else {
+                format!("{field} must be {}, got a number", expected(field))
+            };
+            problems.push(Problem::new(field, message));
+            skip.insert(field);
+            continue;
+        }
         let ok = match (field, value) {
             ("category_id", Value::Null) => true,
             ("category_id", Value::String(s)) => {
@@ -116,18 +127,23 @@ pub(super) fn read_fields(
             _ => false,
         };
         if !ok {
-            let expected = match field {
-                "category_id" => "a string or null",
-                "tags" => "an array of strings",
-                "confidence" => "a number from 0 to 1",
-                "needs_human" => "true or false",
-                _ => "a string",
-            };
+            let expected = expected(field);
             problems.push(Problem::new(field, format!("{field} must be {expected}, got {}", kind(value))));
             skip.insert(field);
         }
     }
     (raw, skip)
+}
+
+/// What a field must be, as a problem says it.
+fn expected(field: &str) -> &'static str {
+    match field {
+        "category_id" => "a string or null",
+        "tags" => "an array of strings",
+        "confidence" => "a number from 0 to 1",
+        "needs_human" => "true or false",
+        _ => "a string",
+    }
 }
 
 fn set(slot: &mut String, value: &str) -> bool {

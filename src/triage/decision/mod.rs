@@ -17,7 +17,9 @@
 //! - `category_id` `"null"`/`"none"` (when no category has that id) as `null`;
 //! - surrounding whitespace and control characters removed from the texts;
 //! - `language` normalised (`pt_BR` → `pt-br`); a value that is no language code becomes `und`;
-//! - tags normalised and filtered by [`normalize_tags`] (never a problem, only notes).
+//! - tags normalised and filtered by [`normalize_tags`] (never a problem, only notes);
+//! - a number too large for an f64 (a grammar that ignores `maximum` lets it through), read as
+//!   an out-of-range value of its field rather than as invalid JSON.
 //!
 //! Everything else is a [`Problem`], and all problems are collected in one pass so that one
 //! repair round trip (`prompts/triage/repair.j2`, one line per problem) can fix them all.
@@ -30,11 +32,12 @@
 //! here. Tag characters (no `pattern`) are likewise enforced here only.
 //!
 //! **Layout.** `types` holds the decision, its wire form and the limits; `schema` the response
-//! schema; `answer` reads the answer text into wire fields; `validation` checks them (and rechecks
+//! schema; `answer` reads the answer text into wire fields; `numbers` keeps numbers an f64 cannot hold; `validation` checks them (and rechecks
 //! decisions made elsewhere); `problem` says what is wrong; `tags` is the tag policy and the tag
 //! normalisation; `wording` quotes untrusted values in problems and notes.
 
 mod answer;
+mod numbers;
 mod problem;
 mod schema;
 mod tags;

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::{
     answer::{TopKeys, read_fields, strip_fence},
+    numbers::lenient_numbers,
     problem::{DecisionError, Problem},
     schema::active_ids,
     tags::{TagPolicy, normalize_tags},
@@ -55,6 +56,8 @@ pub fn validate(
     if fenced {
         pass.notes.push("removed a markdown code fence around the answer".to_owned());
     }
+    let body = lenient_numbers(body);
+    let body = body.as_ref();
     let value: Value =
         serde_json::from_str(body).map_err(|e| DecisionError::NotJson { detail: e.to_string() })?;
     let Value::Object(map) = value else {
