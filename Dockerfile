@@ -16,7 +16,7 @@ RUN mkdir -p src benches/worker \
  && cargo build --release --locked --bin deskpilot \
  && rm -rf src benches
 # The sources, and what they embed at compile time (templates, migrations, prompts, the default
-# configuration, the sandbox's sample helpdesks).
+# configuration, the sandbox's sample helpdesks, the demo's new tickets).
 COPY src ./src
 COPY benches ./benches
 COPY templates ./templates
@@ -24,6 +24,7 @@ COPY migrations ./migrations
 COPY prompts ./prompts
 COPY config ./config
 COPY data/sandbox ./data/sandbox
+COPY data/demo ./data/demo
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin deskpilot
 
 FROM debian:bookworm-slim

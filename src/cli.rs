@@ -105,7 +105,11 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     crate::http::install_crypto_provider();
-    if let Err(e) = crate::telemetry::init(cli.log_format) {
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => crate::telemetry::DEFAULT_FILTER,
+    };
+    if let Err(e) = crate::telemetry::init_with_default(cli.log_format, default_filter) {
         eprintln!("warning: {e:#}");
     }
     // The sandbox needs no configuration; every other command loads (and validates) it first,

@@ -23,7 +23,13 @@ pub enum LogFormat {
 
 /// Installs the global subscriber. Fails if one is already installed.
 pub fn init(format: LogFormat) -> anyhow::Result<()> {
-    let (filter, rejected) = filter_from_env();
+    init_with_default(format, DEFAULT_FILTER)
+}
+
+/// As [`init`], with `default` when neither variable is set (the demo's terminal shows its own
+/// lines, so it logs warnings only unless asked).
+pub fn init_with_default(format: LogFormat, default: &str) -> anyhow::Result<()> {
+    let (filter, rejected) = filter_from_env(default);
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     let installed = match format {
         LogFormat::Text => builder.compact().with_ansi(std::io::stderr().is_terminal()).try_init(),
@@ -33,24 +39,24 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
     };
     installed.map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))?;
     if let Some((var, error)) = rejected {
-        tracing::warn!(var, %error, filter = DEFAULT_FILTER, "ignoring an invalid log filter");
+        tracing::warn!(var, %error, filter = default, "ignoring an invalid log filter");
     }
     Ok(())
 }
 
 /// The filter to use, and the variable that was set but could not be parsed, if any.
-fn filter_from_env() -> (EnvFilter, Option<(&'static str, String)>) {
+fn filter_from_env(default: &str) -> (EnvFilter, Option<(&'static str, String)>) {
     for var in ["DESKPILOT_LOG", "RUST_LOG"] {
         if let Ok(spec) = std::env::var(var)
             && !spec.trim().is_empty()
         {
             return match EnvFilter::try_new(&spec) {
                 Ok(filter) => (filter, None),
-                Err(e) => (EnvFilter::new(DEFAULT_FILTER), Some((var, e.to_string()))),
+                Err(e) => (EnvFilter::new(default), Some((var, e.to_string()))),
             };
         }
     }
-    (EnvFilter::new(DEFAULT_FILTER), None)
+    (EnvFilter::new(default), None)
 }
 
 /// Histogram buckets (seconds) for event, stage and LLM latencies.

@@ -368,6 +368,7 @@ async fn demo_runs_the_whole_pipeline_on_the_embedded_defaults() {
         let text = stdout(&out);
         assert!(text.contains("5 untriaged tickets, mode"), "{text}");
         assert!(text.contains("demo: review the proposals at http://127.0.0.1:"), "{text}");
+        assert!(text.contains("per category: cat-"), "{text}");
         // They reach the worker as the sandbox's signed webhooks, through the service's receiver.
         assert!(
             text.contains("to the sandbox's ticket webhooks; they arrive signed at http://127.0.0.1:"),
@@ -676,4 +677,68 @@ async fn review_serves_the_page_alone_and_refuses_to_start_without_access() {
     assert_eq!(unauthorized.status(), 401);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The live demo: after the backlog, new tickets are created in the sandbox, arrive as its signed
+/// webhooks and are shown one line each as they are decided; SIGTERM (as Ctrl-C) stops it cleanly.
+#[tokio::test]
+async fn the_live_demo_shows_new_tickets_as_they_are_decided_and_stops_on_a_signal() {
+    live_demo(None).await;
+}
+
+/// The same with an OpenAI-compatible endpoint (a double) deciding: drafts and tokens are shown.
+#[tokio::test]
+async fn the_live_demo_with_an_llm_shows_its_drafts() {
+    let answer = crate::helpers::ok(&crate::helpers::valid_answer(Some("cat-billing")));
+    let llm = crate::helpers::mock_llm(answer, None).await;
+    live_demo(Some(&llm.uri())).await;
+}
+
+async fn live_demo(llm: Option<&str>) {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("live.db");
+    let mut command =
+        deskpilot(None, &["demo", "--limit", "1", "--tickets", "3", "--store", store.to_str().unwrap()]);
+    if let Some(url) = llm {
+        command
+            .env("DESKPILOT__LLM__BASE_URL", format!("{url}/v1"))
+            .env("DESKPILOT__LLM__MODEL", "gpt-4o-mini");
+    }
+    let mut child =
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("new tickets decided");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(std::time::Duration::from_secs(60), lines)
+        .await
+        .expect("three new tickets are decided within a minute")
+        .unwrap();
+    let text = lines.join("\n");
+    let header = if llm.is_some() { "decided by LLM gpt-4o-mini" } else { "decided by the fallback rules" };
+    assert!(text.contains(header), "the header says who decides: {text}");
+    if llm.is_some() {
+        assert!(
+            text.contains("Hi Tom, thanks for reaching out") && !text.contains(" 0 tokens"),
+            "drafts and tokens: {text}"
+        );
+    }
+    let live: Vec<&String> = lines.iter().filter(|l| l.starts_with('#') && l.contains(" → ")).collect();
+    assert_eq!(live.len(), 3, "one line per new ticket: {text}");
+    assert!(live.iter().any(|l| l.contains("[de]")) && live.iter().any(|l| l.contains("[fr]")), "{text}");
+    assert!(text.contains("demo: 3 of 3 new tickets decided"), "{text}");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "SIGTERM stops the demo cleanly: {status:?}");
 }

@@ -1,13 +1,19 @@
 //! `deskpilot demo`: the whole pipeline in one process on the embedded defaults — the sandbox
 //! helpdesk, the in-process bus, a SQLite store — over the demo helpdesk's untriaged tickets.
 //!
+//! After the backlog, new tickets are created in the sandbox about once a second and shown as
+//! they are decided ([`stream`]), until `--tickets N` of them or Ctrl-C; `--once` stops after the
+//! backlog with a summary.
+//!
 //! The tickets travel the real path: the demo subscribes to the sandbox's webhooks with
 //! `include_all` (as `deskpilot webhooks register --include-all` does), the sandbox posts them,
 //! signed, to the service's `POST /webhooks/demo`, and the receiver publishes them to the bus the
 //! worker consumes. The sandbox keeps only the tickets the demo triages, so its initial sync
 //! carries exactly those.
 
-use std::{path::PathBuf, time::Duration};
+mod stream;
+
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::Args;
@@ -67,7 +73,12 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     listen: String,
 
-    /// Exit after the summary instead of serving the review page until Ctrl-C
+    /// After the backlog, create this many new tickets (about one a second) and show each as it
+    /// is decided; without it, until Ctrl-C
+    #[arg(long, value_name = "N")]
+    tickets: Option<usize>,
+
+    /// Triage the backlog, print a summary and exit (no new tickets, no review page after)
     #[arg(long)]
     once: bool,
 }
@@ -225,6 +236,21 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
         dead.len(),
         args.store.display()
     );
+    let mut per_category: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &proposals {
+        let category = p.decision["category_id"].as_str().unwrap_or("(none)").to_owned();
+        *per_category.entry(category).or_default() += 1;
+    }
+    let per_category: Vec<String> = per_category.iter().map(|(c, n)| format!("{c} {n}")).collect();
+    println!("per category: {}", per_category.join(", "));
+    let mut latencies = Vec::new();
+    for id in &keep {
+        let key = crate::store::LedgerKey::new(DEMO_CONNECTION, id, EventKind::TicketCreated);
+        if let Some(ms) = store.entry(&key).await?.and_then(|e| e.decision).and_then(|d| d.latency_ms) {
+            latencies.push(ms);
+        }
+    }
+    let latency = (!latencies.is_empty()).then(|| crate::triage::eval::metrics::Percentiles::of(&latencies));
     if let Some(s) = stats.connection(DEMO_CONNECTION) {
         println!(
             "figures: {} decided ({} by the LLM, {} by rules), {} done, {} failed; {} prompt + {} completion tokens, ${:.4}{}",
@@ -236,14 +262,40 @@ pub(super) async fn run(config: &Config, args: DemoArgs) -> anyhow::Result<()> {
             s.prompt_tokens,
             s.completion_tokens,
             s.cost_usd,
-            s.latency_p50_ms.map(|ms| format!(", LLM p50 {ms} ms")).unwrap_or_default()
+            latency
+                .map(|l| format!(", decision latency p50 {} ms, p99 {} ms", l.p50, l.p99))
+                .unwrap_or_default()
         );
     }
     if !args.once && !shutdown.is_cancelled() {
+        let customers: Vec<String> = sb
+            .snapshot(DEMO_CONNECTION)
+            .await
+            .map(|d| d.customers.keys().cloned().collect())
+            .unwrap_or_default();
+        let publish: Option<stream::ByHand> = match args.backend.as_str() {
+            "unified" => None,
+            "servicenow" => Some((memory.publisher(), |id| sandbox::servicenow_sys_id("incident", id))),
+            _ => Some((memory.publisher(), str::to_owned)),
+        };
+        let live = stream::Stream {
+            sandbox_url: &sb.base_url,
+            api_key: SANDBOX_KEY,
+            connection: DEMO_CONNECTION,
+            customers,
+            publish,
+        };
         println!(
-            "demo: approve, edit or reject them at {review_url} (the worker keeps running); Ctrl-C stops"
+            "demo: new tickets arrive about once a second{}; review them at {review_url}; Ctrl-C stops",
+            args.tickets.map(|n| format!(" ({n} of them)")).unwrap_or_default()
         );
-        shutdown.cancelled().await;
+        let (created, decided) = live.run(&store, args.tickets, &shutdown).await?;
+        if !shutdown.is_cancelled() {
+            println!(
+                "demo: {decided} of {created} new tickets decided; the review page stays at {review_url} until Ctrl-C"
+            );
+            shutdown.cancelled().await;
+        }
     }
     stop.cancel();
     serving.await.context("service task")??;
