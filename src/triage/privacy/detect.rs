@@ -71,13 +71,6 @@ const NUMBER_AFTER: &str = r"(?:(?:(?-u:\b)(?:(?i:calle|c/|avenida|avda\.|av\.|r
 /// The postal code and town that may follow a street.
 const POSTAL_TOWN: &str = r"(?:,?\s(?:\d{5}-\d{3}|\d{5}|\d{4}\s?[A-Z]{2}|\d{4}|\d{3}-\d{4}|[A-Z]{2}\s\d{5}|[A-Z]{1,2}\d[A-Z\d]?\s\d[A-Z]{2})(?:\s{LU}[{L}'\-]*(?:[\s\-]{LU}[{L}'\-]*){0,2})?)?";
 
-/// A street word anywhere: the address pattern (large, with Unicode classes) only runs on texts
-/// that have one.
-static STREET_WORD: LazyLock<Regex> = LazyLock::new(|| {
-    regex(
-        r"(?i-u:stra|str\.|weg|gasse|platz|allee|ring|damm|laan|gracht|plein|kade|vej|gata|veien|rue|avenue|boulevard|chemin|allée|impasse|quai|calle|c/|avenida|avda|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|praca|alameda|bd)|Street|St(?-u:\b)|Ave|Road|Rd|Lane|Ln|Drive|Dr|Blvd|Way|Court|Ct|Place|Pl|Terrace|Close|Crescent|Via",
-    )
-});
 /// Capitals and letters of the Latin alphabets street names are written in here: classes this
 /// size keep the address automaton small, where `\p{Lu}` and `\p{L}` made it several times slower.
 const LU: &str = "A-ZÀ-ÖØ-Þ";
@@ -313,35 +306,11 @@ fn ibans(text: &str, found: &mut Vec<Found>) {
     }
 }
 
-/// Street addresses. The pattern is large (Unicode letter classes), so it runs only on the
-/// stretches around a street word with a digit near it.
+/// Street addresses, but not the minutes of a time before a name.
 fn addresses(text: &str, found: &mut Vec<Found>) {
-    let mut windows: Vec<Range<usize>> = Vec::new();
-    for m in STREET_WORD.find_iter(text) {
-        let near = text.as_bytes()[m.start().saturating_sub(48)..(m.end() + 16).min(text.len())]
-            .iter()
-            .any(u8::is_ascii_digit);
-        if !near {
-            continue;
-        }
-        // Wide enough for the words before a street type and the postal code and town after a
-        // number, widened to whitespace so no number or word is cut.
-        let lo = text[..text.floor_char_boundary(m.start().saturating_sub(120))]
-            .rfind(char::is_whitespace)
-            .map_or(0, |i| i + 1);
-        let from = text.ceil_char_boundary((m.end() + 80).min(text.len()));
-        let hi = text[from..].find(char::is_whitespace).map_or(text.len(), |i| from + i);
-        match windows.last_mut() {
-            Some(w) if lo <= w.end => w.end = w.end.max(hi),
-            _ => windows.push(lo..hi),
-        }
-    }
-    for w in windows {
-        let part = &text[w.clone()];
-        for m in ADDRESS.find_iter(part).filter(|m| !is_time(part, m.start(), m.as_str())) {
-            let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-            found.push(kind(w.start + m.start()..w.start + m.end(), Kind::Address, key, 6));
-        }
+    for m in ADDRESS.find_iter(text).filter(|m| !is_time(text, m.start(), m.as_str())) {
+        let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        found.push(kind(m.range(), Kind::Address, key, 6));
     }
 }
 
