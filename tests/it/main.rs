@@ -29,6 +29,7 @@ mod intercom_config;
 mod intercom_http;
 mod intercom_sandbox;
 mod metrics;
+mod readme;
 mod review_page;
 mod sandbox;
 mod serve;
