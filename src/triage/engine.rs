@@ -61,6 +61,9 @@ pub struct EngineSettings {
     pub counting: TokenCounting,
     /// Most notes read per ticket, newest first.
     pub max_notes: usize,
+    /// The model's context window (prompt and answer together) in the server's tokens, when
+    /// known: a raised answer reserve stays within it.
+    pub context_tokens: Option<usize>,
 }
 
 impl Default for EngineSettings {
@@ -73,6 +76,7 @@ impl Default for EngineSettings {
             price: None,
             counting: TokenCounting::default(),
             max_notes: context::DEFAULT_MAX_NOTES,
+            context_tokens: None,
         }
     }
 }
@@ -153,6 +157,8 @@ pub struct Report {
     pub llm_latency_ms: u64,
     /// Whether the first answer was invalid and a repair was asked for.
     pub repaired: bool,
+    /// The answer reserve of the second try, when the first answer was cut off at its cap.
+    pub answer_tokens_raised: Option<u32>,
     /// Why the rules decided instead of the LLM, when they did.
     pub fallback: Option<String>,
     /// Which kinds of personal data were replaced and how many (never the values), and what
@@ -452,18 +458,37 @@ impl Engine {
             schema: schema.clone(),
             max_completion_tokens: self.settings.budget.answer_tokens,
         };
-        let (answer, problems) = match self.call(llm, &request, report).await {
+        let first = match self.call(llm, &request, report).await {
+            // A cut-off answer is not a bad answer: asked again with more room, it usually fits,
+            // where a repair request would be cut off too (and lose the length from its error).
+            Err(e @ LlmError::Incomplete { .. }) => {
+                count_cut_off("first");
+                match self.raised_reserve(request.max_completion_tokens, report.prompt_tokens) {
+                    Some(raised) => {
+                        tracing::info!(
+                            connection = %policy.connection,
+                            from = request.max_completion_tokens,
+                            to = raised,
+                            "LLM answer cut off; asking again with a larger answer reserve"
+                        );
+                        report.answer_tokens_raised = Some(raised);
+                        request.max_completion_tokens = raised;
+                        self.call(llm, &request, report).await.inspect_err(|e| {
+                            if matches!(e, LlmError::Incomplete { .. }) {
+                                count_cut_off("raised");
+                            }
+                        })
+                    }
+                    None => Err(e),
+                }
+            }
+            other => other,
+        };
+        let (answer, problems) = match first {
             Ok(answer) => match check(&answer.content) {
                 Ok(v) => return Ok(v),
                 Err(e) => (answer.content, problem_lines(&e)),
             },
-            Err(LlmError::Incomplete { partial, finish_reason }) => (
-                partial,
-                vec![format!(
-                    "the answer was cut off (finish_reason `{finish_reason}`) before the JSON object was complete; \
-                     keep draft_reply and the other texts shorter"
-                )],
-            ),
             Err(e) => return Err(TriageError::Llm(e)),
         };
         report.repaired = true;
@@ -472,10 +497,30 @@ impl Engine {
         request.messages.push(ChatMessage::user(self.prompts.repair(&problems)?));
         let answer = match self.call(llm, &request, report).await {
             Ok(answer) => answer.content,
-            Err(LlmError::Incomplete { partial, .. }) => partial,
-            Err(e) => return Err(TriageError::Llm(e)),
+            Err(e) => {
+                if matches!(e, LlmError::Incomplete { .. }) {
+                    count_cut_off("repair");
+                }
+                return Err(TriageError::Llm(e));
+            }
         };
         check(&answer).map_err(|error| TriageError::InvalidDecision { error })
+    }
+
+    /// The answer reserve for a second try after a cut-off answer: twice `current`, bounded by
+    /// what the model's context leaves after the prompt (its counted tokens, else the whole
+    /// prompt budget); `None` when that leaves no more than `current`.
+    fn raised_reserve(&self, current: u32, prompt_tokens: Option<usize>) -> Option<u32> {
+        let doubled = current.saturating_mul(2);
+        let raised = match self.settings.context_tokens {
+            Some(context) => {
+                let prompt = prompt_tokens.unwrap_or(self.settings.budget.prompt_tokens);
+                let room = u32::try_from(context.saturating_sub(prompt)).unwrap_or(u32::MAX);
+                doubled.min(room)
+            }
+            None => doubled,
+        };
+        (raised > current).then_some(raised)
     }
 
     async fn call(
@@ -541,6 +586,12 @@ fn restore(mut v: Validated, pseudonyms: &Pseudonyms, report: &mut Report) -> Va
         report.privacy.invented = restored.invented;
     }
     v
+}
+
+/// Counts an answer cut off at its token cap, by which call (`first`, `raised` after the
+/// reserve was raised, or `repair`).
+fn count_cut_off(call: &'static str) {
+    metrics::counter!("deskpilot_llm_answers_cut_off_total", "call" => call).increment(1);
 }
 
 fn problem_lines(e: &DecisionError) -> Vec<String> {

@@ -218,7 +218,7 @@ async fn truncated_json_is_repaired() {
 }
 
 #[tokio::test]
-async fn finish_reason_length_asks_for_a_shorter_answer() {
+async fn finish_reason_length_asks_again_with_a_larger_answer_reserve() {
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
     let full = valid_answer(Some("cat-billing"));
@@ -227,12 +227,13 @@ async fn finish_reason_length_asks_for_a_shorter_answer() {
     let llm = mock_llm(Script::new(vec![cut_off, ok(&full)]), Some(2)).await;
 
     let triage = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap();
-    assert!(triage.report.repaired);
+    assert!(!triage.report.repaired, "a cut-off answer is asked again, not repaired");
     assert_eq!(triage.report.llm_calls, 2);
-    let second = messages(&chat_requests(&llm).await[1]);
-    assert_eq!(second[2], ("assistant".to_owned(), partial.to_owned()));
-    let repair = &second[3].1;
-    assert!(repair.contains("cut off") && repair.contains("`length`"), "{repair}");
+    assert_eq!(triage.report.answer_tokens_raised, Some(2400));
+    let requests = chat_requests(&llm).await;
+    assert_eq!(requests[0]["max_completion_tokens"], json!(1200));
+    assert_eq!(requests[1]["max_completion_tokens"], json!(2400), "twice the reserve");
+    assert_eq!(messages(&requests[1]), messages(&requests[0]), "the same prompt");
 }
 
 // 6. Rate limits.

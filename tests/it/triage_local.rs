@@ -4,7 +4,9 @@
 //! context overflows and repeated server errors.
 
 use crate::helpers::*;
-use deskpilot::triage::{TriageError, decision::FIELDS};
+use deskpilot::triage::{
+    Budget, EngineSettings, TokenCounting, TriageError, decision::FIELDS, llm::LlmError,
+};
 use serde_json::{Value, json};
 use wiremock::{MockServer, ResponseTemplate};
 
@@ -124,4 +126,79 @@ async fn a_confidence_still_out_of_range_after_the_repair_names_the_field_and_th
     let text = err.to_string();
     assert!(text.contains("confidence -1e400 is outside 0..=1"), "{text}");
     assert!(!text.contains("not valid JSON"), "{text}");
+}
+
+// 3. Cut-off answers: asked again once with a larger reserve, within the context; when that is
+//    cut off too, the error says so with the token count, and /metrics counts it.
+
+/// The value of `deskpilot_llm_answers_cut_off_total{call="<call>"}` in the exposition.
+fn cut_offs(call: &str) -> f64 {
+    let handle = deskpilot::telemetry::metrics().expect("the recorder of this binary");
+    let line = format!("deskpilot_llm_answers_cut_off_total{{call=\"{call}\"}} ");
+    handle.render().lines().find_map(|l| l.strip_prefix(&line)?.parse().ok()).unwrap_or(0.0)
+}
+
+fn cut_off(partial: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(llama_completion(partial, "length", 1200))
+}
+
+/// Counting every prompt, with this context window.
+fn context_settings(context_tokens: Option<usize>) -> EngineSettings {
+    EngineSettings {
+        budget: Budget { prompt_tokens: 6000, answer_tokens: 1200 },
+        counting: TokenCounting::Always,
+        context_tokens,
+        ..EngineSettings::default()
+    }
+}
+
+/// The counted prompt tokens of ticket 1001.
+async fn prompt_tokens_of_1001(hd: &dyn deskpilot::ticketing::TicketReader) -> usize {
+    let llm = mock_llm(llama_ok(&valid_answer(Some("cat-billing"))), Some(1)).await;
+    let triage = engine_with(llm_settings(&llm), context_settings(None)).triage(hd, "1001", &policy()).await;
+    triage.unwrap().report.prompt_tokens.expect("counted")
+}
+
+#[tokio::test]
+async fn an_answer_cut_off_twice_says_at_how_many_tokens_and_is_counted() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let full = valid_answer(Some("cat-billing"));
+    let llm = mock_llm(Script::new(vec![cut_off(&full[..80]), cut_off(&full[..160])]), Some(2)).await;
+    let (first, raised) = (cut_offs("first"), cut_offs("raised"));
+
+    let err = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap_err();
+    let TriageError::Llm(LlmError::Incomplete { max_tokens, .. }) = &err else { panic!("{err:?}") };
+    assert_eq!(*max_tokens, 2400);
+    let text = err.to_string();
+    assert!(text.contains("the answer was cut off at 2400 tokens"), "{text}");
+    assert!(text.contains("answer_reserve_tokens"), "says what to raise: {text}");
+    assert!(!text.contains("not valid JSON"), "{text}");
+    assert!(!err.is_retryable());
+    let requests = chat_requests(&llm).await;
+    assert_eq!(requests.len(), 2, "no repair of a cut-off answer");
+    assert_eq!(requests[1]["max_completion_tokens"], json!(2400));
+    assert!(cut_offs("first") > first && cut_offs("raised") > raised, "counted in /metrics");
+}
+
+#[tokio::test]
+async fn the_raised_reserve_stays_within_the_context_window() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let prompt = prompt_tokens_of_1001(&hd).await;
+    let full = valid_answer(Some("cat-billing"));
+
+    // 1500 tokens of room after the prompt: the reserve goes from 1200 to 1500, not 2400.
+    let llm = mock_llm(Script::new(vec![cut_off(&full[..80]), llama_ok(&full)]), Some(2)).await;
+    let engine = engine_with(llm_settings(&llm), context_settings(Some(prompt + 1500)));
+    let triage = engine.triage(&hd, "1001", &policy()).await.unwrap();
+    assert_eq!(triage.report.prompt_tokens, Some(prompt));
+    assert_eq!(triage.report.answer_tokens_raised, Some(1500));
+    assert_eq!(chat_requests(&llm).await[1]["max_completion_tokens"], json!(1500));
+
+    // No room beyond the reserve: no second try, the error gives the reserve it ran into.
+    let llm = mock_llm(cut_off(&full[..80]), Some(1)).await;
+    let engine = engine_with(llm_settings(&llm), context_settings(Some(prompt + 1200)));
+    let err = engine.triage(&hd, "1001", &policy()).await.unwrap_err();
+    assert!(err.to_string().contains("the answer was cut off at 1200 tokens"), "{err}");
 }

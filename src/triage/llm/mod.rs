@@ -119,11 +119,14 @@ pub enum LlmError {
     },
     /// The answer was cut off (`finish_reason: length`) or otherwise incomplete.
     #[error(
-        "LLM answer incomplete (finish_reason `{finish_reason}`); raise max_completion_tokens or shorten the prompt"
+        "the answer was cut off at {max_tokens} tokens (finish_reason `{finish_reason}`); raise [triage] \
+         answer_reserve_tokens (and the server's context size) or lower prompt_budget_tokens"
     )]
     Incomplete {
         /// The server's finish reason.
         finish_reason: String,
+        /// The answer's token cap it ran into (`max_completion_tokens` of the request).
+        max_tokens: u32,
         /// What arrived, for the repair round trip.
         partial: String,
     },

@@ -160,7 +160,11 @@ impl OpenAiCompatible {
                 return Err(LlmError::Refused { detail: "stopped by the provider's content filter".into() });
             }
             Some(other @ ("length" | "max_tokens")) => {
-                return Err(LlmError::Incomplete { finish_reason: other.to_owned(), partial: content });
+                return Err(LlmError::Incomplete {
+                    finish_reason: other.to_owned(),
+                    max_tokens: body.max_completion_tokens,
+                    partial: content,
+                });
             }
             // Unknown reasons (vLLM `abort`, proxies' own words): judge by the content instead.
             Some(other) => {
