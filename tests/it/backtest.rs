@@ -3,10 +3,7 @@
 //! the engine saw each ticket as it was opened and nothing written after, the closed-since and
 //! limit filters, and a ticket closed without a category. The sandbox is never written to.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+use std::{path::Path, process::Output};
 
 use crate::helpers::*;
 use deskpilot::sandbox::{self, RunningSandbox, SandboxOptions};
@@ -25,28 +22,9 @@ const RULES_CATEGORY_CORRECT: u64 = 13;
 /// Closed tickets whose priority the rules get right.
 const RULES_PRIORITY_CORRECT: u64 = 11;
 
-fn config_file(sb: &RunningSandbox) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    let toml = format!(
-        "[http]\nmax_retries = 0\n\n[[connections]]\nid = \"demo\"\nbackend = \"unified\"\n\
-         base_url = \"{}\"\napi_key = \"{KEY}\"\n",
-        sb.base_url
-    );
-    std::io::Write::write_all(&mut f, toml.as_bytes()).unwrap();
-    f
-}
-
-/// The binary, run from the crate's root with a clean environment plus `env`.
+/// `deskpilot --config <config> backtest <args>`.
 async fn backtest(config: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskpilot"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env_clear().env("DESKPILOT_LOG", "warn");
-    cmd.envs(env.iter().map(|(k, v)| (k, v))).arg("--config").arg(config).arg("backtest").args(args);
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs")).await.unwrap()
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "exit {:?}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
+    run_with_config(config, "backtest", args, env).await
 }
 
 fn ids(r: &Value) -> Vec<String> {
@@ -56,7 +34,7 @@ fn ids(r: &Value) -> Vec<String> {
 #[tokio::test]
 async fn the_rules_on_the_closed_tickets_report_their_figures_and_write_nothing() {
     let sb = start_sandbox().await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let before = sb.snapshot("demo").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("report.json");
@@ -108,7 +86,7 @@ async fn the_rules_on_the_closed_tickets_report_their_figures_and_write_nothing(
 #[tokio::test]
 async fn closed_since_and_limit_choose_the_tickets() {
     let sb = start_sandbox().await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let r = json_of(&backtest(config.path(), &["--closed-since", "2026-10-01", "--json"], &[]).await);
     assert_eq!(r["closed_since"], "2026-10-01T00:00:00Z");
     assert_eq!(ids(&r), CLOSED_SINCE_OCTOBER);
@@ -144,7 +122,7 @@ impl Respond for Billing {
 #[tokio::test]
 async fn the_llm_sees_each_ticket_as_it_was_opened_and_nothing_written_after() {
     let sb = start_sandbox().await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let llm = mock_llm(Billing, Some(14)).await;
     let before = sb.snapshot("demo").await.unwrap();
     let env = [
@@ -237,7 +215,7 @@ async fn a_ticket_closed_without_a_category_is_scored_on_priority_only_and_one_w
  {
     let dir = tempfile::tempdir().unwrap();
     let sb = edited_sandbox(dir.path()).await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let llm = mock_llm(Billing, None).await;
     let env = [
         ("DESKPILOT__LLM__BASE_URL", format!("{}/v1", llm.uri())),

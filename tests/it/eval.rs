@@ -2,15 +2,10 @@
 //! a floor under them), an OpenAI-compatible double (wiremock) on a small hand-made set with a
 //! failing case, and a dataset category the helpdesk lacks. The sandbox is never written to.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-    sync::Arc,
-};
+use std::{path::Path, process::Output, sync::Arc};
 
 use crate::helpers::*;
 use deskpilot::{
-    sandbox::RunningSandbox,
     ticketing::TicketReader,
     triage::{
         Engine, EngineSettings, Policy,
@@ -31,34 +26,15 @@ const RULES_CATEGORY_CORRECT: u64 = 87;
 /// Cases whose priority the rules get right.
 const RULES_PRIORITY_CORRECT: u64 = 69;
 
-fn config_file(sb: &RunningSandbox) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    let toml = format!(
-        "[http]\nmax_retries = 0\n\n[[connections]]\nid = \"demo\"\nbackend = \"unified\"\n\
-         base_url = \"{}\"\napi_key = \"{KEY}\"\n",
-        sb.base_url
-    );
-    std::io::Write::write_all(&mut f, toml.as_bytes()).unwrap();
-    f
-}
-
-/// The binary, run from the crate's root with a clean environment plus `env`.
+/// `deskpilot --config <config> eval <args>`.
 async fn eval(config: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskpilot"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env_clear().env("DESKPILOT_LOG", "warn");
-    cmd.envs(env.iter().map(|(k, v)| (k, v))).arg("--config").arg(config).arg("eval").args(args);
-    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs")).await.unwrap()
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(out.status.success(), "exit {:?}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
+    run_with_config(config, "eval", args, env).await
 }
 
 #[tokio::test]
 async fn the_rules_on_the_shipped_set_report_their_figures_and_write_nothing() {
     let sb = start_sandbox().await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let before = sb.snapshot("demo").await.unwrap();
     let out = eval(config.path(), &["--dataset", SHIPPED, "--connection", "demo", "--json"], &[]).await;
     let r = json_of(&out);
@@ -179,7 +155,7 @@ const SMALL_SET: &str = r#"{"id": "a", "subject": "Refund for the double charge"
 #[tokio::test]
 async fn an_openai_compatible_model_is_measured_and_a_failing_case_is_counted() {
     let sb = start_sandbox().await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let llm = mock_llm(ByWord, None).await;
     let dir = tempfile::tempdir().unwrap();
     let set = dir.path().join("small.jsonl");
@@ -253,7 +229,7 @@ async fn an_openai_compatible_model_is_measured_and_a_failing_case_is_counted() 
 #[tokio::test]
 async fn a_category_the_helpdesk_lacks_is_an_error_naming_the_line() {
     let sb = start_sandbox().await;
-    let config = config_file(&sb);
+    let config = sandbox_config_file(&sb);
     let dir = tempfile::tempdir().unwrap();
     let set = dir.path().join("bad.jsonl");
     let line = r#"{"subject": "s", "body": "b", "expected": {"category": "CAT", "priority": "LOW"}}"#;

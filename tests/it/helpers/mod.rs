@@ -712,3 +712,35 @@ pub fn load_config(toml: &str, var: (&str, &str)) -> anyhow::Result<deskpilot::c
 pub fn refusal_of(head: &str, keys: &str, var: (&str, &str)) -> String {
     format!("{:#}", load_config(&format!("{head}{keys}\n"), var).expect_err("the config should be rejected"))
 }
+
+/// A configuration file with the `demo` connection on `sb` and no HTTP retries.
+pub fn sandbox_config_file(sb: &RunningSandbox) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    let toml = format!(
+        "[http]\nmax_retries = 0\n\n[[connections]]\nid = \"demo\"\nbackend = \"unified\"\n\
+         base_url = \"{}\"\napi_key = \"{KEY}\"\n",
+        sb.base_url
+    );
+    f.write_all(toml.as_bytes()).unwrap();
+    f
+}
+
+/// `deskpilot --config <config> <command> <args>`, run from the crate's root with a clean
+/// environment plus `env`.
+pub async fn run_with_config(
+    config: &Path,
+    command: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deskpilot"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).env_clear().env("DESKPILOT_LOG", "warn");
+    cmd.envs(env.iter().map(|(k, v)| (k, v))).arg("--config").arg(config).arg(command).args(args);
+    tokio::task::spawn_blocking(move || cmd.output().expect("the binary runs")).await.unwrap()
+}
+
+/// The JSON a successful command printed on stdout.
+pub fn json_of(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "exit {:?}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("a JSON report on stdout")
+}
