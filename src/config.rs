@@ -140,6 +140,11 @@ pub struct LlmConfig {
     /// Sampling temperature.
     #[serde(default)]
     pub temperature: f32,
+    /// The model's context window on this server, in its tokens (llama-server `-c`, Ollama
+    /// `num_ctx`, vLLM `--max-model-len`): the prompt budget then stays within it after the
+    /// answer reserve. Unset: `triage.prompt_budget_tokens` alone.
+    #[serde(default)]
+    pub context_tokens: Option<usize>,
     /// Prices per model name, US dollars per million tokens, for cost estimates.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,

@@ -163,7 +163,7 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         price: config.llm.price(),
         counting: t.count_tokens,
         max_notes: t.max_notes,
-        context_tokens: None,
+        context_tokens: config.llm.context_tokens,
     };
     Ok(Engine::new(llm, prompts, rules, &config.llm.model, settings))
 }

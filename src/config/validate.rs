@@ -97,6 +97,18 @@ impl Config {
                 t.answer_reserve_tokens
             ),
         );
+        if let Some(context) = llm.context_tokens {
+            let least = 500 + t.answer_reserve_tokens as usize;
+            check(
+                context >= least,
+                format!(
+                    "llm.context_tokens = {context} leaves less than 500 tokens for the prompt after \
+                     triage.answer_reserve_tokens = {}; give the server's real context size (at least {least}) \
+                     or lower the answer reserve",
+                    t.answer_reserve_tokens
+                ),
+            );
+        }
         check(t.limits.max_tags > 0, "triage.limits.max_tags must be at least 1".into());
         check(t.limits.max_draft_chars >= 100, "triage.limits.max_draft_chars must be at least 100".into());
         let w = &self.worker;

@@ -29,6 +29,10 @@ const OFFLOAD_BYTES: usize = 64 * 1024;
 /// ticket cut to less tells the model nothing.
 const MIN_USER_TOKENS: usize = 64;
 
+/// How much below the server's ratio a refitted prompt aims: token counts of two tokenizers
+/// scale only roughly with each other, and there is one refit only.
+const REFIT_MARGIN: f64 = 0.05;
+
 /// Token budget of one triage call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Budget {
@@ -159,6 +163,9 @@ pub struct Report {
     pub repaired: bool,
     /// The answer reserve of the second try, when the first answer was cut off at its cap.
     pub answer_tokens_raised: Option<u32>,
+    /// Whether the prompt was fitted again, smaller, because the server found it over its
+    /// context (the figures above are then the second prompt's).
+    pub refitted: bool,
     /// Why the rules decided instead of the LLM, when they did.
     pub fallback: Option<String>,
     /// Which kinds of personal data were replaced and how many (never the values), and what
@@ -296,7 +303,7 @@ impl Engine {
         g: &Gathered,
         privacy: &Privacy,
     ) -> Result<(TicketContext, Vec<ChatMessage>), PromptError> {
-        self.counted_prompt(g, privacy).map(|p| (p.ctx, p.messages))
+        self.counted_prompt(g, privacy, self.prompt_budget()).map(|p| (p.ctx, p.messages))
     }
 
     /// [`Engine::prompt`] and the prompt's token count (as `count_chat` would give it), unless
@@ -308,7 +315,7 @@ impl Engine {
     ///
     /// Personal data is replaced before anything is counted, so the budget is spent on the text
     /// the model gets; the system message is built from the categories alone and stays the same.
-    fn counted_prompt(&self, g: &Gathered, privacy: &Privacy) -> Result<Prompt, PromptError> {
+    fn counted_prompt(&self, g: &Gathered, privacy: &Privacy, budget: usize) -> Result<Prompt, PromptError> {
         let limits = self.prompt_limits();
         let mut pseudonymiser = privacy.pseudonymiser(g.customer.as_ref());
         let mut skeleton = context::skeleton(g);
@@ -323,7 +330,6 @@ impl Engine {
             (schema, in_prompt),
         )?;
         let framing = 2 * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING;
-        let budget = self.settings.budget.prompt_tokens;
         let chat_tokens = |user: &str| system.tokens + self.tokenizer.count(user) + framing;
         let mut whole = context::unfitted(g, self.settings.clean);
         whole.pseudonymise(&mut pseudonymiser);
@@ -381,7 +387,7 @@ impl Engine {
 
     /// Decides for an already gathered ticket.
     pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
-        let prompt = self.counted_prompt(g, &policy.privacy)?;
+        let prompt = self.counted_prompt(g, &policy.privacy, self.prompt_budget())?;
         self.decide_with(g, prompt, policy).await
     }
 
@@ -395,13 +401,16 @@ impl Engine {
     ) -> Result<Triage, TriageError> {
         let prompt = if g.text_bytes() > OFFLOAD_BYTES {
             let (engine, gathered, privacy) = (self.clone(), g.clone(), policy.privacy.clone());
-            match tokio::task::spawn_blocking(move || engine.counted_prompt(&gathered, &privacy)).await {
+            let budget = self.prompt_budget();
+            match tokio::task::spawn_blocking(move || engine.counted_prompt(&gathered, &privacy, budget))
+                .await
+            {
                 Ok(prompt) => prompt?,
                 Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
                 Err(e) => panic!("building a prompt was cancelled: {e}"),
             }
         } else {
-            self.counted_prompt(&g, &policy.privacy)?
+            self.counted_prompt(&g, &policy.privacy, self.prompt_budget())?
         };
         self.decide_with(&g, prompt, policy).await
     }
@@ -413,12 +422,12 @@ impl Engine {
         policy: &Policy,
     ) -> Result<Triage, TriageError> {
         // The count made while fitting, not a second tokenization of the whole prompt.
-        let Prompt { ctx, messages, tokens: prompt_tokens, schema, pseudonyms } = prompt;
+        let Prompt { mut ctx, messages, tokens: prompt_tokens, schema, mut pseudonyms } = prompt;
         let mut report = Report {
             prompt_version: self.prompts.version().to_owned(),
             encoding: self.tokenizer.name(),
             prompt_tokens,
-            prompt_budget: self.settings.budget.prompt_tokens,
+            prompt_budget: self.prompt_budget(),
             context: ctx.breakdown.clone(),
             privacy: pseudonyms.report(),
             ..Report::default()
@@ -426,7 +435,28 @@ impl Engine {
         let Some(llm) = &self.llm else {
             return self.by_rules(g, &ctx, policy, report, "no LLM is configured".into());
         };
-        match self.ask(llm.as_ref(), g, (messages, &schema), policy, &mut report).await {
+        let ours = prompt_tokens.unwrap_or_else(|| self.count_messages(&messages));
+        let mut result = self.ask(llm.as_ref(), g, (messages, &schema), policy, &mut report).await;
+        // The server counts with its own tokenizer: a prompt within our budget may be over its
+        // context. Refit once to the ratio it reports, rather than failing the ticket for good.
+        if let Err(TriageError::Llm(exceeded @ LlmError::ContextExceeded { .. })) = &result
+            && let Some(budget) = self.refit_budget(exceeded, ours)
+        {
+            tracing::warn!(
+                connection = %policy.connection, error = %exceeded, from = ours, budget,
+                "prompt over the server's context; fitting it again to the server's count"
+            );
+            count_refit();
+            let refit = self.counted_prompt(g, &policy.privacy, budget)?;
+            report.prompt_tokens = refit.tokens;
+            report.prompt_budget = budget;
+            report.context = refit.ctx.breakdown.clone();
+            report.privacy = refit.pseudonyms.report();
+            report.refitted = true;
+            (ctx, pseudonyms) = (refit.ctx, refit.pseudonyms);
+            result = self.ask(llm.as_ref(), g, (refit.messages, &refit.schema), policy, &mut report).await;
+        }
+        match result {
             Ok(validated) => {
                 let Validated { decision, notes } = restore(validated, &pseudonyms, &mut report);
                 Ok(Triage { decision, notes, report })
@@ -505,6 +535,43 @@ impl Engine {
             }
         };
         check(&answer).map_err(|error| TriageError::InvalidDecision { error })
+    }
+
+    /// The prompt budget: `prompt_budget_tokens`, within what the context leaves after the
+    /// answer reserve when the context is known.
+    fn prompt_budget(&self) -> usize {
+        let Budget { prompt_tokens, answer_tokens } = self.settings.budget;
+        match self.settings.context_tokens {
+            Some(context) => prompt_tokens.min(context.saturating_sub(answer_tokens as usize)),
+            None => prompt_tokens,
+        }
+    }
+
+    /// Our token count of `messages`, as the fitting counts it.
+    fn count_messages(&self, messages: &[ChatMessage]) -> usize {
+        let content: usize = messages.iter().map(|m| self.tokenizer.count(&m.content)).sum();
+        content + messages.len() * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING
+    }
+
+    /// The budget (in our tokens) for a second prompt after the server refused `ours` tokens as
+    /// over its context: scaled by how much of the server's count fits its context once the
+    /// answer reserve is set aside, less [`REFIT_MARGIN`] because the two tokenizers do not
+    /// scale exactly. `None` when nothing would fit.
+    fn refit_budget(&self, exceeded: &LlmError, ours: usize) -> Option<usize> {
+        let LlmError::ContextExceeded { context_tokens, server_prompt_tokens, answer_included } = *exceeded
+        else {
+            return None;
+        };
+        let answer = self.settings.budget.answer_tokens;
+        let server_prompt =
+            if answer_included { server_prompt_tokens.saturating_sub(answer) } else { server_prompt_tokens };
+        let room = context_tokens.saturating_sub(answer);
+        if server_prompt == 0 || room == 0 {
+            return None;
+        }
+        let scaled = ours as f64 * f64::from(room) / f64::from(server_prompt) * (1.0 - REFIT_MARGIN);
+        let budget = (scaled.floor() as usize).min(ours.saturating_sub(1));
+        (budget >= MIN_USER_TOKENS).then_some(budget)
     }
 
     /// The answer reserve for a second try after a cut-off answer: twice `current`, bounded by
@@ -586,6 +653,11 @@ fn restore(mut v: Validated, pseudonyms: &Pseudonyms, report: &mut Report) -> Va
         report.privacy.invented = restored.invented;
     }
     v
+}
+
+/// Counts a prompt fitted again because the server found it over its context.
+fn count_refit() {
+    metrics::counter!("deskpilot_llm_prompts_refitted_total").increment(1);
 }
 
 /// Counts an answer cut off at its token cap, by which call (`first`, `raised` after the

@@ -202,3 +202,122 @@ async fn the_raised_reserve_stays_within_the_context_window() {
     let err = engine.triage(&hd, "1001", &policy()).await.unwrap_err();
     assert!(err.to_string().contains("the answer was cut off at 1200 tokens"), "{err}");
 }
+
+// 4. Context overflow: the server counts with its own tokenizer. The prompt is fitted again
+//    once to the ratio the server reports, and sent again.
+
+/// A context overflow as each server answers it, for a prompt of `prompt` server tokens (the
+/// answer reserve is 1200) and a context of `context`.
+fn overflow(server: &str, prompt: u32, context: u32) -> ResponseTemplate {
+    let requested = prompt + 1200;
+    let body = match server {
+        "llama.cpp" => json!({"error": {
+            "code": 400,
+            "message": format!("request ({prompt} tokens) exceeds the available context size ({context} tokens), try increasing it"),
+            "type": "exceed_context_size_error",
+            "n_prompt_tokens": prompt,
+            "n_ctx": context
+        }}),
+        "vllm" => json!({
+            "object": "error",
+            "message": format!("This model's maximum context length is {context} tokens. However, you requested {requested} tokens ({prompt} in the messages, 1200 in the completion). Please reduce the length of the messages or completion."),
+            "type": "BadRequestError",
+            "param": null,
+            "code": 400
+        }),
+        "vllm-short" => json!({
+            "object": "error",
+            "message": format!("This model's maximum context length is {context} tokens. However, you requested {requested} tokens. Please reduce the length of the messages or completion."),
+            "type": "BadRequestError",
+            "param": null,
+            "code": 400
+        }),
+        "openai" => json!({"error": {
+            "message": format!("This model's maximum context length is {context} tokens. However, you requested {requested} tokens ({prompt} in the messages, 1200 in the completion). Please reduce the length of the messages or completion."),
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded"
+        }}),
+        other => panic!("no such server {other}"),
+    };
+    ResponseTemplate::new(400).set_body_json(body)
+}
+
+#[tokio::test]
+async fn a_prompt_over_the_servers_context_is_fitted_again_to_its_count_and_sent_again() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let ours = prompt_tokens_of_1001(&hd).await;
+    // The server counts 10% more tokens than we do; its context holds our count plus the reserve.
+    let server_prompt = (ours as f64 * 1.1) as u32;
+    let context = ours as u32 + 1200;
+    for server in ["llama.cpp", "vllm", "vllm-short", "openai"] {
+        let answer = valid_answer(Some("cat-billing"));
+        let llm =
+            mock_llm(Script::new(vec![overflow(server, server_prompt, context), llama_ok(&answer)]), Some(2))
+                .await;
+        let triage =
+            engine_with(llm_settings(&llm), context_settings(None)).triage(&hd, "1001", &policy()).await;
+        let triage = triage.unwrap_or_else(|e| panic!("{server}: {e}"));
+        assert!(triage.report.refitted, "{server}");
+        let refit = triage.report.prompt_tokens.expect("counted");
+        let limit = (ours as f64 * ours as f64 / f64::from(server_prompt) * 0.95) as usize;
+        assert!(
+            refit <= limit && refit + 200 > limit,
+            "{server}: {ours} tokens refitted to {refit}, limit {limit}"
+        );
+        assert_eq!(triage.report.prompt_budget, refit.max(triage.report.prompt_budget));
+        let requests = chat_requests(&llm).await;
+        assert!(
+            messages(&requests[1])[1].1.len() < messages(&requests[0])[1].1.len(),
+            "{server}: the second prompt is shorter"
+        );
+        assert_eq!(triage.decision.category_id.as_deref(), Some("cat-billing"));
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_still_over_the_context_after_one_refit_fails_saying_what_to_set() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(overflow("llama.cpp", 8745, 8192), Some(2)).await;
+
+    let err = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap_err();
+    let TriageError::Llm(LlmError::ContextExceeded {
+        context_tokens: 8192, server_prompt_tokens: 8745, ..
+    }) = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(!err.is_retryable(), "the same prompt will not fit later");
+    let text = err.to_string();
+    assert!(text.contains("8745 tokens to the server, over its context of 8192 tokens"), "{text}");
+    assert!(text.contains("context_tokens"), "{text}");
+}
+
+#[tokio::test]
+async fn context_tokens_keeps_the_first_prompt_within_the_context_after_the_reserve() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let ours = prompt_tokens_of_1001(&hd).await;
+    let llm = mock_llm(llama_ok(&valid_answer(Some("cat-billing"))), Some(1)).await;
+    let context = ours + 1200 - 100;
+    let engine = engine_with(llm_settings(&llm), context_settings(Some(context)));
+    let triage = engine.triage(&hd, "1001", &policy()).await.unwrap();
+    assert_eq!(triage.report.prompt_budget, ours - 100);
+    assert!(triage.report.prompt_tokens.unwrap() <= ours - 100);
+    assert!(!triage.report.refitted);
+}
+
+#[test]
+fn context_tokens_is_read_from_llm_and_refused_when_it_leaves_no_room_for_a_prompt() {
+    let config = load_config("[llm]\ncontext_tokens = 8192\n", ("DESKPILOT_UNUSED", "")).unwrap();
+    assert_eq!(config.llm.context_tokens, Some(8192));
+    let err = load_config("[llm]\ncontext_tokens = 1500\n", ("DESKPILOT_UNUSED", "")).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("llm.context_tokens = 1500 leaves less than 500 tokens for the prompt")
+            && text.contains("at least 1700"),
+        "{text}"
+    );
+}

@@ -130,6 +130,24 @@ pub enum LlmError {
         /// What arrived, for the repair round trip.
         partial: String,
     },
+    /// The server counted more prompt tokens than its context holds (llama.cpp
+    /// `exceed_context_size_error`; vLLM's and OpenAI's "maximum context length is N tokens").
+    #[error(
+        "the prompt is {server_prompt_tokens} tokens to the server, over its context of {context_tokens} \
+         tokens{}; set [llm] context_tokens to the server's context size, raise the context on the \
+         server (llama-server -c, Ollama num_ctx, vLLM --max-model-len) or lower [triage] \
+         prompt_budget_tokens",
+        if *answer_included { " with the answer's reserve" } else { "" }
+    )]
+    ContextExceeded {
+        /// The model's context window, as the server reports it.
+        context_tokens: u32,
+        /// What the server counted: the prompt, or prompt and answer reserve (`answer_included`).
+        server_prompt_tokens: u32,
+        /// Whether `server_prompt_tokens` includes the requested answer tokens (OpenAI and vLLM
+        /// report "you requested M tokens" for both together, llama.cpp the prompt alone).
+        answer_included: bool,
+    },
     /// The model refused or the content filter stopped it.
     #[error("LLM refused: {detail}")]
     Refused {

@@ -262,6 +262,11 @@ fn classify_openai_error(e: OpenAIError, secrets: &[&str]) -> LlmError {
 
 /// Maps an error status and body (OpenAI, vLLM, llama.cpp or a proxy's) to an error class.
 fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: &str) -> LlmError {
+    if status.is_client_error()
+        && let Some(exceeded) = context_exceeded(body)
+    {
+        return exceeded;
+    }
     let detail = error_message(body);
     let code = status.as_u16();
     let unavailable = |detail| LlmError::Unavailable { detail: format!("HTTP {code}: {detail}") };
@@ -277,6 +282,38 @@ fn classify_status(status: StatusCode, retry_after: Option<Duration>, body: &str
         _ if matches!(code, 409 | 425) || code >= 600 => unavailable(detail),
         _ => LlmError::Rejected { status: code, detail },
     }
+}
+
+/// A context overflow, from llama.cpp's `exceed_context_size_error` (`n_prompt_tokens`, `n_ctx`)
+/// or from the message vLLM and OpenAI send: "maximum context length is N tokens. However, you
+/// requested M tokens (X in the messages, Y in the completion)".
+fn context_exceeded(body: &str) -> Option<LlmError> {
+    let parsed: Value = serde_json::from_str(body).ok()?;
+    let error = parsed.get("error").filter(|e| e.is_object()).unwrap_or(&parsed);
+    let number = |key: &str| error.get(key).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
+    if error.get("type").and_then(Value::as_str) == Some("exceed_context_size_error") {
+        return Some(LlmError::ContextExceeded {
+            context_tokens: number("n_ctx")?,
+            server_prompt_tokens: number("n_prompt_tokens")?,
+            answer_included: false,
+        });
+    }
+    let message = error.get("message").and_then(Value::as_str)?;
+    let context_tokens = number_after(message, "maximum context length is ")?;
+    let in_messages = number_after(message, "(");
+    let in_messages = in_messages.filter(|_| message.contains(" in the messages"));
+    let (server_prompt_tokens, answer_included) = match in_messages {
+        Some(prompt) => (prompt, false),
+        None => (number_after(message, "requested ")?, true),
+    };
+    Some(LlmError::ContextExceeded { context_tokens, server_prompt_tokens, answer_included })
+}
+
+/// The decimal number right after the first `prefix` in `text`.
+fn number_after(text: &str, prefix: &str) -> Option<u32> {
+    let rest = &text[text.find(prefix)? + prefix.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }
 
 /// The human message of an error body: `error.message`, `message`, `detail`, or the raw text.
@@ -361,6 +398,24 @@ mod tests {
         assert_eq!(error_message(r#"{"detail":"Not Found"}"#), "Not Found");
         assert_eq!(error_message("<html>Bad Gateway</html>"), "<html>Bad Gateway</html>");
         assert_eq!(error_message(""), "(empty body)");
+    }
+
+    #[test]
+    fn context_overflows_of_each_server_are_read() {
+        let exceeded = |body: &str| match classify_status(StatusCode::BAD_REQUEST, None, body) {
+            LlmError::ContextExceeded { context_tokens, server_prompt_tokens, answer_included } => {
+                (context_tokens, server_prompt_tokens, answer_included)
+            }
+            other => panic!("{other:?}"),
+        };
+        let llama = r#"{"error":{"code":400,"message":"request (8745 tokens) exceeds the available context size (8192 tokens), try increasing it","type":"exceed_context_size_error","n_prompt_tokens":8745,"n_ctx":8192}}"#;
+        assert_eq!(exceeded(llama), (8192, 8745, false));
+        let openai = r#"{"error":{"message":"This model's maximum context length is 8192 tokens. However, you requested 8745 tokens (7545 in the messages, 1200 in the completion). Please reduce the length of the messages or completion.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        assert_eq!(exceeded(openai), (8192, 7545, false));
+        let vllm = r#"{"object":"error","message":"This model's maximum context length is 8192 tokens. However, you requested 8745 tokens. Please reduce the length of the messages or completion.","type":"BadRequestError","param":null,"code":400}"#;
+        assert_eq!(exceeded(vllm), (8192, 8745, true));
+        let other = r#"{"error":{"message":"maximum context length is unknown","type":"x"}}"#;
+        assert!(matches!(classify_status(StatusCode::BAD_REQUEST, None, other), LlmError::Rejected { .. }));
     }
 
     #[test]
