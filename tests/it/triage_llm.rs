@@ -345,7 +345,15 @@ async fn server_errors_are_retried_until_an_answer() {
 async fn persistent_server_error_is_unavailable_after_every_retry() {
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
-    let llm = mock_llm(openai_error(500, "The server had an error", "server_error", None), Some(3)).await;
+    let llm = mock_llm(
+        Script::new(vec![
+            openai_error(500, "The server had an error", "server_error", None),
+            openai_error(502, "Bad gateway", "server_error", None),
+            openai_error(500, "The server had an error", "server_error", None),
+        ]),
+        Some(3),
+    )
+    .await;
     // Two retries keep the test short (the backoff starts at 0.5 s and is not configurable).
     let settings = LlmSettings { max_retries: 2, ..llm_settings(&llm) };
     let (e, err) =

@@ -321,3 +321,39 @@ fn context_tokens_is_read_from_llm_and_refused_when_it_leaves_no_room_for_a_prom
         "{text}"
     );
 }
+
+// 5. A 500 that repeats with the same body (llama.cpp at temperature 0 fails the same way on
+//    the same request) stops the call's retries, and the rules decide where that is allowed.
+
+/// llama.cpp's 500 when the model's output breaks its own grammar or template.
+fn llama_500() -> ResponseTemplate {
+    ResponseTemplate::new(500).set_body_json(json!({"error": {
+        "code": 500,
+        "message": "Value does not match the expected JSON schema format: missing field `reason` at line 1 column 2",
+        "type": "server_error"
+    }}))
+}
+
+#[tokio::test]
+async fn a_500_repeating_with_the_same_body_stops_retrying_and_falls_back_to_the_rules() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(llama_500(), Some(2)).await;
+    let (e, err) = match engine(&llm).triage(&hd, "1001", &policy()).await {
+        Err(TriageError::Llm(e)) => (e.clone(), TriageError::Llm(e)),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        matches!(&e, LlmError::Repeating { status: 500, detail } if detail.contains("does not match the expected")),
+        "{e:?}"
+    );
+    assert!(err.to_string().contains("twice with the same error"), "{err}");
+    assert!(err.is_retryable(), "a later delivery may pass");
+
+    let llm = mock_llm(llama_500(), Some(2)).await;
+    let mut with_rules = policy();
+    with_rules.rules_fallback = true;
+    let triage = engine(&llm).triage(&hd, "1001", &with_rules).await.unwrap();
+    let fallback = triage.report.fallback.expect("the rules decided");
+    assert!(fallback.contains("twice with the same error"), "{fallback}");
+}

@@ -109,6 +109,20 @@ pub enum LlmError {
         /// What happened.
         detail: String,
     },
+    /// A 500 answered twice in a row with the same body: the server fails the same way on the
+    /// same request (llama.cpp at temperature 0: "does not match the expected ... format"), so
+    /// the call stops retrying. A later delivery may still pass (a fixed template, a restart).
+    #[error(
+        "LLM server answered HTTP {status} twice with the same error, so this call stops retrying: {detail}; \
+         check the model and its chat template on the server (llama-server --jinja), or try \
+         [llm] output_mode = \"json_object\""
+    )]
+    Repeating {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        detail: String,
+    },
     /// A 4xx the request cannot recover from (bad key, unknown model, quota, bad schema).
     #[error("LLM rejected the request (HTTP {status}): {detail}")]
     Rejected {
@@ -163,9 +177,9 @@ pub enum LlmError {
 }
 
 impl LlmError {
-    /// Whether trying again later may succeed.
+    /// Whether trying again later may succeed (a later delivery, not this call's own retries).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. })
+        matches!(self, Self::RateLimited { .. } | Self::Unavailable { .. } | Self::Repeating { .. })
     }
 
     /// The wait the server asked for.
@@ -178,8 +192,9 @@ impl LlmError {
 }
 
 impl RetryableError for LlmError {
+    /// Within one call: a repeating error is not retried again.
     fn is_retryable(&self) -> bool {
-        LlmError::is_retryable(self)
+        !matches!(self, Self::Repeating { .. }) && LlmError::is_retryable(self)
     }
 
     fn retry_after(&self) -> Option<Duration> {

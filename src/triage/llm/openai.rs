@@ -219,9 +219,27 @@ impl ChatModel for OpenAiCompatible {
         let body = self.body(request);
         let started = Instant::now();
         let mut attempts = 0u32;
+        // The previous attempt's message if it was a 500: the same one twice in a row means the
+        // server fails deterministically on this request.
+        let last_500 = std::sync::Mutex::new(None::<String>);
         let attempt = |number| {
             attempts = number;
-            self.attempt(&body)
+            let (sent, last_500) = (self.attempt(&body), &last_500);
+            async move {
+                let result = sent.await;
+                let message = match &result {
+                    Err(LlmError::Unavailable { detail }) => detail.strip_prefix("HTTP 500: "),
+                    _ => None,
+                };
+                let mut last = last_500.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(message) = message
+                    && last.as_deref() == Some(message)
+                {
+                    return Err(LlmError::Repeating { status: 500, detail: message.to_owned() });
+                }
+                *last = message.map(str::to_owned);
+                result
+            }
         };
         let retrying = |e: &LlmError, delay: Duration| {
             tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "LLM call failed, retrying");
