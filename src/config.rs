@@ -145,6 +145,10 @@ pub struct LlmConfig {
     /// answer reserve. Unset: `triage.prompt_budget_tokens` alone.
     #[serde(default)]
     pub context_tokens: Option<usize>,
+    /// `o200k` or `cl100k`: the encoding prompts are counted with, for a model whose name
+    /// implies none (unset: the name's encoding, else o200k).
+    #[serde(default)]
+    pub tokenizer: Option<crate::triage::tokens::TokenizerChoice>,
     /// Prices per model name, US dollars per million tokens, for cost estimates.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,

@@ -164,6 +164,7 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         counting: t.count_tokens,
         max_notes: t.max_notes,
         context_tokens: config.llm.context_tokens,
+        tokenizer: config.llm.tokenizer,
     };
     Ok(Engine::new(llm, prompts, rules, &config.llm.model, settings))
 }

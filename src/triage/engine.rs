@@ -16,7 +16,7 @@ use super::{
     prompt::{PromptError, PromptLimits, Prompts},
     rules::Rules,
     system::SystemMessages,
-    tokens::{self, Tokenizer},
+    tokens::{self, Tokenizer, TokenizerChoice},
 };
 use crate::ticketing::{TicketReader, TicketingError};
 
@@ -68,6 +68,8 @@ pub struct EngineSettings {
     /// The model's context window (prompt and answer together) in the server's tokens, when
     /// known: a raised answer reserve stays within it.
     pub context_tokens: Option<usize>,
+    /// The encoding prompts are counted with; `None`: the one the model name implies.
+    pub tokenizer: Option<TokenizerChoice>,
 }
 
 impl Default for EngineSettings {
@@ -81,6 +83,7 @@ impl Default for EngineSettings {
             counting: TokenCounting::default(),
             max_notes: context::DEFAULT_MAX_NOTES,
             context_tokens: None,
+            tokenizer: None,
         }
     }
 }
@@ -247,7 +250,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine; `llm = None` decides with the rules only. `tokenizer_model` chooses the
-    /// encoding (the LLM's model name).
+    /// encoding (the LLM's model name) unless `settings.tokenizer` names one.
     pub fn new(
         llm: Option<Arc<dyn ChatModel>>,
         prompts: Prompts,
@@ -255,7 +258,9 @@ impl Engine {
         tokenizer_model: &str,
         settings: EngineSettings,
     ) -> Self {
-        let tokenizer = Tokenizer::for_model(tokenizer_model);
+        let tokenizer = settings
+            .tokenizer
+            .map_or_else(|| Tokenizer::for_model(tokenizer_model), TokenizerChoice::tokenizer);
         tokenizer.warm();
         Self { llm, prompts, rules, tokenizer, settings, system: SystemMessages::default() }
     }

@@ -12,6 +12,27 @@ pub const TOKENS_PER_MESSAGE: usize = 3;
 /// Tokens that prime the assistant's reply.
 pub const TOKENS_REPLY_PRIMING: usize = 3;
 
+/// The encoding prompts are counted with, when the model name does not say (a local model):
+/// the one closest to the model's own tokenizer. `[llm] tokenizer` in config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerChoice {
+    /// `o200k_base` (GPT-4o and later; the default for unknown names).
+    O200k,
+    /// `cl100k_base` (GPT-4, GPT-3.5; closer for many older open models).
+    Cl100k,
+}
+
+impl TokenizerChoice {
+    /// The tokenizer of this encoding.
+    pub fn tokenizer(self) -> Tokenizer {
+        match self {
+            Self::O200k => Tokenizer::with_encoding(Encoding::O200kBase),
+            Self::Cl100k => Tokenizer::with_encoding(Encoding::Cl100kBase),
+        }
+    }
+}
+
 /// A token counter bound to one encoding.
 #[derive(Clone, Copy)]
 pub struct Tokenizer {

@@ -357,3 +357,23 @@ async fn a_500_repeating_with_the_same_body_stops_retrying_and_falls_back_to_the
     let fallback = triage.report.fallback.expect("the rules decided");
     assert!(fallback.contains("twice with the same error"), "{fallback}");
 }
+
+#[tokio::test]
+async fn the_tokenizer_can_be_chosen_for_a_local_model() {
+    let config = load_config("[llm]\ntokenizer = \"cl100k\"\n", ("DESKPILOT_UNUSED", "")).unwrap();
+    assert_eq!(config.llm.tokenizer, Some(deskpilot::triage::tokens::TokenizerChoice::Cl100k));
+    let err = load_config("[llm]\ntokenizer = \"server\"\n", ("DESKPILOT_UNUSED", "")).unwrap_err();
+    assert!(format!("{err:#}").contains("o200k"), "{err:#}");
+
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(llama_ok(&valid_answer(Some("cat-billing"))), Some(1)).await;
+    let settings = EngineSettings { tokenizer: config.llm.tokenizer, ..context_settings(None) };
+    let triage = engine_with(llm_settings(&llm), settings).triage(&hd, "1001", &policy()).await.unwrap();
+    assert_eq!(triage.report.encoding, "cl100k_base");
+    let body = &chat_requests(&llm).await[0];
+    let bpe = tiktoken_rs::cl100k_base_singleton();
+    let counted: usize =
+        messages(body).iter().map(|(_, c)| bpe.encode_ordinary(c).len() + 3).sum::<usize>() + 3;
+    assert_eq!(triage.report.prompt_tokens, Some(counted));
+}
