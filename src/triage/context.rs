@@ -161,8 +161,7 @@ pub struct TicketContext {
     pub conversation: Vec<Entry>,
     /// Active categories, in the helpdesk's order.
     pub categories: Vec<CategoryView>,
-    /// Whether personal data in the texts was replaced by placeholders (for edited templates;
-    /// the system message explains placeholders to every ticket, so it stays the same).
+    /// Whether personal data in the texts was replaced by placeholders (the prompt says so).
     pub pseudonymised: bool,
     /// Token figures.
     #[serde(skip)]

@@ -101,7 +101,7 @@ impl Respond for EchoPlaceholders {
     fn respond(&self, request: &Request) -> ResponseTemplate {
         let body: Value = request.body_json().unwrap();
         let user = messages(&body).into_iter().find(|(role, _)| role == "user").unwrap().1;
-        // The ticket only: the system message shows placeholders as examples.
+        // The ticket only: the instructions above it show placeholders as examples.
         let user = &user[user.find("<ticket_data>").unwrap()..];
         let placeholder = Regex::new(r"\[[A-Z]+_\d+\]").unwrap();
         let mut seen: Vec<&str> = placeholder.find_iter(user).map(|m| m.as_str()).collect();
