@@ -131,25 +131,7 @@ impl TestBroker {
 
 impl Drop for TestBroker {
     fn drop(&mut self) {
-        let (url, s) = (self.url.clone(), self.settings.clone());
-        let cleanup = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let conn = Connection::connect(&url, ConnectionProperties::default()).await.unwrap();
-                let channel = conn.create_channel().await.unwrap();
-                let tiers = s.retry_delays.iter().map(|d| tier_queue(&s, *d));
-                for queue in [s.queue.clone(), s.dead_queue.clone()].into_iter().chain(tiers) {
-                    let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
-                }
-                for exchange in [&s.exchange, &s.dead_queue] {
-                    let _ = channel
-                        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
-                        .await;
-                }
-                let _ = conn.close(200, "OK".into()).await;
-            });
-        });
-        let _ = cleanup.join();
+        crate::helpers::delete_bus_topology(&self.url, &self.settings);
     }
 }
 

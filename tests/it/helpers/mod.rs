@@ -453,7 +453,7 @@ pub fn retry_tier_queue(s: &deskpilot::bus::BusSettings, delay: Duration) -> Str
     }
 }
 
-/// Deletes every queue and exchange of `s` (on a thread and connection of its own, so it can run
+/// Deletes every queue and exchange of `s`, the outcomes queue's too (on a thread and connection of its own, so it can run
 /// in `Drop`). Stop the consumers first: a live consumer declares its topology again.
 pub fn delete_bus_topology(url: &str, s: &deskpilot::bus::BusSettings) {
     use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
@@ -464,8 +464,15 @@ pub fn delete_bus_topology(url: &str, s: &deskpilot::bus::BusSettings) {
         rt.block_on(async move {
             let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await?;
             let channel = conn.create_channel().await?;
-            let tiers = s.retry_delays.iter().map(|d| retry_tier_queue(&s, *d));
-            for queue in [s.queue.clone(), s.dead_queue.clone()].into_iter().chain(tiers) {
+            // The work queue, the outcomes queue beside it, each with its retry tiers, and the
+            // dead-letter queue they share.
+            let outcomes = s.outcomes();
+            let mut queues = vec![s.dead_queue.clone()];
+            for q in [&s, &outcomes] {
+                queues.push(q.queue.clone());
+                queues.extend(q.retry_delays.iter().map(|d| retry_tier_queue(q, *d)));
+            }
+            for queue in queues {
                 let _ = channel.queue_delete(queue.into(), QueueDeleteOptions::default()).await;
             }
             for exchange in [&s.exchange, &s.dead_queue] {
