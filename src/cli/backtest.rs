@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::{
     backfill::parse_time,
-    eval::{progress_bar, render_with},
+    eval::{progress_bar, render_with, save_report},
     print_json,
     tickets::connection_client,
 };
@@ -109,11 +109,7 @@ pub(super) async fn run(config: &Config, args: BacktestArgs) -> anyhow::Result<(
     let figures =
         EvalReport::new(format!("closed tickets of {id}{}", since()), id.clone(), engine.model(), outcomes);
     let report = BacktestReport::new(args.closed_since, figures);
-    if let Some(out) = &args.out {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(out, json)
-            .with_context(|| format!("could not write the report to {}", out.display()))?;
-    }
+    save_report(&report, args.out.as_deref())?;
     if args.json {
         return print_json(&report, false);
     }

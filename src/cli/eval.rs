@@ -71,11 +71,7 @@ pub(super) async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
 
     let report = EvalReport::new(path, id, engine.model(), outcomes);
-    if let Some(out) = &args.out {
-        let json = serde_json::to_vec_pretty(&report)?;
-        std::fs::write(out, json)
-            .with_context(|| format!("could not write the report to {}", out.display()))?;
-    }
+    save_report(&report, args.out.as_deref())?;
     if args.json {
         return print_json(&report, false);
     }
@@ -220,4 +216,14 @@ fn table(out: &mut String, c: &Confusion) {
         }
         let _ = writeln!(out);
     }
+}
+
+/// Writes `report` as pretty JSON to `out`, when asked for (`--out`).
+pub(super) fn save_report<T: serde::Serialize>(
+    report: &T,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let Some(out) = out else { return Ok(()) };
+    let json = serde_json::to_vec_pretty(report)?;
+    std::fs::write(out, json).with_context(|| format!("could not write the report to {}", out.display()))
 }

@@ -33,16 +33,12 @@ pub(super) async fn agreement_is_scored_on_what_people_left_at_close(mut p: Pipe
     ] {
         p.answers.set(ticket, decision_json(category, confidence));
     }
-    let policy = ActPolicy { notes_internal_verified: true, ..shadow() };
-    p.spawn_worker(policy.clone(), settings(Duration::from_secs(30))).await;
-    p.publish(&t).await;
-    p.wait_done(&t, WAIT).await;
-    p.stop_workers().await;
+    let (policy, ids) = super::review::shadowed(&mut p, &t).await;
     let app = p.app(&policy, settings(Duration::from_secs(30))).await;
     let reviews = app.reviews();
 
     // deskpilot's own write: t5 approved and applied. Observed while open, it is nobody's answer.
-    let p5 = p.proposals().await.into_iter().find(|x| x.ticket_id == t[5]).unwrap().id;
+    let p5 = ids[&t[5]];
     reviews.approve(p5, "ana", &Edits::default()).await.unwrap();
     let own = reviews.observe_outcome(CONN, &t[5]).await.unwrap().expect("a proposal for it");
     assert_eq!((own.category_id.as_deref(), own.priority.as_deref(), own.closed), (None, None, false));

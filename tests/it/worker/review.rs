@@ -20,15 +20,22 @@ fn drafts_on(h: &Helpdesk, ticket: &str) -> Vec<Note> {
         .collect()
 }
 
-pub(super) async fn shadow_proposals_are_approved_once_edited_rejected_or_superseded(mut p: Pipeline) {
-    let tickets = p.untriaged(5);
+/// Triages `tickets` in shadow mode (approved drafts may be posted as internal notes); returns that
+/// policy and each ticket's proposal id.
+pub(super) async fn shadowed(p: &mut Pipeline, tickets: &[String]) -> (ActPolicy, HashMap<String, i64>) {
     let policy = ActPolicy { notes_internal_verified: true, ..shadow() };
     p.spawn_worker(policy.clone(), settings(Duration::from_secs(30))).await;
-    p.publish(&tickets).await;
-    p.wait_done(&tickets, WAIT).await;
+    p.publish(tickets).await;
+    p.wait_done(tickets, WAIT).await;
     p.stop_workers().await;
-    let proposals = p.proposals().await;
-    let id_of = |t: &str| proposals.iter().find(|x| x.ticket_id == t).expect("a proposal per ticket").id;
+    let ids = p.proposals().await.into_iter().map(|x| (x.ticket_id.clone(), x.id)).collect();
+    (policy, ids)
+}
+
+pub(super) async fn shadow_proposals_are_approved_once_edited_rejected_or_superseded(mut p: Pipeline) {
+    let tickets = p.untriaged(5);
+    let (policy, ids) = shadowed(&mut p, &tickets).await;
+    let id_of = |t: &str| ids[t];
     let app = p.app(&policy, settings(Duration::from_secs(30))).await;
     let reviews = app.reviews();
 
@@ -127,13 +134,8 @@ pub(super) async fn the_review_page_in_a_browser_approves_edits_and_rejects(mut 
     hostile["draft_reply"] = json!(HOSTILE_DRAFT);
     p.answers.set(&tickets[0], hostile);
     p.answers.set(&tickets[3], decision_json(&other, 0.7));
-    let policy = ActPolicy { notes_internal_verified: true, ..shadow() };
-    p.spawn_worker(policy.clone(), settings(Duration::from_secs(30))).await;
-    p.publish(&tickets).await;
-    p.wait_done(&tickets, WAIT).await;
-    p.stop_workers().await;
-    let proposals = p.proposals().await;
-    let id_of = |t: &str| proposals.iter().find(|x| x.ticket_id == t).expect("a proposal per ticket").id;
+    let (policy, ids) = shadowed(&mut p, &tickets).await;
+    let id_of = |t: &str| ids[t];
 
     let mut config = p.config.clone();
     config.connections = vec![demo_connection(&p.sandbox.base_url, &policy)];
