@@ -27,6 +27,7 @@ mod load;
 mod privacy;
 mod report;
 mod secrets;
+mod spend;
 mod validate;
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
@@ -45,6 +46,7 @@ pub use connection::{
 pub use ingest::IngestConfig;
 pub use privacy::{PatternConfig, PrivacyConfig};
 pub use secrets::{Dsn, redact_url};
+pub use spend::EscalationConfig;
 
 use secrets::EnvVars;
 
@@ -152,6 +154,9 @@ pub struct LlmConfig {
     /// Prices per model name, US dollars per million tokens, for cost estimates.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    /// `[llm.escalation]`: a stronger model for the answers `model` is unsure of or gets wrong.
+    #[serde(default)]
+    pub escalation: Option<EscalationConfig>,
     #[serde(skip)]
     resolved: ResolvedKey,
 }
@@ -187,11 +192,6 @@ impl LlmConfig {
     /// (local servers such as Ollama or vLLM need no key). Without one, triage uses its rules.
     pub fn is_configured(&self) -> bool {
         self.api_key().is_some() || self.base_url.trim_end_matches('/') != OPENAI_BASE_URL
-    }
-
-    /// The price of the configured model, when listed in `prices`.
-    pub fn price(&self) -> Option<Price> {
-        self.prices.get(&self.model).copied()
     }
 
     /// Connect timeout.

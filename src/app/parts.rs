@@ -23,7 +23,7 @@ use crate::{
         zendesk::ZendeskClient,
     },
     triage::{
-        Budget, Engine, EngineSettings, Policy,
+        Budget, Engine, EngineSettings, Escalation, Policy,
         decision::TagPolicy,
         llm::{ChatModel, LlmSettings, OpenAiCompatible},
         privacy::Privacy,
@@ -160,13 +160,19 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         clean: t.clean,
         limits: t.limits.clone(),
         output_mode: config.llm.output_mode,
-        price: config.llm.price(),
+        prices: config.llm.prices.clone(),
         counting: t.count_tokens,
         max_notes: t.max_notes,
         context_tokens: config.llm.context_tokens,
         tokenizer: config.llm.tokenizer,
     };
-    Ok(Engine::new(llm, prompts, rules, &config.llm.model, settings))
+    let mut engine = Engine::new(llm.clone(), prompts, rules, &config.llm.model, settings);
+    if let (Some(e), Some((base_url, api_key))) = (&config.llm.escalation, config.escalation_endpoint()?) {
+        let settings = LlmSettings { base_url, api_key, model: e.model.clone(), ..llm_settings(&config.llm) };
+        let model = Arc::new(OpenAiCompatible::new(settings).context("llm.escalation")?);
+        engine = engine.with_escalation(Escalation { model, below_confidence: e.below_confidence as f32 });
+    }
+    Ok(engine)
 }
 
 /// Bus names and tunables: `[bus]` names, `[worker]` retry tiers, delivery limit and prefetch.

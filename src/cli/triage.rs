@@ -25,7 +25,8 @@ pub struct TriageArgs {
     #[arg(long, value_name = "TICKET_ID")]
     ticket: String,
 
-    /// Print {"decision", "notes", "report"} as JSON instead of text
+    /// Print {"decision", "notes", "report"} as JSON instead of text (the report lists each model
+    /// asked with its cost; the decision's origin names the one that answered)
     #[arg(long)]
     json: bool,
 }
@@ -139,6 +140,19 @@ fn render(connection: &str, ticket: &str, t: &Triage, elapsed_ms: u64) -> String
             r.usage.cached_tokens,
             r.usage.completion_tokens
         );
+    }
+    if let Some(why) = &r.escalated {
+        let _ = writeln!(out, "escalated to the stronger model: {why}");
+    }
+    if r.models.len() > 1 {
+        for m in &r.models {
+            let cost = m.cost_usd.map_or("unknown".to_owned(), |c| format!("${c:.5}"));
+            let _ = writeln!(
+                out,
+                "  {}: {} call(s), {} prompt + {} completion tokens, cost {cost}",
+                m.model, m.calls, m.usage.prompt_tokens, m.usage.completion_tokens
+            );
+        }
     }
     let _ = writeln!(out, "latency: {elapsed_ms} ms in all");
     out

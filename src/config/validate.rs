@@ -132,6 +132,7 @@ impl Config {
         check(self.http.request_timeout_secs > 0, "http.request_timeout_secs must be at least 1".into());
 
         problems.extend(self.ingest.problems());
+        problems.extend(self.spend_problems());
         if let Err(bad) = self.privacy.compiled_patterns() {
             problems.extend(bad);
         }

@@ -8,12 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::{
     store::{Outcome, Proposal},
-    triage::eval::metrics::Accuracy,
+    triage::{ModelUsage, decision::Origin, eval::metrics::Accuracy},
 };
 
 /// Confidence thresholds the report scores.
@@ -142,6 +142,59 @@ pub struct Report {
     pub category_agreement: Agreement,
     /// Per connection and proposed category, most proposals first.
     pub categories: Vec<CategoryReport>,
+    /// Proposals the stronger model (`[llm.escalation]`) was asked for.
+    pub escalated: usize,
+    /// Who answered how many proposals and what each model cost, most answers first.
+    pub models: Vec<ModelShare>,
+}
+
+/// One model (or the rules) over the reported proposals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelShare {
+    /// The model's name, or `rules`.
+    pub model: String,
+    /// Proposals whose decision it made.
+    pub answered: usize,
+    /// Their share of all proposals.
+    pub share: f64,
+    /// Proposals it was asked for, answered or not (a first answer that was escalated).
+    pub asked: usize,
+    /// What it cost over all of them, in US dollars (priced models only).
+    pub cost_usd: f64,
+}
+
+/// Who answered each proposal and what each model asked cost, summed by model.
+fn model_shares(rows: &[(Proposal, Option<Outcome>)]) -> (usize, Vec<ModelShare>) {
+    let mut shares: BTreeMap<String, ModelShare> = BTreeMap::new();
+    let mut escalated = 0;
+    for (p, _) in rows {
+        let answered_by = match Origin::deserialize(&p.decision["origin"]) {
+            Ok(Origin::Llm { model }) => model,
+            Ok(Origin::Rules { .. }) | Err(_) => "rules".to_owned(),
+        };
+        let new = |model: &str| ModelShare {
+            model: model.to_owned(),
+            answered: 0,
+            share: 0.0,
+            asked: 0,
+            cost_usd: 0.0,
+        };
+        shares.entry(answered_by.clone()).or_insert_with(|| new(&answered_by)).answered += 1;
+        let asked: Vec<ModelUsage> = Vec::deserialize(&p.report["models"]).unwrap_or_default();
+        for m in asked {
+            let share = shares.entry(m.model.clone()).or_insert_with(|| new(&m.model));
+            share.asked += 1;
+            share.cost_usd += m.cost_usd.unwrap_or_default();
+        }
+        escalated += usize::from(!p.report["escalated"].is_null());
+    }
+    let total = rows.len().max(1) as f64;
+    let mut models: Vec<ModelShare> = shares.into_values().collect();
+    for m in &mut models {
+        m.share = m.answered as f64 / total;
+    }
+    models.sort_by(|a, b| b.answered.cmp(&a.answered).then(a.model.cmp(&b.model)));
+    (escalated, models)
 }
 
 /// One proposal as the report scores it.
@@ -189,6 +242,7 @@ impl Report {
         categories.sort_by(|a, b| b.proposals.cmp(&a.proposals).then(a.category_id.cmp(&b.category_id)));
         let closed: usize = categories.iter().map(|c| c.closed).sum();
         let agree: usize = categories.iter().map(|c| c.category_agreement.accuracy.correct).sum();
+        let (escalated, models) = model_shares(rows);
         Self {
             connection,
             since,
@@ -197,6 +251,8 @@ impl Report {
             closed,
             category_agreement: Agreement::new(agree, closed),
             categories,
+            escalated,
+            models,
         }
     }
 
@@ -222,6 +278,28 @@ impl Report {
             self.bar.min_closed,
             pct(self.bar.min_precision)
         );
+        if !self.models.is_empty() {
+            let answered: Vec<String> = self
+                .models
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{} {} ({}, asked {}, ${:.4})",
+                        m.model,
+                        m.answered,
+                        pct(m.share),
+                        m.asked,
+                        m.cost_usd
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "answered by: {}; {} sent to the stronger model\n",
+                answered.join(", "),
+                self.escalated
+            );
+        }
         for c in &self.categories {
             let a = &c.category_agreement;
             let p = &c.priority_agreement;
@@ -394,6 +472,65 @@ mod tests {
         assert_eq!(wilson(0, 0), (0.0, 1.0));
         let (low, high) = wilson(0, 5);
         assert!(low == 0.0 && (high - 0.4345).abs() < 1e-4, "{high}");
+    }
+
+    /// A pending proposal decided by `origin` after asking `models` (name, cost).
+    fn proposal(id: i64, origin: serde_json::Value, models: &[(&str, f64)], escalated: bool) -> Proposal {
+        let models: Vec<_> =
+            models.iter().map(|(m, c)| serde_json::json!({"model": m, "calls": 1, "usage": {"prompt_tokens": 10, "completion_tokens": 1, "cached_tokens": 0}, "cost_usd": c})).collect();
+        let report = serde_json::json!({
+            "usage": {"prompt_tokens": 10, "completion_tokens": 1},
+            "cost_usd": models.iter().map(|m| m["cost_usd"].as_f64().unwrap()).sum::<f64>(),
+            "models": models,
+            "escalated": if escalated { serde_json::json!("confidence 0.50 is below 0.70") } else { serde_json::Value::Null },
+        });
+        Proposal {
+            id,
+            stored: crate::store::NewProposal {
+                connection_id: "demo".into(),
+                ticket_id: id.to_string(),
+                event_id: format!("e{id}"),
+                decision: serde_json::json!({"category_id": "cat-billing", "priority": "HIGH", "confidence": 0.8, "origin": origin}),
+                report,
+                mode: "shadow".into(),
+                why_shadowed: "shadow".into(),
+                ticket_subject: None,
+                ticket_url: None,
+                ticket_before: None,
+            },
+            status: crate::store::ProposalStatus::Pending,
+            reviewed_by: None,
+            review_reason: None,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            reviewed_at: None,
+            applied_note_id: None,
+            applied_at: None,
+            approved_decision: None,
+        }
+    }
+
+    #[test]
+    fn the_share_answered_by_each_model_and_its_cost_are_reported() {
+        let llm = |m: &str| serde_json::json!({"kind": "llm", "model": m});
+        let rows = [
+            proposal(1, llm("cheap"), &[("cheap", 0.001)], false),
+            proposal(2, llm("cheap"), &[("cheap", 0.001)], false),
+            proposal(3, llm("strong"), &[("cheap", 0.001), ("strong", 0.02)], true),
+            proposal(4, serde_json::json!({"kind": "rules", "rule": "refund"}), &[], false),
+        ]
+        .map(|p| (p, None));
+        let r = Report::new(None, OffsetDateTime::UNIX_EPOCH, Bar::default(), &rows);
+        assert_eq!(r.escalated, 1);
+        let shares: Vec<(&str, usize, f64, usize)> =
+            r.models.iter().map(|m| (m.model.as_str(), m.answered, m.share, m.asked)).collect();
+        assert_eq!(shares, [("cheap", 2, 0.5, 3), ("rules", 1, 0.25, 0), ("strong", 1, 0.25, 1)]);
+        assert!((r.models[0].cost_usd - 0.003).abs() < 1e-12);
+        assert!((r.models[2].cost_usd - 0.02).abs() < 1e-12);
+        let text = r.to_text();
+        assert!(
+            text.contains("answered by: cheap 2 (50 %, asked 3, $0.0030), rules 1 (25 %, asked 0, $0.0000), strong 1 (25 %, asked 1, $0.0200); 1 sent to the stronger model"),
+            "{text}"
+        );
     }
 
     #[test]

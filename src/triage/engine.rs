@@ -2,6 +2,7 @@
 //! validated [`Decision`], or the rules fallback. Reads only; writes nothing anywhere.
 
 use std::{
+    collections::BTreeMap,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -14,6 +15,7 @@ use super::{
     llm::{ChatAnswer, ChatMessage, ChatModel, ChatRequest, LlmError, OutputMode, Price, Usage},
     privacy::{Privacy, PrivacyReport, Pseudonyms},
     prompt::{PromptError, PromptLimits, Prompts},
+    route::{Escalation, Route},
     rules::Rules,
     system::SystemMessages,
     tokens::{self, Tokenizer, TokenizerChoice},
@@ -59,8 +61,8 @@ pub struct EngineSettings {
     pub limits: Limits,
     /// How the JSON shape is requested.
     pub output_mode: OutputMode,
-    /// Price of the configured model, when known, for cost estimates.
-    pub price: Option<Price>,
+    /// Prices by model name, for cost estimates (a model not listed has no cost figure).
+    pub prices: BTreeMap<String, Price>,
     /// Which prompts are counted token by token.
     pub counting: TokenCounting,
     /// Most notes read per ticket, newest first.
@@ -79,7 +81,7 @@ impl Default for EngineSettings {
             clean: true,
             limits: Limits::default(),
             output_mode: OutputMode::JsonSchema,
-            price: None,
+            prices: BTreeMap::new(),
             counting: TokenCounting::default(),
             max_notes: context::DEFAULT_MAX_NOTES,
             context_tokens: None,
@@ -154,8 +156,12 @@ pub struct Report {
     pub context: TokenBreakdown,
     /// Usage reported by the server, summed over calls.
     pub usage: Usage,
-    /// Estimated cost in US dollars, when the model's price is configured.
+    /// Estimated cost in US dollars, when the price of every model asked is configured.
     pub cost_usd: Option<f64>,
+    /// Each model asked, in the order asked, with its calls, usage and cost.
+    pub models: Vec<ModelUsage>,
+    /// Why the stronger model was asked too, when it was.
+    pub escalated: Option<String>,
     /// LLM calls made (2 when the answer needed a repair).
     pub llm_calls: u32,
     /// HTTP attempts including retries.
@@ -174,6 +180,19 @@ pub struct Report {
     /// Which kinds of personal data were replaced and how many (never the values), and what
     /// became of the placeholders in the draft.
     pub privacy: PrivacyReport,
+}
+
+/// What one model was asked for one ticket and what it cost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct ModelUsage {
+    /// The model's configured name.
+    pub model: String,
+    /// Calls made to it.
+    pub calls: u32,
+    /// Usage reported by the server, summed over its calls.
+    pub usage: Usage,
+    /// Estimated cost in US dollars, when its price is configured.
+    pub cost_usd: Option<f64>,
 }
 
 /// The outcome of triage.
@@ -230,6 +249,10 @@ impl TriageError {
 /// The triage engine. Cheap to share behind an `Arc`.
 pub struct Engine {
     llm: Option<Arc<dyn ChatModel>>,
+    /// The stronger model for the hard cases, if configured.
+    escalation: Option<Escalation>,
+    /// The model [`Route::Fallback`] asks, if configured.
+    fallback: Option<Arc<dyn ChatModel>>,
     prompts: Prompts,
     rules: Rules,
     tokenizer: Tokenizer,
@@ -241,6 +264,8 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("model", &self.llm.as_ref().map(|m| m.model().to_owned()))
+            .field("escalation", &self.escalation)
+            .field("fallback", &self.fallback.as_ref().map(|m| m.model().to_owned()))
             .field("prompt_version", &self.prompts.version())
             .field("rules", &self.rules.len())
             .field("tokenizer", &self.tokenizer)
@@ -262,12 +287,39 @@ impl Engine {
             .tokenizer
             .map_or_else(|| Tokenizer::for_model(tokenizer_model), TokenizerChoice::tokenizer);
         tokenizer.warm();
-        Self { llm, prompts, rules, tokenizer, settings, system: SystemMessages::default() }
+        Self {
+            llm,
+            escalation: None,
+            fallback: None,
+            prompts,
+            rules,
+            tokenizer,
+            settings,
+            system: SystemMessages::default(),
+        }
+    }
+
+    /// This engine, asking `escalation`'s stronger model when the configured one is unsure or
+    /// its answer invalid.
+    pub fn with_escalation(mut self, escalation: Escalation) -> Self {
+        self.escalation = Some(escalation);
+        self
+    }
+
+    /// This engine, with `model` for [`Route::Fallback`].
+    pub fn with_fallback(mut self, model: Arc<dyn ChatModel>) -> Self {
+        self.fallback = Some(model);
+        self
     }
 
     /// The configured model, if any.
     pub fn model(&self) -> Option<&str> {
         self.llm.as_deref().map(|m| m.model())
+    }
+
+    /// The model [`Route::Fallback`] asks, if one is configured.
+    pub fn fallback_model(&self) -> Option<&str> {
+        self.fallback.as_deref().map(|m| m.model())
     }
 
     /// The tokenizer in use.
@@ -393,7 +445,7 @@ impl Engine {
     /// Decides for an already gathered ticket.
     pub async fn decide(&self, g: &Gathered, policy: &Policy) -> Result<Triage, TriageError> {
         let prompt = self.counted_prompt(g, &policy.privacy, self.prompt_budget())?;
-        self.decide_with(g, prompt, policy).await
+        self.decide_with(g, prompt, policy, &Route::Configured).await
     }
 
     /// As [`Engine::decide`], but a large ticket's prompt is built (cleaned, counted, fitted) on
@@ -403,6 +455,7 @@ impl Engine {
         self: &Arc<Self>,
         g: Arc<Gathered>,
         policy: &Policy,
+        route: &Route,
     ) -> Result<Triage, TriageError> {
         let prompt = if g.text_bytes() > OFFLOAD_BYTES {
             let (engine, gathered, privacy) = (self.clone(), g.clone(), policy.privacy.clone());
@@ -417,7 +470,7 @@ impl Engine {
         } else {
             self.counted_prompt(&g, &policy.privacy, self.prompt_budget())?
         };
-        self.decide_with(&g, prompt, policy).await
+        self.decide_with(&g, prompt, policy, route).await
     }
 
     async fn decide_with(
@@ -425,6 +478,7 @@ impl Engine {
         g: &Gathered,
         prompt: Prompt,
         policy: &Policy,
+        route: &Route,
     ) -> Result<Triage, TriageError> {
         // The count made while fitting, not a second tokenization of the whole prompt.
         let Prompt { mut ctx, messages, tokens: prompt_tokens, schema, mut pseudonyms } = prompt;
@@ -437,10 +491,18 @@ impl Engine {
             privacy: pseudonyms.report(),
             ..Report::default()
         };
-        let Some(llm) = &self.llm else {
+        let (llm, escalation) = match route {
+            Route::Rules(why) => return self.by_rules(g, &ctx, policy, report, why.clone()),
+            Route::Fallback => (self.fallback.as_ref().or(self.llm.as_ref()), None),
+            Route::Configured => (self.llm.as_ref(), self.escalation.as_ref()),
+        };
+        let Some(llm) = llm else {
             return self.by_rules(g, &ctx, policy, report, "no LLM is configured".into());
         };
         let ours = prompt_tokens.unwrap_or_else(|| self.count_messages(&messages));
+        // The stronger model gets the same conversation the first one got.
+        let mut asked = escalation.map(|_| messages.clone());
+        let mut schema = schema;
         let mut result = self.ask(llm.as_ref(), g, (messages, &schema), policy, &mut report).await;
         // The server counts with its own tokenizer: a prompt within our budget may be over its
         // context. Refit once to the ratio it reports, rather than failing the ticket for good.
@@ -458,8 +520,30 @@ impl Engine {
             report.context = refit.ctx.breakdown.clone();
             report.privacy = refit.pseudonyms.report();
             report.refitted = true;
-            (ctx, pseudonyms) = (refit.ctx, refit.pseudonyms);
-            result = self.ask(llm.as_ref(), g, (refit.messages, &refit.schema), policy, &mut report).await;
+            (ctx, pseudonyms, schema) = (refit.ctx, refit.pseudonyms, refit.schema);
+            asked = asked.map(|_| refit.messages.clone());
+            result = self.ask(llm.as_ref(), g, (refit.messages, &schema), policy, &mut report).await;
+        }
+        if let (Some(escalation), Some(messages)) = (escalation, asked)
+            && let Some((cause, why)) = escalation.cause(&result)
+        {
+            let strong = escalation.model.as_ref();
+            tracing::info!(
+                connection = %policy.connection, from = llm.model(), to = strong.model(), %why,
+                "asking the stronger model"
+            );
+            metrics::counter!("deskpilot_llm_escalations_total", "cause" => cause.as_str()).increment(1);
+            report.escalated = Some(why);
+            let second = self.ask(strong, g, (messages, &schema), policy, &mut report).await;
+            result = match (result, second) {
+                (_, Ok(v)) => Ok(v),
+                // The first answer was valid, only unsure: it stands when the stronger model fails.
+                (Ok(first), Err(e)) => {
+                    tracing::warn!(connection = %policy.connection, error = %e, "the stronger model failed; keeping the first answer");
+                    Ok(first)
+                }
+                (Err(_), Err(e)) => Err(e),
+            };
         }
         match result {
             Ok(validated) => {
@@ -605,12 +689,23 @@ impl Engine {
         let result = llm.complete(request).await;
         report.llm_calls += 1;
         report.llm_latency_ms += started.elapsed().as_millis() as u64;
+        let name = llm.model();
+        let at = match report.models.iter().position(|m| m.model == name) {
+            Some(at) => at,
+            None => {
+                let cost_usd = self.settings.prices.get(name).map(|p| p.cost(Usage::default()));
+                report.models.push(ModelUsage { model: name.to_owned(), cost_usd, ..ModelUsage::default() });
+                report.models.len() - 1
+            }
+        };
+        report.models[at].calls += 1;
         if let Ok(answer) = &result {
             report.llm_attempts += answer.attempts;
-            report.usage.prompt_tokens += answer.usage.prompt_tokens;
-            report.usage.completion_tokens += answer.usage.completion_tokens;
-            report.usage.cached_tokens += answer.usage.cached_tokens;
-            report.cost_usd = self.settings.price.map(|p| p.cost(report.usage));
+            add_usage(&mut report.usage, answer.usage);
+            let model = &mut report.models[at];
+            add_usage(&mut model.usage, answer.usage);
+            model.cost_usd = self.settings.prices.get(name).map(|p| p.cost(model.usage));
+            report.cost_usd = report.models.iter().map(|m| m.cost_usd).sum();
         }
         result
     }
@@ -658,6 +753,12 @@ fn restore(mut v: Validated, pseudonyms: &Pseudonyms, report: &mut Report) -> Va
         report.privacy.invented = restored.invented;
     }
     v
+}
+
+fn add_usage(sum: &mut Usage, u: Usage) {
+    sum.prompt_tokens += u.prompt_tokens;
+    sum.completion_tokens += u.completion_tokens;
+    sum.cached_tokens += u.cached_tokens;
 }
 
 /// Counts a prompt fitted again because the server found it over its context.

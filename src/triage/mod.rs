@@ -2,7 +2,7 @@
 //!
 //! `context` gathers (read only) and fits the ticket to a token budget after `clean`ing it,
 //! `prompt` renders the templates (`system` keeps each rendered system message), `llm` asks an OpenAI-compatible model, `decision` validates
-//! the answer, `rules` decide when no LLM can, and `engine` ties them together; `eval` measures the engine
+//! the answer, `rules` decide when no LLM can, `route` chooses the model, and `engine` ties them together; `eval` measures the engine
 //! on a labelled dataset.
 
 pub mod clean;
@@ -13,8 +13,12 @@ pub mod eval;
 pub mod llm;
 pub mod privacy;
 pub mod prompt;
+pub mod route;
 pub mod rules;
 pub mod system;
 pub mod tokens;
 
-pub use engine::{Budget, Engine, EngineSettings, Policy, Report, TokenCounting, Triage, TriageError};
+pub use engine::{
+    Budget, Engine, EngineSettings, ModelUsage, Policy, Report, TokenCounting, Triage, TriageError,
+};
+pub use route::{Escalation, Route};

@@ -37,7 +37,7 @@ use crate::{
     http::error_chain,
     store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
     ticketing::{DynTicketing, Ticket, TicketingError},
-    triage::{Engine, Policy, Report, Triage, TriageError, decision::no_longer_fits},
+    triage::{Engine, Policy, Report, Route, Triage, TriageError, decision::no_longer_fits},
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -394,7 +394,7 @@ impl Worker {
     /// just to describe a proposal.
     async fn decide(&self, conn: &Connection, event: &TicketEvent) -> Result<(Triage, Ticket), TriageError> {
         let gathered = Arc::new(self.engine.gather(conn.helpdesk.as_ref(), &event.ticket_id).await?);
-        let triage = self.engine.decide_shared(gathered.clone(), &conn.triage).await?;
+        let triage = self.engine.decide_shared(gathered.clone(), &conn.triage, &Route::Configured).await?;
         Ok((triage, gathered.ticket.clone()))
     }
 

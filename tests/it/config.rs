@@ -430,3 +430,45 @@ fn per_category_thresholds_load_from_the_automation_table() {
     let e = error_of(&toml.replace("cat-outage = 0.85", "cat-outage = 1.2"), &[]);
     assert!(e.contains("[connections.automation] cat-outage = 1.2 must be between 0 and 1"), "{e}");
 }
+
+#[test]
+fn the_stronger_model_is_checked_and_shares_the_llm_endpoint_unless_given_its_own() {
+    let e =
+        error_of("[llm.escalation]\nmodel = \" \"\nbelow_confidence = 1.5\nbase_url = \"ftp://x\"\n", &[]);
+    for expected in [
+        "3 problems",
+        "llm.escalation.model must name the stronger model",
+        "llm.escalation.below_confidence = 1.5 must be above 0 and at most 1",
+        "llm.escalation.base_url = \"ftp://x\" must be an http:// or https:// URL",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in {e}");
+    }
+
+    let c = load(
+        "[llm.escalation]\nmodel = \"gpt-4o\"\nbelow_confidence = 0.7\n",
+        &[("OPENAI_API_KEY", "sk-one")],
+    )
+    .unwrap();
+    let (url, key) = c.escalation_endpoint().unwrap().expect("an escalation");
+    assert_eq!(url, "https://api.openai.com/v1");
+    assert_eq!(key.map(|k| k.expose_secret().to_owned()).as_deref(), Some("sk-one"), "the [llm] key");
+
+    let own =
+        "[llm.escalation]\nmodel = \"big\"\nbelow_confidence = 0.7\nbase_url = \"http://gpu:8000/v1\"\n";
+    let c = load(own, &[("OPENAI_API_KEY", "sk-one")]).unwrap();
+    let (url, key) = c.escalation_endpoint().unwrap().unwrap();
+    assert_eq!(
+        (url.as_str(), key.is_none()),
+        ("http://gpu:8000/v1", true),
+        "another server: no key of [llm]'s"
+    );
+    let c = load(&format!("{own}api_key_env = \"GPU_KEY\"\n"), &[("GPU_KEY", "sk-gpu")]).unwrap();
+    let key = c.escalation_endpoint().unwrap().unwrap().1.unwrap();
+    assert_eq!(key.expose_secret(), "sk-gpu");
+    let c = load(&format!("{own}api_key_env = \"GPU_KEY\"\n"), &[]).unwrap();
+    let e = format!("{:#}", c.escalation_endpoint().unwrap_err());
+    assert!(
+        e.contains("llm.escalation.api_key_env = \"GPU_KEY\" but that environment variable is not set"),
+        "{e}"
+    );
+}

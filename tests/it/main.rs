@@ -42,6 +42,7 @@ mod triage_context;
 mod triage_injection;
 mod triage_llm;
 mod triage_local;
+mod triage_models;
 mod triage_privacy;
 mod unified_http;
 mod unified_sandbox;

@@ -117,8 +117,10 @@ async fn valid_answer_becomes_an_llm_decision_with_usage_and_cost() {
     let body = completion_full(Some(&valid_answer(Some("cat-billing"))), "stop", usage);
     let llm = mock_llm(ResponseTemplate::new(200).set_body_json(body), Some(1)).await;
     let price = Price { input_per_mtok: 0.15, cached_input_per_mtok: Some(0.075), output_per_mtok: 0.6 };
-    let engine =
-        engine_with(llm_settings(&llm), EngineSettings { price: Some(price), ..EngineSettings::default() });
+    let engine = engine_with(
+        llm_settings(&llm),
+        EngineSettings { prices: [(MODEL.to_owned(), price)].into(), ..EngineSettings::default() },
+    );
 
     let triage = engine.triage(&hd, "1001", &policy()).await.unwrap();
     assert_eq!(

@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     ticketing::{Category, PriorityLevel},
-    triage::{Engine, Policy, Triage, context::Gathered, decision::Origin},
+    triage::{Engine, Policy, Route, Triage, context::Gathered, decision::Origin},
 };
 
 /// The label of "no category" in confusion tables.
@@ -161,7 +161,7 @@ pub async fn run_inputs(
         .map(|input| async move {
             let Input { line, id, expected, category_scored, gathered } = input;
             let started = Instant::now();
-            let result = engine.decide_shared(Arc::new(gathered), policy).await;
+            let result = engine.decide_shared(Arc::new(gathered), policy, &Route::Configured).await;
             let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let (proposed, error) = match result {
                 Ok(t) => (Some(Proposed::of(&t)), None),
