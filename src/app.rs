@@ -72,6 +72,8 @@ pub struct App {
     /// The loop guard's tolerance (`[ingest] own_write_tolerance_secs`).
     own_write_tolerance: Duration,
     worker_settings: WorkerSettings,
+    /// The LLM budgets, when any is set.
+    budgets: Option<Arc<crate::triage::budget::Budgets>>,
     services: Services,
     server_addr: Option<String>,
     /// Whether the worker is taking events (`/readyz`).
@@ -144,6 +146,7 @@ impl AppBuilder<'_> {
             None => Store::connect(config.store.url.expose()).await.context("could not open the store")?,
         };
         Ok(App {
+            budgets: parts::budgets(config, &store),
             store,
             bus: self.bus.unwrap_or_else(|| parts::bus(config)),
             engine,
@@ -210,12 +213,15 @@ impl App {
 
     /// The worker over every connection.
     pub fn worker(&self) -> Arc<Worker> {
-        Arc::new(Worker::new(
-            self.engine.clone(),
-            self.store.clone(),
-            self.connections.clone(),
-            self.worker_settings.clone(),
-        ))
+        Arc::new(
+            Worker::new(
+                self.engine.clone(),
+                self.store.clone(),
+                self.connections.clone(),
+                self.worker_settings.clone(),
+            )
+            .with_budgets(self.budgets.clone()),
+        )
     }
 
     /// Binds `[server] addr`, or `None` when the server is off.

@@ -46,7 +46,7 @@ pub use connection::{
 pub use ingest::IngestConfig;
 pub use privacy::{PatternConfig, PrivacyConfig};
 pub use secrets::{Dsn, redact_url};
-pub use spend::EscalationConfig;
+pub use spend::{EscalationConfig, OnBudgetExhausted};
 
 use secrets::EnvVars;
 
@@ -151,9 +151,22 @@ pub struct LlmConfig {
     /// implies none (unset: the name's encoding, else o200k).
     #[serde(default)]
     pub tokenizer: Option<crate::triage::tokens::TokenizerChoice>,
-    /// Prices per model name, US dollars per million tokens, for cost estimates.
+    /// Prices per model name, US dollars per million tokens, for cost estimates and budgets.
     #[serde(default)]
     pub prices: BTreeMap<String, Price>,
+    /// Most US dollars the LLM may cost per UTC day, over every connection; unset = no limit.
+    #[serde(default)]
+    pub daily_budget_usd: Option<f64>,
+    /// Most US dollars the LLM may cost per UTC calendar month, over every connection.
+    #[serde(default)]
+    pub monthly_budget_usd: Option<f64>,
+    /// What the worker does once a budget is spent.
+    #[serde(default)]
+    pub on_budget_exhausted: OnBudgetExhausted,
+    /// The cheaper model asked once a budget is spent (`switch_to_fallback_model`), on the same
+    /// server as `model`.
+    #[serde(default)]
+    pub fallback_model: Option<String>,
     /// `[llm.escalation]`: a stronger model for the answers `model` is unsure of or gets wrong.
     #[serde(default)]
     pub escalation: Option<EscalationConfig>,

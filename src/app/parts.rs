@@ -1,7 +1,11 @@
 //! Each part of the service as the configuration describes it: helpdesk clients, the triage
 //! engine, the bus, the worker's settings and every connection's policies.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context;
 
@@ -14,6 +18,7 @@ use crate::{
         poll::PollSettings,
         webhook::{Scheme, WebhookConnection, WebhookSettings},
     },
+    store::Store,
     ticketing::{
         DynTicketing,
         freshdesk::FreshdeskClient,
@@ -24,6 +29,7 @@ use crate::{
     },
     triage::{
         Budget, Engine, EngineSettings, Escalation, Policy,
+        budget::{BudgetSettings, Budgets, Limits, SpendSource, Spent},
         decision::TagPolicy,
         llm::{ChatModel, LlmSettings, OpenAiCompatible},
         privacy::Privacy,
@@ -167,12 +173,62 @@ pub fn engine(config: &Config) -> anyhow::Result<Engine> {
         tokenizer: config.llm.tokenizer,
     };
     let mut engine = Engine::new(llm.clone(), prompts, rules, &config.llm.model, settings);
+    if let Some(model) = &config.llm.fallback_model
+        && llm.is_some()
+    {
+        let settings = LlmSettings { model: model.clone(), ..llm_settings(&config.llm) };
+        engine =
+            engine.with_fallback(Arc::new(OpenAiCompatible::new(settings).context("llm.fallback_model")?));
+    }
     if let (Some(e), Some((base_url, api_key))) = (&config.llm.escalation, config.escalation_endpoint()?) {
         let settings = LlmSettings { base_url, api_key, model: e.model.clone(), ..llm_settings(&config.llm) };
         let model = Arc::new(OpenAiCompatible::new(settings).context("llm.escalation")?);
         engine = engine.with_escalation(Escalation { model, below_confidence: e.below_confidence as f32 });
     }
     Ok(engine)
+}
+
+/// How long the LLM spend read from the store is trusted before it is read again: two workers
+/// see each other's spend within this.
+const SPEND_REFRESH: Duration = Duration::from_secs(5);
+
+/// The LLM budgets of `[llm]` and every connection, over the spend recorded in `store`; `None`
+/// when no budget is set.
+pub fn budgets(config: &Config, store: &Store) -> Option<Arc<Budgets>> {
+    let settings = BudgetSettings {
+        overall: Limits {
+            daily_usd: config.llm.daily_budget_usd,
+            monthly_usd: config.llm.monthly_budget_usd,
+        },
+        connections: config
+            .connections
+            .iter()
+            .map(|c| {
+                (c.id.clone(), Limits { daily_usd: c.daily_budget_usd, monthly_usd: c.monthly_budget_usd })
+            })
+            .collect(),
+        on_exhausted: config.llm.on_budget_exhausted,
+        refresh: SPEND_REFRESH,
+    };
+    settings.any().then(|| Arc::new(Budgets::new(settings, Arc::new(LedgerSpend(store.clone())))))
+}
+
+/// The spend every worker recorded: the cost of the decisions in the store's ledger.
+struct LedgerSpend(Store);
+
+#[async_trait::async_trait]
+impl SpendSource for LedgerSpend {
+    async fn spent_since(
+        &self,
+        day_start: time::OffsetDateTime,
+        month_start: time::OffsetDateTime,
+    ) -> Result<BTreeMap<String, Spent>, Box<dyn std::error::Error + Send + Sync>> {
+        let spend = self.0.llm_spend(day_start, month_start).await?;
+        Ok(spend
+            .into_iter()
+            .map(|(c, s)| (c, Spent { day_usd: s.day_usd, month_usd: s.month_usd }))
+            .collect())
+    }
 }
 
 /// Bus names and tunables: `[bus]` names, `[worker]` retry tiers, delivery limit and prefetch.

@@ -380,6 +380,19 @@ impl Delivery {
         }
     }
 
+    /// Brings it back after `delay` (the first retry tier at least as long, or the last) without
+    /// counting this delivery as a try: `x-deskpilot-attempt` stays as it came. For an event that
+    /// waits for something other than its own success (a spent LLM budget). Failures behave as
+    /// in [`retry`](Self::retry).
+    pub async fn postpone(self, reason: &str, delay: Duration) -> Result<(), BusError> {
+        let mut outgoing = Outgoing::from_delivery(&self);
+        outgoing.attempt = self.attempt.saturating_sub(1);
+        match self.handle {
+            DeliveryHandle::Amqp(h) => h.retry(outgoing, reason, Some(delay)).await,
+            DeliveryHandle::Memory(h) => h.retry(outgoing, reason, Some(delay)),
+        }
+    }
+
     /// Gives up: publishes the original body to the dead-letter queue with `x-deskpilot-reason`,
     /// `x-deskpilot-attempt`, `x-deskpilot-failed-at` (RFC 3339) and
     /// `x-deskpilot-original-routing-key`, waits for the confirm, then acks this delivery. Failures

@@ -96,6 +96,10 @@ pub struct ConnectionConfig {
     pub poll_overlap_secs: Option<u64>,
     /// This connection's `privacy = { ... }` over `[privacy]`; `None` = the global settings.
     pub privacy: Option<PrivacyConfig>,
+    /// Most US dollars this connection's LLM calls may cost per UTC day; unset = no limit of its own.
+    pub daily_budget_usd: Option<f64>,
+    /// Most US dollars this connection's LLM calls may cost per UTC calendar month.
+    pub monthly_budget_usd: Option<f64>,
     /// The backend and its own settings.
     pub backend: BackendConfig,
 }
@@ -128,6 +132,8 @@ const COMMON_KEYS: &[&str] = &[
     "poll_interval_secs",
     "poll_overlap_secs",
     "privacy",
+    "daily_budget_usd",
+    "monthly_budget_usd",
 ];
 
 #[derive(Deserialize)]
@@ -164,6 +170,10 @@ struct CommonFields {
     poll_overlap_secs: Option<u64>,
     #[serde(default)]
     privacy: Option<PrivacyConfig>,
+    #[serde(default)]
+    daily_budget_usd: Option<f64>,
+    #[serde(default)]
+    monthly_budget_usd: Option<f64>,
 }
 
 fn default_confidence_threshold() -> f64 {
@@ -190,6 +200,8 @@ impl ConnectionConfig {
             poll_interval_secs: None,
             poll_overlap_secs: None,
             privacy: None,
+            daily_budget_usd: None,
+            monthly_budget_usd: None,
             backend,
         }
     }
@@ -406,6 +418,8 @@ fn from_value(value: Value) -> Result<ConnectionConfig, String> {
         poll_interval_secs: common.poll_interval_secs,
         poll_overlap_secs: common.poll_overlap_secs,
         privacy: common.privacy,
+        daily_budget_usd: common.daily_budget_usd,
+        monthly_budget_usd: common.monthly_budget_usd,
         backend: backend_config,
     })
 }

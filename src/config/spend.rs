@@ -1,9 +1,12 @@
-//! Which models answer: `[llm.escalation]`, the stronger model for the hard cases.
+//! What the LLM may cost and which models answer: `[llm] daily_budget_usd`, `monthly_budget_usd`,
+//! `on_budget_exhausted` and `fallback_model`, each connection's own budgets, and
+//! `[llm.escalation]`, the stronger model for the hard cases.
 
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{Config, secrets::resolve_secret, validate::is_http_url};
+use super::{Config, LlmConfig, secrets::resolve_secret, validate::is_http_url};
+pub use crate::triage::budget::OnBudgetExhausted;
 
 /// `[llm.escalation]`: a stronger model asked when the configured model's confidence is below
 /// `below_confidence` or its answer is still invalid after its repair.
@@ -26,6 +29,19 @@ pub struct EscalationConfig {
     pub api_key_env: Option<String>,
 }
 
+impl LlmConfig {
+    /// Whether any budget is set, on `[llm]` or on a connection of `config`.
+    fn any_budget(config: &Config) -> bool {
+        let llm = &config.llm;
+        llm.daily_budget_usd.is_some()
+            || llm.monthly_budget_usd.is_some()
+            || config
+                .connections
+                .iter()
+                .any(|c| c.daily_budget_usd.is_some() || c.monthly_budget_usd.is_some())
+    }
+}
+
 impl Config {
     /// The stronger model's base URL and key: its own when set, else `[llm]`'s.
     pub fn escalation_endpoint(&self) -> anyhow::Result<Option<(String, Option<SecretString>)>> {
@@ -44,10 +60,41 @@ impl Config {
         Ok(Some((e.base_url.clone().unwrap_or_else(|| self.llm.base_url.clone()), key)))
     }
 
-    /// What is wrong with the escalation.
+    /// What is wrong with the budgets, the fallback model and the escalation.
     pub(super) fn spend_problems(&self) -> Vec<String> {
         let llm = &self.llm;
         let mut out = Vec::new();
+        let mut budget = |at: &str, key: &str, value: Option<f64>| {
+            if let Some(v) = value.filter(|v| !(v.is_finite() && *v > 0.0)) {
+                out.push(format!(
+                    "{at}{key} = {v} must be a positive amount of US dollars (leave it out for no budget)"
+                ));
+            }
+        };
+        budget("llm.", "daily_budget_usd", llm.daily_budget_usd);
+        budget("llm.", "monthly_budget_usd", llm.monthly_budget_usd);
+        for (i, c) in self.connections.iter().enumerate() {
+            let at = format!("connections[{i}] (id = {:?}): ", c.id);
+            budget(&at, "daily_budget_usd", c.daily_budget_usd);
+            budget(&at, "monthly_budget_usd", c.monthly_budget_usd);
+        }
+
+        let switching = llm.on_budget_exhausted == OnBudgetExhausted::SwitchToFallbackModel;
+        match llm.fallback_model.as_deref().map(str::trim) {
+            Some("") => out.push("llm.fallback_model must not be empty (leave it out for none)".into()),
+            None if switching => out.push(
+                "llm.on_budget_exhausted = \"switch_to_fallback_model\" needs llm.fallback_model, the cheaper \
+                 model to ask once a budget is spent (e.g. fallback_model = \"gpt-4o-mini\")"
+                    .into(),
+            ),
+            Some(model) if !switching => out.push(format!(
+                "llm.fallback_model = {model:?} is only used with llm.on_budget_exhausted = \
+                 \"switch_to_fallback_model\" (it is {:?}); set that or remove fallback_model",
+                llm.on_budget_exhausted.as_str()
+            )),
+            _ => {}
+        }
+
         if let Some(e) = &llm.escalation {
             if e.model.trim().is_empty() {
                 out.push("llm.escalation.model must name the stronger model (e.g. \"gpt-4o\")".into());
@@ -67,6 +114,20 @@ impl Config {
             }
         }
 
+        // A budget counts what the models cost: every model that may answer needs its price.
+        if LlmConfig::any_budget(self) {
+            let models = std::iter::once(("llm.model", llm.model.as_str()))
+                .chain(llm.fallback_model.as_deref().map(|m| ("llm.fallback_model", m)))
+                .chain(llm.escalation.as_ref().map(|e| ("llm.escalation.model", e.model.as_str())));
+            for (key, model) in models.filter(|(_, m)| !m.trim().is_empty()) {
+                if !llm.prices.contains_key(model) {
+                    out.push(format!(
+                        "a budget is set, but {key} = {model:?} has no price: add [llm.prices.\"{model}\"] \
+                         with input_per_mtok and output_per_mtok (US dollars per million tokens)"
+                    ));
+                }
+            }
+        }
         out
     }
 }

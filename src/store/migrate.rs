@@ -29,6 +29,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     ),
     (5, "review", include_str!("../../migrations/sqlite/0005_review.sql")),
     (6, "outcomes", include_str!("../../migrations/sqlite/0006_outcomes.sql")),
+    (7, "ledger_spend", include_str!("../../migrations/sqlite/0007_ledger_spend.sql")),
 ];
 
 /// (version, description, SQL) for PostgreSQL.
@@ -43,6 +44,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     ),
     (5, "review", include_str!("../../migrations/postgres/0005_review.sql")),
     (6, "outcomes", include_str!("../../migrations/postgres/0006_outcomes.sql")),
+    (7, "ledger_spend", include_str!("../../migrations/postgres/0007_ledger_spend.sql")),
 ];
 
 /// The migrator for a backend. Runs each migration in a transaction; on PostgreSQL sqlx takes an

@@ -58,4 +58,4 @@ pub use proposals::{NewProposal, Proposal, ProposalFilter, ProposalStatus};
 pub use record::{DecidedBy, DecisionRecord};
 pub use review::{ReviewAction, Transition};
 pub use sql::Backend;
-pub use stats::{ConnectionStats, ProposalCounts, Stats};
+pub use stats::{ConnectionStats, ProposalCounts, Spend, Stats};

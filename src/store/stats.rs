@@ -89,7 +89,45 @@ const MEDIAN: &str = "SELECT connection_id, latency_ms FROM (SELECT connection_i
 const PROPOSALS: &str = "SELECT connection_id, status, COUNT(*) AS n FROM proposals \
      WHERE ($1 IS NULL OR connection_id = $1) GROUP BY connection_id, status";
 
+/// The LLM cost of the decisions recorded since the start of a day and of a month (epoch ms),
+/// per connection.
+const SPEND: &str = "SELECT connection_id, \
+     CAST(COALESCE(SUM(CASE WHEN decided_at >= $1 THEN cost_usd END), 0.0) AS DOUBLE PRECISION) AS day_usd, \
+     CAST(COALESCE(SUM(cost_usd), 0.0) AS DOUBLE PRECISION) AS month_usd \
+     FROM ledger WHERE decided_at >= $2 AND cost_usd IS NOT NULL GROUP BY connection_id";
+
+/// What the LLM cost one connection since the start of a day and of a month.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spend {
+    /// Since the day's start, US dollars.
+    pub day_usd: f64,
+    /// Since the month's start, US dollars.
+    pub month_usd: f64,
+}
+
 impl Store {
+    /// The LLM cost of the decisions recorded since `day_start` and since `month_start`, by
+    /// connection id (connections without a priced decision are left out).
+    pub async fn llm_spend(
+        &self,
+        day_start: time::OffsetDateTime,
+        month_start: time::OffsetDateTime,
+    ) -> Result<BTreeMap<String, Spend>, StoreError> {
+        let ms = |t: time::OffsetDateTime| (t.unix_timestamp_nanos() / 1_000_000) as i64;
+        let rows = sqlx::query(SPEND)
+            .bind(ms(day_start))
+            .bind(ms(month_start))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::query("llm_spend"))?;
+        rows.iter()
+            .map(|row| {
+                let spend = Spend { day_usd: get(row, "day_usd")?, month_usd: get(row, "month_usd")? };
+                Ok((get(row, "connection_id")?, spend))
+            })
+            .collect()
+    }
+
     /// Figures per connection (all connections, or just `connection`), by connection id.
     pub async fn stats(&self, connection: Option<&str>) -> Result<Stats, StoreError> {
         let mut by_id: BTreeMap<String, ConnectionStats> = BTreeMap::new();

@@ -5,6 +5,7 @@
 //! the answer, `rules` decide when no LLM can, `route` chooses the model, and `engine` ties them together; `eval` measures the engine
 //! on a labelled dataset.
 
+pub mod budget;
 pub mod clean;
 pub mod context;
 pub mod decision;

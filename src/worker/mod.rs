@@ -37,7 +37,11 @@ use crate::{
     http::error_chain,
     store::{ClaimOutcome, DecisionRecord, Entry, LedgerKey, Step, Store},
     ticketing::{DynTicketing, Ticket, TicketingError},
-    triage::{Engine, Policy, Report, Route, Triage, TriageError, decision::no_longer_fits},
+    triage::{
+        Engine, Policy, Report, Route, Triage, TriageError,
+        budget::{Budgets, OnBudgetExhausted},
+        decision::no_longer_fits,
+    },
 };
 
 /// One helpdesk connection as the worker sees it.
@@ -84,6 +88,8 @@ pub struct Worker {
     store: Store,
     connections: HashMap<String, Connection>,
     settings: WorkerSettings,
+    /// The LLM budgets, when any is set.
+    budgets: Option<Arc<Budgets>>,
     /// Deliveries taken so far (numbers each delivery's lease holder id).
     deliveries: AtomicU64,
 }
@@ -96,7 +102,14 @@ impl Worker {
         connections: HashMap<String, Connection>,
         settings: WorkerSettings,
     ) -> Self {
-        Self { engine, store, connections, settings, deliveries: AtomicU64::new(0) }
+        Self { engine, store, connections, settings, budgets: None, deliveries: AtomicU64::new(0) }
+    }
+
+    /// This worker, checking `budgets` before each decision and following their policy once one
+    /// is spent.
+    pub fn with_budgets(mut self, budgets: Option<Arc<Budgets>>) -> Self {
+        self.budgets = budgets;
+        self
     }
 
     /// Consumes until `shutdown` is cancelled (or the consumer ends), then drains.
@@ -203,6 +216,7 @@ impl Worker {
                         // The effects are durable; the broker redelivers and the ledger says Done.
                         Err(e) => { tracing::warn!(error = %e, "ack failed after the effects were recorded"); Disposition::Acked(what) }
                     },
+                    Err(f) if f.held => self.hold(delivery, f).await,
                     Err(f) if f.retryable && delivery.attempt < self.settings.max_attempts => {
                         self.retry(delivery, &event, f).await
                     }
@@ -237,6 +251,7 @@ impl Worker {
                 tracing::warn!(outcome, reason = %why, "event not done")
             }
             Disposition::Requeued => tracing::info!(outcome, "event handed back"),
+            Disposition::Held(why) => tracing::debug!(outcome, reason = %why, "event waits for the budget"),
         }
         disposition
     }
@@ -275,6 +290,7 @@ impl Worker {
                     retryable: true,
                     retry_after: wait,
                     stopped: None,
+                    held: false,
                 });
             }
             ClaimOutcome::Claimed(entry) => entry,
@@ -306,11 +322,19 @@ impl Worker {
                 }
             }
         };
-        if let Err(f) = &result
-            && f.stopped.is_none()
-            && let Err(e) = self.store.record_failure(&key, holder, &f.reason, !f.retryable).await
-        {
-            tracing::warn!(error = %e, "could not record the failure in the ledger");
+        match &result {
+            // Nothing was tried: the next delivery claims it at once, with no failure on record.
+            Err(f) if f.held => {
+                if let Err(e) = self.store.release(&key, holder).await {
+                    tracing::debug!(error = %e, "could not release the claim of a held event");
+                }
+            }
+            Err(f) if f.stopped.is_none() => {
+                if let Err(e) = self.store.record_failure(&key, holder, &f.reason, !f.retryable).await {
+                    tracing::warn!(error = %e, "could not record the failure in the ledger");
+                }
+            }
+            _ => {}
         }
         result
     }
@@ -340,6 +364,7 @@ impl Worker {
                     retry_after: e.retry_after(),
                     reason: format!("re-checking the recorded decision: {}", error_chain(&e)),
                     stopped: None,
+                    held: false,
                 })?;
                 match no_longer_fits(&decision, &categories, &conn.triage.tags) {
                     Some(why) => {
@@ -356,8 +381,9 @@ impl Worker {
         let (decision, record) = match recorded {
             Some(recorded) => recorded,
             None => {
+                let route = self.route(&event.connection_id).await?;
                 let started = Instant::now();
-                let (triage, ticket) = match self.decide(conn, event).await {
+                let (triage, ticket) = match self.decide(conn, event, &route).await {
                     Err(TriageError::Helpdesk(TicketingError::NotFound { resource })) => {
                         return Err(Failure::permanent(format!("{resource} not found in the helpdesk")));
                     }
@@ -365,7 +391,10 @@ impl Worker {
                 };
                 metrics::histogram!("deskpilot_stage_seconds", "stage" => "decide")
                     .record(started.elapsed().as_secs_f64());
-                record_usage(&triage.report);
+                record_usage(&event.connection_id, &triage.report);
+                if let (Some(budgets), Some(cost)) = (&self.budgets, triage.report.cost_usd) {
+                    budgets.record(&event.connection_id, cost).await;
+                }
                 // Recorded by `act`: with the key's last commit when nothing is written to the
                 // helpdesk, before the first helpdesk write otherwise.
                 let record = DecisionRecord {
@@ -392,10 +421,43 @@ impl Worker {
 
     /// Reads the ticket and decides, keeping the ticket as read so acting need not read it again
     /// just to describe a proposal.
-    async fn decide(&self, conn: &Connection, event: &TicketEvent) -> Result<(Triage, Ticket), TriageError> {
+    async fn decide(
+        &self,
+        conn: &Connection,
+        event: &TicketEvent,
+        route: &Route,
+    ) -> Result<(Triage, Ticket), TriageError> {
         let gathered = Arc::new(self.engine.gather(conn.helpdesk.as_ref(), &event.ticket_id).await?);
-        let triage = self.engine.decide_shared(gathered.clone(), &conn.triage, &Route::Configured).await?;
+        let triage = self.engine.decide_shared(gathered.clone(), &conn.triage, route).await?;
         Ok((triage, gathered.ticket.clone()))
+    }
+
+    /// How this connection's next ticket is decided: by the configured models while its budgets
+    /// last, then as `on_budget_exhausted` says; a hold is a [`Failure::held`].
+    async fn route(&self, connection: &str) -> Result<Route, Failure> {
+        let Some(budgets) = &self.budgets else { return Ok(Route::Configured) };
+        let Some(spent) = budgets.check(connection).await else { return Ok(Route::Configured) };
+        Ok(match budgets.on_exhausted() {
+            OnBudgetExhausted::DecideWithRules => {
+                Route::Rules(format!("{spent}; the rules decide meanwhile"))
+            }
+            OnBudgetExhausted::SwitchToFallbackModel => Route::Fallback,
+            OnBudgetExhausted::HoldUntilReset => {
+                let wait = spent.resets_in(time::OffsetDateTime::now_utc());
+                return Err(Failure::held(format!("{spent}; held until then"), wait));
+            }
+        })
+    }
+
+    async fn hold(&self, delivery: Delivery, f: Failure) -> Disposition {
+        let delay = f.retry_after.unwrap_or_default();
+        match delivery.postpone(&f.reason, delay).await {
+            Ok(()) => Disposition::Held(f.reason),
+            Err(e) => {
+                tracing::error!(error = %e, "could not return a held event to the broker");
+                Disposition::Held(format!("{} (delay tier failed: {e})", f.reason))
+            }
+        }
     }
 
     async fn retry(&self, delivery: Delivery, event: &TicketEvent, f: Failure) -> Disposition {
@@ -435,13 +497,18 @@ impl Worker {
     }
 }
 
-fn record_usage(r: &Report) {
+fn record_usage(connection: &str, r: &Report) {
     metrics::counter!("deskpilot_llm_prompt_tokens_total").increment(u64::from(r.usage.prompt_tokens));
     metrics::counter!("deskpilot_llm_completion_tokens_total")
         .increment(u64::from(r.usage.completion_tokens));
-    if let Some(cost) = r.cost_usd {
-        metrics::counter!("deskpilot_llm_cost_microdollars_total").increment((cost * 1e6).round() as u64);
+    for m in &r.models {
+        if let Some(cost) = m.cost_usd {
+            let labels = [("connection", connection.to_owned()), ("model", m.model.clone())];
+            metrics::counter!("deskpilot_llm_cost_microdollars_total", &labels)
+                .increment((cost * 1e6).round() as u64);
+        }
     }
+
     metrics::histogram!("deskpilot_llm_seconds").record(r.llm_latency_ms as f64 / 1000.0);
 }
 

@@ -22,6 +22,8 @@ pub enum Disposition {
     DeadLettered(String),
     /// Handed back to the broker (shutdown).
     Requeued,
+    /// Returned to the broker to wait for a spent LLM budget to reset.
+    Held(String),
 }
 
 impl Disposition {
@@ -31,6 +33,7 @@ impl Disposition {
             Self::Retried(_) => "retried",
             Self::DeadLettered(_) => "dead_lettered",
             Self::Requeued => "requeued",
+            Self::Held(_) => "held",
         }
     }
 }
@@ -42,11 +45,19 @@ pub(super) struct Failure {
     pub(super) retry_after: Option<Duration>,
     /// The attempt was stopped by its fence: not a failure of the ticket, so not recorded.
     pub(super) stopped: Option<Stop>,
+    /// A budget is spent and the ticket waits in the broker for it to reset (`retry_after`): not a
+    /// failure either, and not a try.
+    pub(super) held: bool,
 }
 
 impl Failure {
     pub(super) fn permanent(reason: impl Into<String>) -> Self {
-        Self { reason: reason.into(), retryable: false, retry_after: None, stopped: None }
+        Self { reason: reason.into(), retryable: false, retry_after: None, stopped: None, held: false }
+    }
+
+    /// The ticket waits `until_reset` for a spent budget, for the reason given.
+    pub(super) fn held(reason: String, until_reset: Duration) -> Self {
+        Self { reason, retryable: true, retry_after: Some(until_reset), stopped: None, held: true }
     }
 }
 
@@ -57,6 +68,7 @@ impl From<TriageError> for Failure {
             retry_after: e.retry_after(),
             reason: format!("triage: {}", error_chain(&e)),
             stopped: None,
+            held: false,
         }
     }
 }
@@ -70,12 +82,14 @@ impl From<act::ActError> for Failure {
                 retry_after: h.retry_after(),
                 reason: format!("act: {}", error_chain(&h)),
                 stopped: None,
+                held: false,
             },
             act::ActError::Stopped(why) => Self {
                 retryable: true,
                 retry_after: None,
                 reason: format!("act: stopped before the next helpdesk write: {why}"),
                 stopped: Some(why),
+                held: false,
             },
         }
     }
@@ -91,6 +105,7 @@ impl From<StoreError> for Failure {
             retry_after: None,
             reason: error_chain(&e),
             stopped: None,
+            held: false,
         }
     }
 }

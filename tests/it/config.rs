@@ -472,3 +472,39 @@ fn the_stronger_model_is_checked_and_shares_the_llm_endpoint_unless_given_its_ow
         "{e}"
     );
 }
+
+#[test]
+fn budgets_are_checked_with_the_prices_and_the_fallback_model_they_need() {
+    let c = load(
+        &format!(
+            "[llm]\ndaily_budget_usd = 20.0\nmonthly_budget_usd = 400\non_budget_exhausted = \"hold_until_reset\"\n\
+             {UNIFIED}daily_budget_usd = 5\n"
+        ),
+        &[],
+    )
+    .unwrap();
+    assert_eq!((c.llm.daily_budget_usd, c.llm.monthly_budget_usd), (Some(20.0), Some(400.0)));
+    assert_eq!(c.connections[0].daily_budget_usd, Some(5.0));
+    assert_eq!(c.llm.on_budget_exhausted, deskpilot::config::OnBudgetExhausted::HoldUntilReset);
+
+    let e = error_of(
+        &format!(
+            "[llm]\nmodel = \"my-model\"\nmonthly_budget_usd = -3\non_budget_exhausted = \"switch_to_fallback_model\"\n\
+             [llm.escalation]\nmodel = \"gpt-4o\"\nbelow_confidence = 0.7\n{UNIFIED}daily_budget_usd = 0\n"
+        ),
+        &[],
+    );
+    for expected in [
+        "4 problems",
+        "llm.monthly_budget_usd = -3 must be a positive amount of US dollars",
+        "connections[0] (id = \"demo\"): daily_budget_usd = 0 must be a positive amount",
+        "llm.on_budget_exhausted = \"switch_to_fallback_model\" needs llm.fallback_model",
+        "a budget is set, but llm.model = \"my-model\" has no price: add [llm.prices.\"my-model\"]",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in {e}");
+    }
+    let e = error_of("[llm]\nfallback_model = \"gpt-4o-mini\"\n", &[]);
+    assert!(e.contains("llm.fallback_model = \"gpt-4o-mini\" is only used with llm.on_budget_exhausted = \"switch_to_fallback_model\""), "{e}");
+    let e = error_of("[llm]\non_budget_exhausted = \"wait\"\n", &[]);
+    assert!(e.contains("decide_with_rules") && e.contains("hold_until_reset"), "the choices are named: {e}");
+}

@@ -41,6 +41,7 @@ use wiremock::{
 };
 
 mod agreement;
+mod budget;
 mod fencing;
 mod freshdesk;
 mod input;
@@ -52,6 +53,11 @@ mod proxy;
 mod review;
 mod servicenow;
 use agreement::agreement_is_scored_on_what_people_left_at_close;
+use budget::{
+    a_spent_budget_switches_to_the_rules_from_the_next_ticket,
+    held_events_wait_in_the_broker_without_using_their_tries,
+    the_spend_is_read_from_the_store_by_a_restarted_worker,
+};
 use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
@@ -738,6 +744,7 @@ macro_rules! scenarios {
 }
 
 scenarios!(amqp_sqlite, Amqp, Sqlite:
+    held_events_wait_in_the_broker_without_using_their_tries,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
     apply_mode_shadows_a_decision_that_asks_for_a_human,
     apply_mode_updates_tickets_and_posts_one_marked_note,
@@ -763,6 +770,7 @@ scenarios!(amqp_sqlite, Amqp, Sqlite:
 );
 
 scenarios!(amqp_postgres, Amqp, Postgres:
+    the_spend_is_read_from_the_store_by_a_restarted_worker,
     agreement_is_scored_on_what_people_left_at_close,
     freshdesk_apply_mode_posts_a_private_note_and_merges_tags,
     intercom_apply_mode_posts_an_internal_note_and_adds_tags,
@@ -790,6 +798,7 @@ scenarios!(amqp_postgres, Amqp, Postgres:
 
 // The single-process setup: the in-process bus.
 scenarios!(memory_sqlite, Memory, Sqlite:
+    a_spent_budget_switches_to_the_rules_from_the_next_ticket,
     personal_data_reaches_the_llm_as_placeholders_and_the_note_as_values,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
     apply_mode_shadows_a_decision_that_asks_for_a_human,
