@@ -65,6 +65,27 @@ fn summary(config: &Config) -> String {
             "         not configured: no key and base_url is OpenAI's; triage will use its rules fallback"
         );
     }
+    if let Some(e) = &llm.escalation {
+        let at = e.base_url.as_deref().map_or_else(|| "the same server".to_owned(), redact_url);
+        let _ = writeln!(
+            out,
+            "         stronger model {} at {at}, below confidence {:.2} or after an invalid answer",
+            e.model, e.below_confidence
+        );
+    }
+    let usd = |v: Option<f64>| v.map_or("none".to_owned(), |v| format!("${v:.2}"));
+    let budgets: Vec<String> = std::iter::once(("overall", llm.daily_budget_usd, llm.monthly_budget_usd))
+        .chain(config.connections.iter().map(|c| (c.id.as_str(), c.daily_budget_usd, c.monthly_budget_usd)))
+        .filter(|(_, day, month)| day.is_some() || month.is_some())
+        .map(|(scope, day, month)| format!("{scope} {} a day, {} a month", usd(day), usd(month)))
+        .collect();
+    if !budgets.is_empty() {
+        let then = match (llm.on_budget_exhausted.as_str(), &llm.fallback_model) {
+            (policy, Some(model)) => format!("{policy} ({model})"),
+            (policy, None) => policy.to_owned(),
+        };
+        let _ = writeln!(out, "         budgets (UTC): {}; once spent: {then}", budgets.join("; "));
+    }
 
     let bus = &config.bus;
     match bus.amqp_url() {

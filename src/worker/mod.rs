@@ -4,7 +4,9 @@
 //! decision and finishes the key: one commit when shadowing) → ack. Nothing is acked before its effects are durable. Transient failures (429,
 //! 5xx, timeouts, store busy, a key held by another replica) go to the next delay tier; permanent
 //! ones (bad payload, unknown connection, ticket 404, invalid decision after repair) go to dead
-//! letters with the reason. Concurrency is bounded by `max_in_flight` (also the broker prefetch).
+//! letters with the reason. Before a ticket is decided its LLM budgets are checked: once one is
+//! spent the ticket follows `on_budget_exhausted` (the rules, the fallback model, or back to the
+//! broker until the reset without using a try). Concurrency is bounded by `max_in_flight` (also the broker prefetch).
 //! On shutdown the loop stops taking deliveries, lets in-flight work finish until a deadline, then
 //! hands whatever is left back to the broker: work still deciding at once (its claim released),
 //! work that has begun writing to the helpdesk at its next write (its claim left to expire), so a

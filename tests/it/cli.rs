@@ -298,6 +298,27 @@ async fn the_sandbox_command_serves_until_sigterm() {
     assert!(status.success(), "a graceful stop exits 0, got {status:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn check_shows_the_stronger_model_and_the_budgets() {
+    let s = setup("daily_budget_usd = 2.5\n").await;
+    let mut cmd = deskpilot(Some(s.config.path()), &["check"]);
+    cmd.env("DESKPILOT__LLM__MONTHLY_BUDGET_USD", "100")
+        .env("DESKPILOT__LLM__ON_BUDGET_EXHAUSTED", "switch_to_fallback_model")
+        .env("DESKPILOT__LLM__FALLBACK_MODEL", "gpt-4.1-mini")
+        .env("DESKPILOT__LLM__ESCALATION__MODEL", "gpt-4o")
+        .env("DESKPILOT__LLM__ESCALATION__BELOW_CONFIDENCE", "0.7");
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    for line in [
+        "         stronger model gpt-4o at the same server, below confidence 0.70 or after an invalid answer",
+        "         budgets (UTC): overall none a day, $100.00 a month; demo $2.50 a day, none a month; \
+         once spent: switch_to_fallback_model (gpt-4.1-mini)",
+    ] {
+        assert!(out.contains(line), "`{line}` missing from:\n{out}");
+    }
+}
+
 #[tokio::test]
 async fn triage_without_an_llm_prints_the_rules_decision_and_says_so() {
     let s = setup("").await;

@@ -113,7 +113,38 @@ on_both_backends!(
     ingest_cursors_are_leased_and_fenced,
     ingest_cursor_claimers_at_once_one_winner,
     own_writes_are_found_by_when_they_happened,
+    llm_spend_sums_the_recorded_costs_per_connection_since_a_day_and_a_month,
 );
+
+/// The spend budgets read: recorded costs per connection since the day's and the month's start,
+/// through both ways a decision is recorded (before a helpdesk write, and with a shadow's finish).
+async fn llm_spend_sums_the_recorded_costs_per_connection_since_a_day_and_a_month(db: TestDb) {
+    let store = db.store().await;
+    let priced = |cost| record(&decision(llm()), &report(10, 5, cost, 10));
+    for (connection, ticket, cost) in
+        [("demo", "1", Some(0.25)), ("demo", "2", Some(0.5)), ("demo", "3", None), ("other", "4", Some(2.0))]
+    {
+        let k = LedgerKey::new(connection, ticket, EventKind::TicketCreated);
+        claimed(&store, &k, "evt-1", "w1").await;
+        if ticket == "2" {
+            let p = proposal_with(connection, ticket, "evt-1", &priced(cost));
+            store.finish_with_proposal(&k, "w1", Some(&priced(cost)), &p, |id| id.to_string()).await.unwrap();
+        } else {
+            store.record_decision(&k, "w1", &priced(cost)).await.unwrap();
+        }
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let hour = time::Duration::hours(1);
+    let spend = store.llm_spend(now - hour, now - 24 * hour).await.unwrap();
+    let figures: Vec<(&str, f64, f64)> =
+        spend.iter().map(|(c, s)| (c.as_str(), s.day_usd, s.month_usd)).collect();
+    assert_eq!(figures, [("demo", 0.75, 0.75), ("other", 2.0, 2.0)]);
+    // Decided before the day began: counted in the month only; before the month too: not at all.
+    let spend = store.llm_spend(now + hour, now - hour).await.unwrap();
+    assert_eq!(spend["demo"].day_usd, 0.0);
+    assert_eq!(spend["demo"].month_usd, 0.75);
+    assert!(store.llm_spend(now + hour, now + hour).await.unwrap().is_empty());
+}
 
 fn key(ticket: &str) -> LedgerKey {
     LedgerKey::new("demo", ticket, EventKind::TicketCreated)
