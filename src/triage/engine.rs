@@ -317,11 +317,6 @@ impl Engine {
         self.llm.as_deref().map(|m| m.model())
     }
 
-    /// The model [`Route::Fallback`] asks, if one is configured.
-    pub fn fallback_model(&self) -> Option<&str> {
-        self.fallback.as_deref().map(|m| m.model())
-    }
-
     /// The tokenizer in use.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer

@@ -68,6 +68,12 @@ pub(super) async fn agreement_is_scored_on_what_people_left_at_close(mut p: Pipe
     let report = reviews.report(Some(CONN), OffsetDateTime::UNIX_EPOCH, bar).await.unwrap();
     assert_eq!((report.proposals, report.closed), (6, 4));
     assert_eq!(report.category_agreement.accuracy.correct, 3);
+    // Who answered, from the stored proposals: the one model, once per proposal, at its price.
+    let [model] = report.models.as_slice() else { panic!("one model: {:?}", report.models) };
+    assert_eq!((model.model.as_str(), model.answered, model.share, model.asked), (MODEL, 6, 1.0, 6));
+    let ticket_usd = (1500.0 * 0.15 + 120.0 * 0.60) / 1e6;
+    assert!((model.cost_usd - 6.0 * ticket_usd).abs() < 1e-9, "{model:?}");
+    assert_eq!(report.escalated, 0);
     let main = report.categories.iter().find(|c| c.category_id == DEFAULT_CATEGORY).unwrap();
     assert_eq!((main.proposals, main.observed, main.closed), (5, 5, 3));
     // 2 of 3: Wilson 95 % = [0.2077, 0.9385], by hand.
