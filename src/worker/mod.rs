@@ -270,6 +270,9 @@ impl Worker {
                 self.connection_ids()
             )));
         };
+        // A ticket held for a spent budget goes back before it touches the store: it may come
+        // round many times before the budget resets. (Checked again before deciding.)
+        self.route(&event.connection_id).await?;
         let key = LedgerKey::from(event);
         let mut claim = self.store.claim(&key, &event.event_id, holder, self.settings.lease).await?;
         if let ClaimOutcome::Done(entry) = &claim
