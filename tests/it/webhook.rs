@@ -349,10 +349,14 @@ async fn while_the_broker_is_away_deliveries_get_503_and_the_retry_is_published(
         unified_delivery("created", json!([ticket("4001", "2026-03-01T10:00:00Z", "2026-03-01T10:00:00Z")]));
 
     proxy.set_up(false);
+    let cut = std::time::Instant::now();
     let response =
         http_client().post(format!("{url}/webhooks/demo")).body(body.clone()).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 503, "the sender is told to try again");
     assert_eq!(response.headers()["retry-after"], "5");
+    // Away long enough for lapin's own reconnection to give up (5 tries, at most 2 s apart): its
+    // connection then still reads as reconnecting, and only the bus's repair brings it back.
+    tokio::time::sleep(Duration::from_secs(20).saturating_sub(cut.elapsed())).await;
 
     // The helpdesk sends the delivery again (Unified retries for hours) until it is taken.
     proxy.set_up(true);
@@ -365,7 +369,7 @@ async fn while_the_broker_is_away_deliveries_get_503_and_the_retry_is_published(
         }
         assert_eq!(status, 503, "{answer}");
         // Reconnecting backs off up to 10 s per try; a loaded machine adds to that.
-        assert!(started.elapsed() < Duration::from_secs(90), "the receiver never recovered");
+        assert!(started.elapsed() < Duration::from_secs(90), "the receiver never recovered: {answer}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let event = hook.next_event().await;

@@ -103,20 +103,18 @@ impl AmqpConsumer {
                         () = self.shutdown.cancelled() => continue,
                         recovered = tokio::time::timeout(RECOVERY_TIMEOUT, channel.wait_for_recovery(error)) => recovered,
                     };
-                    match recovered {
+                    let why = match recovered {
                         Ok(Ok(())) => {
                             tracing::info!("RabbitMQ connection recovered; consuming again");
                             self.health.set(None);
+                            continue;
                         }
-                        Ok(Err(error)) => {
-                            tracing::warn!(error = %error, "not recoverable; reconnecting");
-                            self.drop_active(generation).await;
-                        }
-                        Err(_) => {
-                            tracing::warn!("recovery is taking too long; reconnecting");
-                            self.drop_active(generation).await;
-                        }
-                    }
+                        Ok(Err(error)) => format!("not recoverable: {error}"),
+                        Err(_) => "recovery is taking too long".to_owned(),
+                    };
+                    tracing::warn!(why, "RabbitMQ consumer not recovered; reconnecting");
+                    self.active = None;
+                    self.link.abandon(generation).await;
                 }
                 None => {
                     // Cancelled by the broker (queue deleted, node down) or its channel closed.

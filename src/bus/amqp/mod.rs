@@ -42,6 +42,12 @@ const RECOVERY_TIMEOUT: Duration = Duration::from_secs(15);
 const MAX_DEAD_SCAN: usize = 100_000;
 /// How long closing a connection we gave up on may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest wait for the broker to open a channel or put it in confirm mode. Shorter than the
+/// webhook receiver's wait for a publish, so a half-dead connection is dropped before the sender
+/// gets its 503, rather than never.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(8);
+/// Longest wait for a new connection with its topology declared (a handshake that never ends).
+const ESTABLISH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connects, declares the topology and returns the publisher and the consumer (one connection).
 ///
@@ -257,6 +263,11 @@ fn connection_error(context: &str, e: lapin::Error) -> BusError {
     BusError::Connection { context: context.to_owned(), source: Box::new(e) }
 }
 
+fn timed_out(context: &str) -> BusError {
+    let source = format!("RabbitMQ did not answer within {}s", SETUP_TIMEOUT.as_secs()).into();
+    BusError::Connection { context: context.to_owned(), source }
+}
+
 /// Opens a connection with lapin's recovery on; the initial TCP connect is retried ~5 s.
 async fn open(url: &str, settings: &BusSettings) -> Result<Connection, BusError> {
     let properties = ConnectionProperties::default()
@@ -268,6 +279,25 @@ async fn open(url: &str, settings: &BusSettings) -> Result<Connection, BusError>
                 .with_max_times(5)
         });
     Connection::connect(url, properties).await.map_err(|e| connection_error("connect", e))
+}
+
+/// Opens a connection and declares the topology on it, within [`ESTABLISH_TIMEOUT`].
+async fn establish(url: &str, settings: &BusSettings) -> Result<Connection, BusError> {
+    let established = tokio::time::timeout(ESTABLISH_TIMEOUT, async {
+        let conn = open(url, settings).await?;
+        match declare_on(&conn, settings).await {
+            Ok(()) => Ok(conn),
+            Err(e) => {
+                close_quietly(conn).await;
+                Err(e)
+            }
+        }
+    });
+    established.await.unwrap_or_else(|_| {
+        let source =
+            format!("no connection with the topology declared within {}s", ESTABLISH_TIMEOUT.as_secs());
+        Err(BusError::Connection { context: "connect".into(), source: source.into() })
+    })
 }
 
 /// Declares the queue of `settings` and the outcomes queue beside it: whichever process connects
@@ -299,6 +329,8 @@ pub(crate) struct Link {
 struct LinkState {
     generation: u64,
     conn: Option<Connection>,
+    /// A connection being opened, when one is.
+    connecting: Option<tokio::task::JoinHandle<Result<Connection, BusError>>>,
     publish: Option<Channel>,
     closed: bool,
 }
@@ -329,10 +361,16 @@ impl Link {
             return Ok((channel.clone(), state.generation));
         }
         let channel = self.new_channel(&mut state).await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
+        match tokio::time::timeout(SETUP_TIMEOUT, channel.confirm_select(ConfirmSelectOptions::default()))
             .await
-            .map_err(|e| connection_error("enable publisher confirms", e))?;
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(connection_error("enable publisher confirms", e)),
+            Err(_) => {
+                discard(&mut state);
+                return Err(timed_out("enable publisher confirms"));
+            }
+        }
         state.publish = Some(channel.clone());
         Ok((channel, state.generation))
     }
@@ -349,6 +387,21 @@ impl Link {
         }
         if state.conn.as_ref().is_some_and(|c| !alive(c)) {
             tracing::warn!(generation, "RabbitMQ connection lost; a new one will be opened");
+            discard(&mut state);
+        }
+    }
+
+    /// After lapin's recovery failed or did not finish on `generation`: forgets the publish channel,
+    /// and the connection unless it is plainly connected. Status alone cannot decide here: when
+    /// lapin's reconnection gives up, its connection and channels keep reading as reconnecting.
+    pub(crate) async fn abandon(&self, generation: u64) {
+        let mut state = self.state.lock().await;
+        if state.generation != generation {
+            return;
+        }
+        state.publish = None;
+        if state.conn.as_ref().is_some_and(|c| !c.status().connected()) {
+            tracing::warn!(generation, "RabbitMQ connection did not recover; a new one will be opened");
             discard(&mut state);
         }
     }
@@ -396,14 +449,14 @@ impl Link {
     /// read as reconnecting, and every later attempt would fail on it for good.
     async fn new_channel(&self, state: &mut LinkState) -> Result<Channel, BusError> {
         let conn = self.live(state).await?;
-        match conn.create_channel().await {
-            Ok(channel) => Ok(channel),
-            Err(e) => {
-                tracing::warn!(generation = state.generation, error = %e, "RabbitMQ connection cannot open a channel; a new one will be opened");
-                discard(state);
-                Err(connection_error("open a channel", e))
-            }
-        }
+        let error = match tokio::time::timeout(SETUP_TIMEOUT, conn.create_channel()).await {
+            Ok(Ok(channel)) => return Ok(channel),
+            Ok(Err(e)) => connection_error("open a channel", e),
+            Err(_) => timed_out("open a channel"),
+        };
+        tracing::warn!(generation = state.generation, error = %error, "RabbitMQ connection cannot open a channel; a new one will be opened");
+        discard(state);
+        Err(error)
     }
 
     async fn live<'a>(&self, state: &'a mut LinkState) -> Result<&'a Connection, BusError> {
@@ -411,11 +464,17 @@ impl Link {
             discard(state);
         }
         if state.conn.is_none() {
-            let conn = open(&self.url, &self.settings).await?;
-            if let Err(e) = declare_on(&conn, &self.settings).await {
-                close_quietly(conn).await;
-                return Err(e);
-            }
+            // Connecting runs in its own task and the handle stays in the state: a caller that
+            // stops waiting (the webhook receiver answers 503 after its own timeout) leaves it
+            // running for the next caller, instead of starting over each time on a slow broker.
+            let (url, settings) = (self.url.clone(), self.settings.clone());
+            let connecting = state
+                .connecting
+                .get_or_insert_with(|| tokio::spawn(async move { establish(&url, &settings).await }));
+            let established = connecting.await;
+            state.connecting = None;
+            let conn = established
+                .map_err(|e| BusError::Connection { context: "connect".into(), source: e.into() })??;
             state.generation += 1;
             tracing::info!(generation = state.generation, "connected to RabbitMQ");
             state.conn = Some(conn);

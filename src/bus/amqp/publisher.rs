@@ -100,6 +100,7 @@ impl AmqpPublisher {
             return Err(BusError::Closed);
         }
         let (channel, generation) = self.link.publish_channel().await?;
+        let unanswered = ForgetUnanswered(Some(&self.link));
         // https://www.rabbitmq.com/amqp-0-9-1-reference.html#basic.publish.mandatory
         // mandatory: an unroutable message comes back (basic.return) instead of vanishing.
         let options = BasicPublishOptions { mandatory: true, ..Default::default() };
@@ -121,6 +122,7 @@ impl AmqpPublisher {
             source,
         };
         let sent = sent.await;
+        unanswered.answered();
         match sent {
             Ok(Confirmation::Ack(None)) => Ok(()),
             Ok(Confirmation::Ack(Some(returned))) | Ok(Confirmation::Nack(Some(returned))) => {
@@ -147,10 +149,17 @@ impl AmqpPublisher {
                 } else {
                     publish_error(Box::new(e.clone()))
                 };
-                match tokio::time::timeout(RECOVERY_TIMEOUT, channel.wait_for_recovery(e)).await {
-                    Ok(Ok(())) => tracing::info!("publish channel recovered"),
-                    _ => self.link.repair(generation).await,
-                }
+                // In its own task: a caller that gives up waiting (the webhook receiver answers 503
+                // after its own timeout) must not cancel the repair, or every later publish would
+                // meet the same dead channel.
+                let link = self.link.clone();
+                let recovery = tokio::spawn(async move {
+                    match tokio::time::timeout(RECOVERY_TIMEOUT, channel.wait_for_recovery(e)).await {
+                        Ok(Ok(())) => tracing::info!("publish channel recovered"),
+                        _ => link.abandon(generation).await,
+                    }
+                });
+                let _ = recovery.await;
                 Err(error)
             }
         }
@@ -159,6 +168,25 @@ impl AmqpPublisher {
     /// Waits for outstanding confirms and stops publishing (every clone).
     pub(crate) async fn close(&self) {
         self.link.close_publishing().await;
+    }
+}
+
+/// Forgets the publish channel when dropped before [`Self::answered`]: a caller that stopped
+/// waiting for a confirm (the webhook receiver's own timeout) may have been waiting on a channel
+/// that never answers, and the next publish must not wait on it too.
+struct ForgetUnanswered<'a>(Option<&'a Link>);
+
+impl ForgetUnanswered<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ForgetUnanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(link) = self.0 {
+            link.forget_publish_channel();
+        }
     }
 }
 
