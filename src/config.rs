@@ -53,7 +53,7 @@ use secrets::EnvVars;
 use crate::triage::{
     TokenCounting,
     decision::Limits,
-    llm::{OutputMode, Price},
+    llm::{CallLimits, LimiterMode, OutputMode, Price},
 };
 
 /// The embedded defaults, `config/default.toml`.
@@ -170,6 +170,17 @@ pub struct LlmConfig {
     /// `[llm.escalation]`: a stronger model for the answers `model` is unsure of or gets wrong.
     #[serde(default)]
     pub escalation: Option<EscalationConfig>,
+    /// `adaptive` (calls follow an adaptive concurrency limit, the server's rate-limit headers
+    /// and the rates below) or `off`.
+    #[serde(default)]
+    pub limiter: LimiterMode,
+    /// Requests per minute the account allows this model; unset: only what the server says.
+    #[serde(default)]
+    pub requests_per_minute: Option<u32>,
+    /// Tokens per minute the account allows this model, counted as the prompt plus the answer
+    /// reserve of each request; unset: only what the server says.
+    #[serde(default)]
+    pub tokens_per_minute: Option<u32>,
     #[serde(skip)]
     resolved: ResolvedKey,
 }
@@ -215,6 +226,15 @@ impl LlmConfig {
     /// Request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The limits calls to this endpoint are kept within.
+    pub fn call_limits(&self) -> CallLimits {
+        CallLimits {
+            mode: self.limiter,
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+        }
     }
 }
 

@@ -140,6 +140,7 @@ pub fn llm_settings(llm: &LlmConfig) -> LlmSettings {
         total_timeout: Duration::from_secs(llm.total_timeout_secs),
         max_retry_after: Duration::from_secs(llm.max_retry_after_secs),
         temperature: llm.temperature,
+        limits: llm.call_limits(),
         ..LlmSettings::new(&llm.base_url, &llm.model)
     }
 }

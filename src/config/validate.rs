@@ -79,6 +79,31 @@ impl Config {
         );
         check(llm.total_timeout_secs > 0, "llm.total_timeout_secs must be at least 1".into());
         check(
+            llm.requests_per_minute != Some(0),
+            "llm.requests_per_minute = 0 would never send a request; set the account's limit for \
+             this model, or remove the key to rely on the server's headers"
+                .into(),
+        );
+        if let Some(tpm) = llm.tokens_per_minute {
+            check(
+                tpm >= self.triage.answer_reserve_tokens.saturating_mul(2),
+                format!(
+                    "llm.tokens_per_minute = {tpm} leaves no room for a request: each takes its prompt \
+                     plus triage.answer_reserve_tokens = {}; set the account's limit for this model \
+                     (at least twice the reserve), or remove the key",
+                    self.triage.answer_reserve_tokens
+                ),
+            );
+        }
+        if llm.limiter == crate::triage::llm::LimiterMode::Off {
+            check(
+                llm.requests_per_minute.is_none() && llm.tokens_per_minute.is_none(),
+                "llm.requests_per_minute and llm.tokens_per_minute need llm.limiter = \"adaptive\"; \
+                 with limiter = \"off\" nothing would hold calls to them"
+                    .into(),
+            );
+        }
+        check(
             (0.0..=2.0).contains(&llm.temperature),
             format!("llm.temperature = {} must be between 0 and 2", llm.temperature),
         );

@@ -317,6 +317,11 @@ impl Engine {
         self.llm.as_deref().map(|m| m.model())
     }
 
+    /// The limiter the LLM's calls go through, if any.
+    pub fn limiter(&self) -> Option<Arc<super::llm::Limiter>> {
+        self.llm.as_ref()?.limiter()
+    }
+
     /// The tokenizer in use.
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
@@ -496,9 +501,9 @@ impl Engine {
         };
         let ours = prompt_tokens.unwrap_or_else(|| self.count_messages(&messages));
         // The stronger model gets the same conversation the first one got.
-        let mut asked = escalation.map(|_| messages.clone());
+        let mut asked = escalation.map(|_| (messages.clone(), ours));
         let mut schema = schema;
-        let mut result = self.ask(llm.as_ref(), g, (messages, &schema), policy, &mut report).await;
+        let mut result = self.ask(llm.as_ref(), g, (messages, &schema, ours), policy, &mut report).await;
         // The server counts with its own tokenizer: a prompt within our budget may be over its
         // context. Refit once to the ratio it reports, rather than failing the ticket for good.
         if let Err(TriageError::Llm(exceeded @ LlmError::ContextExceeded { .. })) = &result
@@ -516,10 +521,11 @@ impl Engine {
             report.privacy = refit.pseudonyms.report();
             report.refitted = true;
             (ctx, pseudonyms, schema) = (refit.ctx, refit.pseudonyms, refit.schema);
-            asked = asked.map(|_| refit.messages.clone());
-            result = self.ask(llm.as_ref(), g, (refit.messages, &schema), policy, &mut report).await;
+            let tokens = refit.tokens.unwrap_or_else(|| self.count_messages(&refit.messages));
+            asked = asked.map(|_| (refit.messages.clone(), tokens));
+            result = self.ask(llm.as_ref(), g, (refit.messages, &schema, tokens), policy, &mut report).await;
         }
-        if let (Some(escalation), Some(messages)) = (escalation, asked)
+        if let (Some(escalation), Some((messages, tokens))) = (escalation, asked)
             && let Some((cause, why)) = escalation.cause(&result)
         {
             let strong = escalation.model.as_ref();
@@ -529,7 +535,7 @@ impl Engine {
             );
             metrics::counter!("deskpilot_llm_escalations_total", "cause" => cause.as_str()).increment(1);
             report.escalated = Some(why);
-            let second = self.ask(strong, g, (messages, &schema), policy, &mut report).await;
+            let second = self.ask(strong, g, (messages, &schema, tokens), policy, &mut report).await;
             result = match (result, second) {
                 (_, Ok(v)) => Ok(v),
                 // The first answer was valid, only unsure: it stands when the stronger model fails.
@@ -558,7 +564,7 @@ impl Engine {
         &self,
         llm: &dyn ChatModel,
         g: &Gathered,
-        (messages, schema): (Vec<ChatMessage>, &Arc<serde_json::Value>),
+        (messages, schema, prompt_tokens): (Vec<ChatMessage>, &Arc<serde_json::Value>, usize),
         policy: &Policy,
         report: &mut Report,
     ) -> Result<Validated, TriageError> {
@@ -571,6 +577,7 @@ impl Engine {
             schema_name: decision::schema_name(),
             schema: schema.clone(),
             max_completion_tokens: self.settings.budget.answer_tokens,
+            prompt_tokens: u32::try_from(prompt_tokens).ok(),
         };
         let first = match self.call(llm, &request, report).await {
             // A cut-off answer is not a bad answer: asked again with more room, it usually fits,
@@ -609,6 +616,7 @@ impl Engine {
         tracing::info!(connection = %policy.connection, problems = problems.len(), "LLM answer invalid; asking for a repair");
         request.messages.push(ChatMessage::assistant(answer));
         request.messages.push(ChatMessage::user(self.prompts.repair(&problems)?));
+        request.prompt_tokens = u32::try_from(self.count_messages(&request.messages)).ok();
         let answer = match self.call(llm, &request, report).await {
             Ok(answer) => answer.content,
             Err(e) => {

@@ -6,7 +6,8 @@
 //! ones (bad payload, unknown connection, ticket 404, invalid decision after repair) go to dead
 //! letters with the reason. Before a ticket is decided its LLM budgets are checked: once one is
 //! spent the ticket follows `on_budget_exhausted` (the rules, the fallback model, or back to the
-//! broker until the reset without using a try). Concurrency is bounded by `max_in_flight` (also the broker prefetch).
+//! broker until the reset without using a try). Concurrency is bounded by `max_in_flight` (also
+//! the broker prefetch) and, when the LLM's calls go through a limiter, by its current limit.
 //! On shutdown the loop stops taking deliveries, lets in-flight work finish until a deadline, then
 //! hands whatever is left back to the broker: work still deciding at once (its claim released),
 //! work that has begun writing to the helpdesk at its next write (its claim left to expire), so a
@@ -21,7 +22,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::{sync::Semaphore, task::JoinSet};
+use tokio::{
+    sync::{Notify, Semaphore},
+    task::JoinSet,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -116,15 +120,29 @@ impl Worker {
 
     /// Consumes until `shutdown` is cancelled (or the consumer ends), then drains.
     pub async fn run_until_stopped(self: Arc<Self>, mut consumer: Consumer, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.settings.max_in_flight.max(1)));
+        let max_in_flight = self.settings.max_in_flight.max(1);
+        let permits = Arc::new(Semaphore::new(max_in_flight));
         let mut tasks = JoinSet::new();
         let hand_back = CancellationToken::new();
+        // Events wait in the broker, not here, while the LLM's limiter holds calls back: the next
+        // delivery is taken only while the events in hand are within its current limit.
+        let limiter = self.engine.limiter();
+        let finished = Arc::new(Notify::new());
         tracing::info!(worker = %self.settings.worker_id, max_in_flight = self.settings.max_in_flight, "worker started");
-        loop {
+        'consume: loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             };
+            if let Some(limiter) = &limiter {
+                while !limiter.admits(max_in_flight - permits.available_permits()) {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'consume,
+                        () = finished.notified() => {}
+                        () = limiter.changed() => {}
+                    }
+                }
+            }
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 d = consumer.next() => d,
@@ -142,9 +160,13 @@ impl Worker {
             };
             let worker = self.clone();
             let hand_back = hand_back.clone();
+            let finished = finished.clone();
             tasks.spawn(async move {
-                let _permit = permit;
-                worker.handle(delivery, hand_back).await
+                let disposition = worker.handle(delivery, hand_back).await;
+                // The slot is free before the loop is told, so it counts it free.
+                drop(permit);
+                finished.notify_one();
+                disposition
             });
             // Reap finished tasks so the set does not grow with the number of events handled.
             while let Some(done) = tasks.try_join_next() {

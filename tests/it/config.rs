@@ -6,6 +6,7 @@ use std::{io::Write, path::Path, time::Duration};
 use deskpilot::{
     app::parts::{helpdesk_for, http_settings},
     config::{BUILT_BACKENDS, BackendConfig, Config, Mode},
+    triage::llm::LimiterMode,
 };
 use secrecy::ExposeSecret;
 use tempfile::NamedTempFile;
@@ -507,4 +508,22 @@ fn budgets_are_checked_with_the_prices_and_the_fallback_model_they_need() {
     assert!(e.contains("llm.fallback_model = \"gpt-4o-mini\" is only used with llm.on_budget_exhausted = \"switch_to_fallback_model\""), "{e}");
     let e = error_of("[llm]\non_budget_exhausted = \"wait\"\n", &[]);
     assert!(e.contains("decide_with_rules") && e.contains("hold_until_reset"), "the choices are named: {e}");
+}
+
+#[test]
+fn llm_rate_limits_are_read_and_checked() {
+    let c = load("[llm]\nrequests_per_minute = 500\ntokens_per_minute = 200000\n", &[]).unwrap();
+    let limits = c.llm.call_limits();
+    assert_eq!(limits.mode, LimiterMode::Adaptive, "adaptive by default");
+    assert_eq!((limits.requests_per_minute, limits.tokens_per_minute), (Some(500), Some(200_000)));
+
+    let e = error_of("[llm]\nrequests_per_minute = 0\n", &[]);
+    assert!(e.contains("llm.requests_per_minute = 0 would never send a request"), "{e}");
+    let e = error_of("[llm]\ntokens_per_minute = 2000\n[triage]\nanswer_reserve_tokens = 1200\n", &[]);
+    assert!(e.contains("llm.tokens_per_minute = 2000 leaves no room for a request"), "{e}");
+    assert!(e.contains("answer_reserve_tokens = 1200"), "{e}");
+    let e = error_of("[llm]\nlimiter = \"off\"\ntokens_per_minute = 200000\n", &[]);
+    assert!(e.contains("need llm.limiter = \"adaptive\""), "{e}");
+    let e = error_of("[llm]\nlimiter = \"fast\"\n", &[]);
+    assert!(e.contains("fast") && e.contains("adaptive"), "{e}");
 }

@@ -28,6 +28,7 @@ mod ingest_webhook_loop;
 mod intercom_config;
 mod intercom_http;
 mod intercom_sandbox;
+mod llm_limits;
 mod metrics;
 mod readme;
 mod review_page;

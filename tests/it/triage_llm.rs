@@ -12,13 +12,17 @@ use deskpilot::{
         clean::clean_message,
         context,
         decision::{self, Decision, DecisionError, Limits, Origin, Sentiment},
-        llm::{LlmError, LlmSettings, OutputMode, Price, Usage},
+        llm::{CallLimits, LimiterMode, LlmError, LlmSettings, OutputMode, Price, Usage},
         tokens::{TOKENS_PER_MESSAGE, TOKENS_REPLY_PRIMING},
     },
 };
 use regex::Regex;
 use serde_json::{Value, json};
 use wiremock::{MockServer, ResponseTemplate};
+
+fn limiter_off() -> CallLimits {
+    CallLimits { mode: LimiterMode::Off, ..CallLimits::default() }
+}
 
 fn policy() -> Policy {
     Policy::new("demo")
@@ -289,8 +293,10 @@ async fn rate_limit_with_a_plain_text_body_is_still_a_rate_limit() {
     let triage = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap();
     assert_eq!(triage.report.llm_attempts, 2, "retried");
 
+    // Without the limiter a 429 spends one of the call's retries (with it, see llm_limits).
     let llm = mock_llm(plain(), Some(2)).await;
-    let engine = engine_with(LlmSettings { max_retries: 1, ..llm_settings(&llm) }, EngineSettings::default());
+    let settings = LlmSettings { max_retries: 1, limits: limiter_off(), ..llm_settings(&llm) };
+    let engine = engine_with(settings, EngineSettings::default());
     let (e, err) = llm_error(engine.triage(&hd, "1001", &policy()).await);
     assert!(
         matches!(&e, LlmError::RateLimited { retry_after: None, detail } if detail == "Too Many Requests"),
@@ -299,7 +305,8 @@ async fn rate_limit_with_a_plain_text_body_is_still_a_rate_limit() {
     assert!(err.is_retryable());
 }
 
-/// A 429 that keeps coming with a short `Retry-After` must still stop after `max_retries`.
+/// Without the limiter, a 429 that keeps coming with a short `Retry-After` must still stop after
+/// `max_retries`.
 #[tokio::test]
 async fn persistent_rate_limit_with_short_retry_after_stops_after_max_retries() {
     let sb = start_sandbox().await;
@@ -307,8 +314,12 @@ async fn persistent_rate_limit_with_short_retry_after_stops_after_max_retries() 
     let limited = openai_error(429, "Rate limit reached", "requests", Some("rate_limit_exceeded"))
         .insert_header("retry-after", "1");
     let llm = mock_llm(limited, None).await;
-    let settings =
-        LlmSettings { max_retries: 1, total_timeout: Duration::from_secs(4), ..llm_settings(&llm) };
+    let settings = LlmSettings {
+        max_retries: 1,
+        total_timeout: Duration::from_secs(4),
+        limits: limiter_off(),
+        ..llm_settings(&llm)
+    };
     let (e, _) =
         llm_error(engine_with(settings, EngineSettings::default()).triage(&hd, "1001", &policy()).await);
     assert_eq!(chat_requests(&llm).await.len(), 2, "1 + max_retries requests; got {e:?}");

@@ -2,9 +2,11 @@
 //! costs ([`Usage`], [`Price`]) and how it fails ([`LlmError`]). [`OpenAiCompatible`] is the one
 //! implementation, for OpenAI, Azure, vLLM, Ollama and llama.cpp alike; tests use doubles.
 
+mod limit;
 mod openai;
 mod schema_order;
 
+pub use limit::{CallLimits, Limiter, LimiterMode, Outcome, Permit, parse_reset};
 pub use openai::OpenAiCompatible;
 pub use schema_order::InRequiredOrder;
 
@@ -63,6 +65,22 @@ pub struct ChatRequest {
     pub schema: Arc<Value>,
     /// Cap on the answer's tokens.
     pub max_completion_tokens: u32,
+    /// The messages' tokens as counted; `None`: estimated from their length. With the answer
+    /// cap, what the call takes from a tokens-per-minute limit.
+    pub prompt_tokens: Option<u32>,
+}
+
+impl ChatRequest {
+    /// Tokens this request takes from a tokens-per-minute limit: the prompt and the answer cap,
+    /// as OpenAI counts them against the limit.
+    pub fn rate_limit_tokens(&self) -> u32 {
+        // About four bytes a token, as the prompt fitting estimates.
+        let prompt = self.prompt_tokens.unwrap_or_else(|| {
+            let bytes: usize = self.messages.iter().map(|m| m.content.len()).sum();
+            u32::try_from(bytes.div_ceil(4)).unwrap_or(u32::MAX)
+        });
+        prompt.saturating_add(self.max_completion_tokens)
+    }
 }
 
 /// Token usage reported by the server.
@@ -209,6 +227,10 @@ pub trait ChatModel: Send + Sync {
     fn model(&self) -> &str;
     /// Sends the request, retrying transient failures within the client's budget.
     async fn complete(&self, request: &ChatRequest) -> Result<ChatAnswer, LlmError>;
+    /// The limiter its calls go through, if any: the worker takes events at its pace.
+    fn limiter(&self) -> Option<Arc<Limiter>> {
+        None
+    }
 }
 
 /// Settings of the OpenAI-compatible client.
@@ -236,6 +258,8 @@ pub struct LlmSettings {
     pub temperature: f32,
     /// Extra headers sent with every request (e.g. a gateway tenant).
     pub headers: Vec<(String, String)>,
+    /// Concurrency and rate limits of the endpoint.
+    pub limits: CallLimits,
 }
 
 impl std::fmt::Debug for LlmSettings {
@@ -245,6 +269,7 @@ impl std::fmt::Debug for LlmSettings {
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("model", &self.model)
             .field("output_mode", &self.output_mode)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -264,6 +289,7 @@ impl LlmSettings {
             max_retry_after: Duration::from_secs(60),
             temperature: 0.0,
             headers: Vec::new(),
+            limits: CallLimits::default(),
         }
     }
 

@@ -7,10 +7,15 @@
 //! `code`) and its retry honours `Retry-After` without a cap. Responses are read leniently (the
 //! `byot` route), so unknown `finish_reason` values or a missing `object` field do not fail a
 //! ticket. Retries (429, 5xx, timeouts) run on the [`crate::http`] toolkit's loop, under a total
-//! time cap.
+//! time cap. Every attempt goes through the endpoint's [`Limiter`] (unless it is off), which sees
+//! every response's rate-limit headers; with it, a 429 is waited out as the server says rather
+//! than spending one of the call's retries.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU32, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -27,11 +32,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    ChatAnswer, ChatMessage, ChatModel, ChatRequest, InRequiredOrder, LlmError, LlmSettings, OutputMode,
-    Usage,
+    ChatAnswer, ChatMessage, ChatModel, ChatRequest, InRequiredOrder, Limiter, LlmError, LlmSettings,
+    Outcome, OutputMode, Usage,
 };
 use crate::http::{
     StatusClass, client_builder, clip, describe_transport_error, parse_retry_after, redact_secrets,
+    redact_url,
 };
 
 /// An OpenAI-compatible chat endpoint.
@@ -39,6 +45,7 @@ use crate::http::{
 pub struct OpenAiCompatible {
     client: Client<OpenAIConfig>,
     settings: Arc<LlmSettings>,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -56,10 +63,12 @@ struct HttpFailure {
     body: String,
 }
 
-/// Wraps async-openai's transport so that non-2xx responses become [`HttpFailure`]s.
+/// Wraps async-openai's transport so that non-2xx responses become [`HttpFailure`]s, and shows
+/// every response's rate-limit headers to the limiter.
 #[derive(Clone)]
 struct ClassifyingService {
     inner: ReqwestService,
+    limiter: Option<Arc<Limiter>>,
 }
 
 impl tower::Service<HttpRequestFactory> for ClassifyingService {
@@ -75,8 +84,12 @@ impl tower::Service<HttpRequestFactory> for ClassifyingService {
 
     fn call(&mut self, request: HttpRequestFactory) -> Self::Future {
         let fut = self.inner.call(request);
+        let limiter = self.limiter.clone();
         Box::pin(async move {
             let response = fut.await?;
+            if let Some(limiter) = &limiter {
+                limiter.observe(response.status(), response.headers());
+            }
             if response.status().is_success() {
                 return Ok(response);
             }
@@ -105,9 +118,47 @@ impl OpenAiCompatible {
             let header = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|e| invalid(&e))?;
             config = config.with_header(header, value.as_str()).map_err(|e| invalid(&e))?;
         }
-        let client = Client::build(http.clone(), config)
-            .with_http_service(ClassifyingService { inner: ReqwestService::new(http) });
-        Ok(Self { client, settings: Arc::new(settings) })
+        let endpoint = format!("{} {}", redact_url(&settings.base_url), settings.model);
+        let limiter = Limiter::new(endpoint, &settings.limits, settings.max_retry_after).map(Arc::new);
+        let client = Client::build(http.clone(), config).with_http_service(ClassifyingService {
+            inner: ReqwestService::new(http),
+            limiter: limiter.clone(),
+        });
+        Ok(Self { client, settings: Arc::new(settings), limiter })
+    }
+
+    /// One attempt within the limiter: a 429 whose wait is within `max_retry_after` is sent again
+    /// once the limiter lets it, without spending a retry (the whole call stays within
+    /// `total_timeout`); `last_limited` keeps it for a call whose budget runs out meanwhile.
+    async fn limited_attempt(
+        &self,
+        body: &Body<'_>,
+        tokens: u32,
+        sent: &AtomicU32,
+        last_limited: &Mutex<Option<LlmError>>,
+    ) -> Result<(LenientResponse, String), LlmError> {
+        loop {
+            let permit = match &self.limiter {
+                Some(limiter) => Some(limiter.acquire(tokens).await?),
+                None => None,
+            };
+            sent.fetch_add(1, Ordering::Relaxed);
+            let result = self.attempt(body).await;
+            if let Some(permit) = permit {
+                permit.finish(Outcome::of(&result));
+            }
+            if let Err(e @ LlmError::RateLimited { retry_after, .. }) = &result {
+                metrics::counter!("deskpilot_llm_rate_limited_total", "model" => self.settings.model.clone())
+                    .increment(1);
+                if self.limiter.is_some()
+                    && retry_after.is_none_or(|wait| wait <= self.settings.max_retry_after)
+                {
+                    *last_limited.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.clone());
+                    continue;
+                }
+            }
+            return result;
+        }
     }
 
     /// The request body as sent (exposed for tests and `--dry-run`).
@@ -214,17 +265,22 @@ impl ChatModel for OpenAiCompatible {
         &self.settings.model
     }
 
+    fn limiter(&self) -> Option<Arc<Limiter>> {
+        self.limiter.clone()
+    }
+
     async fn complete(&self, request: &ChatRequest) -> Result<ChatAnswer, LlmError> {
         let s = &self.settings;
         let body = self.body(request);
+        let tokens = request.rate_limit_tokens();
         let started = Instant::now();
-        let mut attempts = 0u32;
+        let sent = AtomicU32::new(0);
+        let last_limited = Mutex::new(None::<LlmError>);
         // The previous attempt's message if it was a 500: the same one twice in a row means the
         // server fails deterministically on this request.
-        let last_500 = std::sync::Mutex::new(None::<String>);
-        let attempt = |number| {
-            attempts = number;
-            let (sent, last_500) = (self.attempt(&body), &last_500);
+        let last_500 = Mutex::new(None::<String>);
+        let attempt = |_number| {
+            let (sent, last_500) = (self.limited_attempt(&body, tokens, &sent, &last_limited), &last_500);
             async move {
                 let result = sent.await;
                 let message = match &result {
@@ -246,9 +302,11 @@ impl ChatModel for OpenAiCompatible {
         };
         let result =
             s.retry_policy().run_within(s.total_timeout, attempt, retrying).await.unwrap_or_else(|_| {
-                Err(LlmError::Unavailable {
+                // Still rate limited when the budget ran out: the worker delays the event for it.
+                let limited = last_limited.lock().unwrap_or_else(PoisonError::into_inner).take();
+                Err(limited.unwrap_or_else(|| LlmError::Unavailable {
                     detail: format!("no answer within the total budget of {}s", s.total_timeout.as_secs()),
-                })
+                }))
             });
         let (response, content) = result?;
         let usage = response.usage.map(Usage::from).unwrap_or_default();
@@ -257,7 +315,7 @@ impl ChatModel for OpenAiCompatible {
             model: response.model.unwrap_or_else(|| s.model.clone()),
             usage,
             latency: started.elapsed(),
-            attempts,
+            attempts: sent.load(Ordering::Relaxed),
         })
     }
 }
