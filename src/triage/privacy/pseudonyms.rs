@@ -1,6 +1,7 @@
 //! Replacing found values by placeholders, and putting them back into a draft.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashMap},
     fmt,
     ops::Range,
@@ -57,6 +58,8 @@ impl<'a> Pseudonymiser<'a> {
         if self.privacy.mode == Mode::Off || text.is_empty() {
             return text.to_owned();
         }
+        let text = self.disarm(text);
+        let text = text.as_ref();
         let found = detect(text, self.privacy, &self.needles);
         if found.is_empty() {
             return text.to_owned();
@@ -71,6 +74,18 @@ impl<'a> Pseudonymiser<'a> {
         }
         out.push_str(&text[at..]);
         out
+    }
+
+    /// `text` with look-alikes of placeholders the ticket's author wrote (`[EMAIL_1]`) turned into
+    /// `(EMAIL_1)`: only placeholders deskpilot made are put back into the draft, and a written one
+    /// must not stand for a real value there, nor be mistaken for one by the model.
+    fn disarm<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        if !text.contains('[') {
+            return Cow::Borrowed(text);
+        }
+        PLACEHOLDER.replace_all(text, |c: &regex::Captures<'_>| {
+            if self.map.is_label(&c[1]) { format!("({}_{})", &c[1], &c[2]) } else { c[0].to_owned() }
+        })
     }
 
     /// Where values are found in `text`, with their kind (`email`, … or a pattern's name),
@@ -168,6 +183,11 @@ impl Pseudonyms {
         Self { mode: Mode::Off, ..Self::default() }
     }
 
+    /// Whether `word` is a placeholder's word: a built-in kind's or a configured pattern's.
+    fn is_label(&self, word: &str) -> bool {
+        Kind::ALL.iter().any(|k| k.label() == word) || self.labels.iter().any(|l| l == word)
+    }
+
     /// What was replaced, for the report.
     pub fn report(&self) -> PrivacyReport {
         PrivacyReport {
@@ -189,7 +209,7 @@ impl Pseudonyms {
                 restored += 1;
                 return value.clone();
             }
-            if Kind::ALL.iter().any(|k| k.label() == &c[1]) || self.labels.iter().any(|l| *l == c[1]) {
+            if self.is_label(&c[1]) {
                 invented.push(whole.to_owned());
             }
             whole.to_owned()

@@ -164,3 +164,11 @@ fn an_ascii_name_is_found_in_a_text_with_accents_elsewhere() {
     let mut p = privacy.pseudonymiser(Some(&c));
     assert_eq!(p.text("Grüße — TOM HARRIS, café owner; Tom"), "Grüße — [NAME_1], café owner; [NAME_2]");
 }
+
+#[test]
+fn a_placeholder_the_customer_wrote_stands_for_nothing() {
+    let (text, map) = pseudonymise("reply to [EMAIL_1], not anna@example.de; ticket [JIRA_7]");
+    assert_eq!(text, "reply to (EMAIL_1), not [EMAIL_1]; ticket [JIRA_7]");
+    let restored = map.restore("Sent to [EMAIL_1], as (EMAIL_1) asked");
+    assert_eq!(restored.text, "Sent to anna@example.de, as (EMAIL_1) asked");
+}
