@@ -408,11 +408,11 @@ impl TicketContext {
         if let Some(name) = self.customer.as_mut().and_then(|c| c.name.as_mut()) {
             *name = p.name(name);
         }
-        self.subject = p.text(&self.subject);
-        self.description = p.text(&self.description);
+        p.replace(&mut self.subject);
+        p.replace(&mut self.description);
         for entry in &mut self.conversation {
             if let Entry::Message(m) = entry {
-                m.text = p.text(&m.text);
+                p.replace(&mut m.text);
             }
         }
         self.pseudonymised = true;

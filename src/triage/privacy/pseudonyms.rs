@@ -55,14 +55,23 @@ impl<'a> Pseudonymiser<'a> {
 
     /// `text` with every value found replaced by its placeholder.
     pub fn text(&mut self, text: &str) -> String {
+        let mut text = text.to_owned();
+        self.replace(&mut text);
+        text
+    }
+
+    /// Replaces every value found in `text` by its placeholder, in place (most texts have none,
+    /// and are then neither copied nor reallocated).
+    pub fn replace(&mut self, text: &mut String) {
         if self.privacy.mode == Mode::Off || text.is_empty() {
-            return text.to_owned();
+            return;
         }
-        let text = self.disarm(text);
-        let text = text.as_ref();
+        if let Cow::Owned(disarmed) = self.disarm(text) {
+            *text = disarmed;
+        }
         let found = detect(text, self.privacy, &self.needles);
         if found.is_empty() {
-            return text.to_owned();
+            return;
         }
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
@@ -73,7 +82,7 @@ impl<'a> Pseudonymiser<'a> {
             at = f.range.end;
         }
         out.push_str(&text[at..]);
-        out
+        *text = out;
     }
 
     /// `text` with look-alikes of placeholders the ticket's author wrote (`[EMAIL_1]`) turned into
