@@ -65,6 +65,7 @@ async fn a_429_with_openai_headers_shrinks_the_limit_and_waits_as_told() {
         ],
     );
     let script = Script::new(vec![limited, ok(&valid_answer(Some("cat-billing")))]);
+    let metrics = deskpilot::telemetry::metrics().expect("the recorder of this binary");
     let llm = mock_llm(script, Some(2)).await;
     let engine = engine(&llm);
     let limiter = engine.limiter().expect("the limiter is on by default");
@@ -80,6 +81,25 @@ async fn a_429_with_openai_headers_shrinks_the_limit_and_waits_as_told() {
     assert_eq!((triage.report.llm_calls, triage.report.llm_attempts), (1, 2));
     assert!(limiter.limit() < before, "the limit shrank from {before} to {}", limiter.limit());
     assert_eq!(limiter.in_flight(), 0);
+
+    // In /metrics: this endpoint's limit, and the call's wait for the server's pause.
+    let exposition = metrics.render();
+    let endpoint = format!("endpoint=\"{}/v1 {MODEL}\"", llm.uri());
+    let line = |prefix: &str, labels: &str| {
+        exposition
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains(&endpoint) && l.contains(labels))
+            .map(str::to_owned)
+    };
+    let limit =
+        line("deskpilot_llm_concurrency_limit", "").unwrap_or_else(|| panic!("no limit:\n{exposition}"));
+    assert!(limit.ends_with(&format!(" {}", limiter.limit())), "{limit}");
+    let waits = line("deskpilot_llm_limiter_wait_seconds_count", "reason=\"server\"");
+    assert!(waits.is_some_and(|l| l.ends_with(" 1")), "one wait for the server's pause:\n{exposition}");
+    assert!(
+        exposition.contains(&format!("deskpilot_llm_rate_limited_total{{model=\"{MODEL}\"}}")),
+        "{exposition}"
+    );
 }
 
 #[tokio::test]

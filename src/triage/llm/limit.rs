@@ -278,7 +278,6 @@ impl State {
     /// says remains, and a 429 or an exhausted limit pauses every call.
     fn observe(&mut self, now: Instant, status: StatusCode, h: &RateLimitHeaders) {
         for (bucket, limit) in [(&mut self.requests, &h.requests), (&mut self.tokens, &h.tokens)] {
-            let Some(remaining) = limit.remaining else { continue };
             match bucket {
                 Some(b) => {
                     b.refill(now);
@@ -286,14 +285,19 @@ impl State {
                         && let (Some(capacity), Some(per_sec)) = (limit.limit, limit.per_sec())
                     {
                         (b.capacity, b.per_sec) = (capacity, per_sec);
+                    } else if let Some(capacity) = limit.limit.filter(|c| *c >= 1.0) {
+                        // A server holding less than a minute's worth at once: no burst beyond it.
+                        b.capacity = b.capacity.min(capacity);
                     }
                     // What the server has not counted yet was taken here already: the lower holds.
-                    b.level = b.level.min(remaining);
+                    let remaining = limit.remaining.unwrap_or(f64::INFINITY);
+                    b.level = b.level.min(remaining).min(b.capacity);
                 }
                 None => {
-                    if let (Some(capacity), Some(per_sec)) = (limit.limit, limit.per_sec()) {
-                        let learned = Bucket { capacity, level: remaining, per_sec, at: now, learned: true };
-                        *bucket = Some(learned);
+                    if let (Some(capacity), Some(level), Some(per_sec)) =
+                        (limit.limit, limit.remaining, limit.per_sec())
+                    {
+                        *bucket = Some(Bucket { capacity, level, per_sec, at: now, learned: true });
                     }
                 }
             }
@@ -698,6 +702,7 @@ mod tests {
         ]));
         s.observe(t0, StatusCode::OK, &h);
         assert_eq!(s.requests.as_ref().unwrap().level, 5.0);
+        assert_eq!(s.requests.as_ref().unwrap().capacity, 600.0, "no limit header: the configured one");
         assert_eq!(s.tokens.as_ref().unwrap().level, 200_000.0, "-1 means not reported");
         assert_eq!(s.resume_at, None, "requests remain");
         let h = RateLimitHeaders::read(&headers(&[
@@ -706,6 +711,11 @@ mod tests {
         ]));
         s.observe(t0, StatusCode::OK, &h);
         assert_eq!(s.resume_at, Some(t0 + Duration::from_millis(20)), "none left: wait for the reset");
+        // A server that holds less at once than a minute's worth bounds the burst, not the rate.
+        let h = RateLimitHeaders::read(&headers(&[("x-ratelimit-limit-tokens", "20000")]));
+        s.observe(t0, StatusCode::OK, &h);
+        let tokens = s.tokens.as_ref().unwrap();
+        assert_eq!((tokens.capacity, tokens.per_sec), (20_000.0, 200_000.0 / 60.0));
     }
 
     #[test]

@@ -46,6 +46,7 @@ mod fencing;
 mod freshdesk;
 mod input;
 mod intercom;
+mod limits;
 mod person;
 mod policy;
 mod privacy;
@@ -62,6 +63,7 @@ use fencing::a_note_in_flight_at_shutdown_is_never_posted_twice;
 use freshdesk::freshdesk_apply_mode_posts_a_private_note_and_merges_tags;
 use input::bad_or_huge_input_ends_clearly_while_others_finish;
 use intercom::intercom_apply_mode_posts_an_internal_note_and_adds_tags;
+use limits::a_backlog_waits_in_the_broker_at_the_llm_limiters_pace;
 use person::{a_person_s_edits_during_triage_are_kept, a_ticket_closed_during_triage_is_left_alone};
 use policy::{
     a_recorded_decision_that_no_longer_fits_is_decided_again,
@@ -798,6 +800,7 @@ scenarios!(amqp_postgres, Amqp, Postgres:
 
 // The single-process setup: the in-process bus.
 scenarios!(memory_sqlite, Memory, Sqlite:
+    a_backlog_waits_in_the_broker_at_the_llm_limiters_pace,
     a_spent_budget_switches_to_the_rules_from_the_next_ticket,
     personal_data_reaches_the_llm_as_placeholders_and_the_note_as_values,
     shadow_mode_writes_nothing_and_stores_one_proposal_per_event,
