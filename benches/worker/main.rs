@@ -154,7 +154,7 @@ async fn bench(o: Options) -> anyhow::Result<()> {
     let sandbox = sandbox::spawn(SandboxOptions { api_key: SANDBOX_KEY.into(), ..SandboxOptions::default() })
         .await
         .context("sandbox")?;
-    let llm_url = llm::spawn(o.latency).await?;
+    let (llm_url, _) = llm::spawn(o.latency, None).await?;
     let mut runs: Vec<Run> = o.concurrency.iter().map(|&c| Run { concurrency: c, apply: false }).collect();
     if o.apply {
         runs.push(Run { concurrency: 64, apply: true });
