@@ -22,7 +22,8 @@
 //! Run: `cargo bench --bench llm_limits` (`--profile dev` builds faster and is CPU enough at these
 //! rates). Options after `--`: `--tickets 2000`, `--scale 10`, `--latency-ms 3000` (before
 //! scaling), `--concurrency 64`, `--requests 600`, `--tokens 200000`, `--limiter-only` (skips the
-//! run without the limiter).
+//! run without the limiter), `--headers-only` (the limiter without the account's limits
+//! configured: it goes by the server's headers alone).
 
 #[path = "worker/llm.rs"]
 mod llm;
@@ -59,6 +60,7 @@ struct Options {
     requests: u32,
     tokens: u32,
     without: bool,
+    configured: bool,
 }
 
 impl Options {
@@ -71,6 +73,7 @@ impl Options {
             requests: 600,
             tokens: 200_000,
             without: true,
+            configured: true,
         };
         let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
         while let Some(arg) = args.next() {
@@ -83,6 +86,7 @@ impl Options {
                 "--requests" => o.requests = value()?.parse()?,
                 "--tokens" => o.tokens = value()?.parse()?,
                 "--limiter-only" => o.without = false,
+                "--headers-only" => o.configured = false,
                 other => bail!("unknown option {other}; see the header of benches/llm_limits.rs"),
             }
         }
@@ -209,7 +213,9 @@ async fn run(
     let (llm_url, seen) = llm::spawn(o.scaled(o.latency), Some(enforced)).await?;
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    let limits = if limiter {
+    let limits = if limiter && !o.configured {
+        "limiter = \"adaptive\"".to_owned()
+    } else if limiter {
         // The account's limits, per real minute on the bench's clock.
         format!(
             "limiter = \"adaptive\"\nrequests_per_minute = {}\ntokens_per_minute = {}",

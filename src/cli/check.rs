@@ -47,6 +47,22 @@ pub(super) async fn run(config: &Config) -> anyhow::Result<()> {
     }
 }
 
+/// How calls to the LLM are limited, in words.
+fn calls(llm: &crate::config::LlmConfig) -> String {
+    if llm.limiter == crate::triage::llm::LimiterMode::Off {
+        return "limiter off: as many at once as worker.concurrency, a 429 retried like a 5xx".to_owned();
+    }
+    let rates: Vec<String> = [(llm.requests_per_minute, "requests"), (llm.tokens_per_minute, "tokens")]
+        .into_iter()
+        .filter_map(|(n, what)| n.map(|n| format!("{n} {what}")))
+        .collect();
+    let within = match rates.as_slice() {
+        [] => String::new(),
+        rates => format!(", paced within {} a minute", rates.join(" and ")),
+    };
+    format!("adaptive concurrency, following the server's rate-limit headers{within}")
+}
+
 fn summary(config: &Config) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "configuration: OK ({})", config.sources().join(" + "));
@@ -64,6 +80,9 @@ fn summary(config: &Config) -> String {
             out,
             "         not configured: no key and base_url is OpenAI's; triage will use its rules fallback"
         );
+    }
+    if llm.is_configured() {
+        let _ = writeln!(out, "         calls: {}", calls(llm));
     }
     if let Some(e) = &llm.escalation {
         let at = e.base_url.as_deref().map_or_else(|| "the same server".to_owned(), redact_url);

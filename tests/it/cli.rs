@@ -319,6 +319,21 @@ async fn check_shows_the_stronger_model_and_the_budgets() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn check_shows_how_llm_calls_are_limited() {
+    let s = setup("").await;
+    let mut cmd = deskpilot(Some(s.config.path()), &["check"]);
+    cmd.env("DESKPILOT__LLM__BASE_URL", "\"http://127.0.0.1:9/v1\"")
+        .env("DESKPILOT__LLM__REQUESTS_PER_MINUTE", "500")
+        .env("DESKPILOT__LLM__TOKENS_PER_MINUTE", "200000");
+    let o = tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap();
+    let out = stdout(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {}", stderr(&o));
+    let line = "         calls: adaptive concurrency, following the server's rate-limit headers, paced within \
+                500 requests and 200000 tokens a minute";
+    assert!(out.contains(line), "`{line}` missing from:\n{out}");
+}
+
 #[tokio::test]
 async fn triage_without_an_llm_prints_the_rules_decision_and_says_so() {
     let s = setup("").await;
