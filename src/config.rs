@@ -148,7 +148,8 @@ pub struct LlmConfig {
     #[serde(default)]
     pub context_tokens: Option<usize>,
     /// `o200k` or `cl100k`: the encoding prompts are counted with, for a model whose name
-    /// implies none (unset: the name's encoding, else o200k).
+    /// implies none (unset: the name's encoding, else o200k); `server`: also asked of the
+    /// server's `/tokenize` before each call.
     #[serde(default)]
     pub tokenizer: Option<crate::triage::tokens::TokenizerChoice>,
     /// Prices per model name, US dollars per million tokens, for cost estimates and budgets.

@@ -134,6 +134,13 @@ impl Config {
                 ),
             );
         }
+        check(
+            llm.tokenizer != Some(crate::triage::tokens::TokenizerChoice::Server)
+                || llm.context_tokens.is_some(),
+            "llm.tokenizer = \"server\" needs llm.context_tokens, the server's context window in its own \
+             tokens (llama-server -c, vLLM --max-model-len), to fit prompts to the server's count"
+                .into(),
+        );
         check(t.limits.max_tags > 0, "triage.limits.max_tags must be at least 1".into());
         check(t.limits.max_draft_chars >= 100, "triage.limits.max_draft_chars must be at least 100".into());
         let w = &self.worker;

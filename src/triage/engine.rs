@@ -175,6 +175,9 @@ pub struct Report {
     /// Whether the prompt was fitted again, smaller, because the server found it over its
     /// context (the figures above are then the second prompt's).
     pub refitted: bool,
+    /// The prompt's tokens as the server's own tokenizer counts them, when it was asked
+    /// (`tokenizer = "server"`).
+    pub server_prompt_tokens: Option<usize>,
     /// Why the rules decided instead of the LLM, when they did.
     pub fallback: Option<String>,
     /// Which kinds of personal data were replaced and how many (never the values), and what
@@ -499,27 +502,33 @@ impl Engine {
         let Some(llm) = llm else {
             return self.by_rules(g, &ctx, policy, report, "no LLM is configured".into());
         };
-        let ours = prompt_tokens.unwrap_or_else(|| self.count_messages(&messages));
+        let mut ours = prompt_tokens.unwrap_or_else(|| self.count_messages(&messages));
+        let mut messages = messages;
+        let mut schema = schema;
+        // Asked before the call, the server's own count fits the prompt to its context at once.
+        if let Some(budget) = self.server_fit(llm.as_ref(), &messages, ours, &mut report).await {
+            tracing::info!(
+                connection = %policy.connection, from = ours, budget,
+                server_tokens = report.server_prompt_tokens, "prompt over the server's context by its count; fitting it again"
+            );
+            let refit = self.refit(g, policy, budget, &mut report)?;
+            ours = refit.tokens.unwrap_or_else(|| self.count_messages(&refit.messages));
+            (ctx, pseudonyms, schema, messages) = (refit.ctx, refit.pseudonyms, refit.schema, refit.messages);
+        }
         // The stronger model gets the same conversation the first one got.
         let mut asked = escalation.map(|_| (messages.clone(), ours));
-        let mut schema = schema;
         let mut result = self.ask(llm.as_ref(), g, (messages, &schema, ours), policy, &mut report).await;
         // The server counts with its own tokenizer: a prompt within our budget may be over its
         // context. Refit once to the ratio it reports, rather than failing the ticket for good.
         if let Err(TriageError::Llm(exceeded @ LlmError::ContextExceeded { .. })) = &result
+            && !report.refitted
             && let Some(budget) = self.refit_budget(exceeded, ours)
         {
             tracing::warn!(
                 connection = %policy.connection, error = %exceeded, from = ours, budget,
                 "prompt over the server's context; fitting it again to the server's count"
             );
-            count_refit();
-            let refit = self.counted_prompt(g, &policy.privacy, budget)?;
-            report.prompt_tokens = refit.tokens;
-            report.prompt_budget = budget;
-            report.context = refit.ctx.breakdown.clone();
-            report.privacy = refit.pseudonyms.report();
-            report.refitted = true;
+            let refit = self.refit(g, policy, budget, &mut report)?;
             (ctx, pseudonyms, schema) = (refit.ctx, refit.pseudonyms, refit.schema);
             let tokens = refit.tokens.unwrap_or_else(|| self.count_messages(&refit.messages));
             asked = asked.map(|_| (refit.messages.clone(), tokens));
@@ -557,6 +566,53 @@ impl Engine {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The prompt fitted again to `budget`, with the report saying so.
+    fn refit(
+        &self,
+        g: &Gathered,
+        policy: &Policy,
+        budget: usize,
+        report: &mut Report,
+    ) -> Result<Prompt, TriageError> {
+        count_refit();
+        let refit = self.counted_prompt(g, &policy.privacy, budget)?;
+        report.prompt_tokens = refit.tokens;
+        report.prompt_budget = budget;
+        report.context = refit.ctx.breakdown.clone();
+        report.privacy = refit.pseudonyms.report();
+        report.refitted = true;
+        Ok(refit)
+    }
+
+    /// With `tokenizer = "server"`: asks the server to count the prompt (recorded in the report)
+    /// and returns the budget to fit it to when, by that count, the answer reserve no longer fits
+    /// the context.
+    async fn server_fit(
+        &self,
+        llm: &dyn ChatModel,
+        messages: &[ChatMessage],
+        ours: usize,
+        report: &mut Report,
+    ) -> Option<usize> {
+        if self.settings.tokenizer != Some(TokenizerChoice::Server) {
+            return None;
+        }
+        let text = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+        let content = llm.server_tokens(&text).await?;
+        let theirs = content + messages.len() * tokens::TOKENS_PER_MESSAGE + tokens::TOKENS_REPLY_PRIMING;
+        report.server_prompt_tokens = Some(theirs);
+        let context = self.settings.context_tokens?;
+        if theirs + self.settings.budget.answer_tokens as usize <= context {
+            return None;
+        }
+        let exceeded = LlmError::ContextExceeded {
+            context_tokens: u32::try_from(context).unwrap_or(u32::MAX),
+            server_prompt_tokens: u32::try_from(theirs).unwrap_or(u32::MAX),
+            answer_included: false,
+        };
+        self.refit_budget(&exceeded, ours)
     }
 
     /// The LLM conversation: ask, validate, and on an invalid answer one repair round trip.

@@ -21,13 +21,16 @@ pub enum TokenizerChoice {
     O200k,
     /// `cl100k_base` (GPT-4, GPT-3.5; closer for many older open models).
     Cl100k,
+    /// The server's own tokenizer, asked through its `/tokenize` endpoint (llama.cpp, vLLM)
+    /// before each call; prompts are fitted with `o200k_base` first.
+    Server,
 }
 
 impl TokenizerChoice {
-    /// The tokenizer of this encoding.
+    /// The tokenizer prompts are fitted with locally.
     pub fn tokenizer(self) -> Tokenizer {
         match self {
-            Self::O200k => Tokenizer::with_encoding(Encoding::O200kBase),
+            Self::O200k | Self::Server => Tokenizer::with_encoding(Encoding::O200kBase),
             Self::Cl100k => Tokenizer::with_encoding(Encoding::Cl100kBase),
         }
     }

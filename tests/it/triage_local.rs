@@ -8,7 +8,10 @@ use deskpilot::triage::{
     Budget, EngineSettings, TokenCounting, TriageError, decision::FIELDS, llm::LlmError,
 };
 use serde_json::{Value, json};
-use wiremock::{MockServer, ResponseTemplate};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{method, path},
+};
 
 /// A chat completion as llama.cpp's `llama-server` sends it (no `refusal`, `logprobs` or
 /// `service_tier`; its own `timings`; the prompt cache in `prompt_tokens_details`).
@@ -362,7 +365,7 @@ async fn a_500_repeating_with_the_same_body_stops_retrying_and_falls_back_to_the
 async fn the_tokenizer_can_be_chosen_for_a_local_model() {
     let config = load_config("[llm]\ntokenizer = \"cl100k\"\n", ("DESKPILOT_UNUSED", "")).unwrap();
     assert_eq!(config.llm.tokenizer, Some(deskpilot::triage::tokens::TokenizerChoice::Cl100k));
-    let err = load_config("[llm]\ntokenizer = \"server\"\n", ("DESKPILOT_UNUSED", "")).unwrap_err();
+    let err = load_config("[llm]\ntokenizer = \"sentencepiece\"\n", ("DESKPILOT_UNUSED", "")).unwrap_err();
     assert!(format!("{err:#}").contains("o200k"), "{err:#}");
 
     let sb = start_sandbox().await;
@@ -376,4 +379,121 @@ async fn the_tokenizer_can_be_chosen_for_a_local_model() {
     let counted: usize =
         messages(body).iter().map(|(_, c)| bpe.encode_ordinary(c).len() + 3).sum::<usize>() + 3;
     assert_eq!(triage.report.prompt_tokens, Some(counted));
+}
+
+// The server's own tokenizer: llama.cpp and vLLM count a text at `POST /tokenize`.
+
+/// `/tokenize` as llama.cpp answers it (`{"tokens": [...]}`) or as vLLM does (`count` beside
+/// the tokens and the model's length), for a text of `n` tokens.
+fn tokenized(server: &str, n: usize) -> ResponseTemplate {
+    let tokens: Vec<u32> = (0..n as u32).map(|i| 1000 + i % 5000).collect();
+    let body = match server {
+        "llama.cpp" => json!({"tokens": tokens}),
+        "vllm" => json!({"count": n, "max_model_len": 8192, "tokens": tokens, "token_strs": null}),
+        other => panic!("no such server {other}"),
+    };
+    ResponseTemplate::new(200).set_body_json(body)
+}
+
+/// The JSON bodies `/tokenize` received.
+async fn tokenize_requests(server: &MockServer) -> Vec<Value> {
+    let requests = server.received_requests().await.expect("request recording is on");
+    requests.iter().filter(|r| r.url.path() == "/tokenize").map(|r| r.body_json().unwrap()).collect()
+}
+
+fn server_counted(context_tokens: usize) -> EngineSettings {
+    EngineSettings {
+        tokenizer: Some(deskpilot::triage::tokens::TokenizerChoice::Server),
+        ..context_settings(Some(context_tokens))
+    }
+}
+
+#[tokio::test]
+async fn with_the_servers_tokenizer_a_prompt_is_fitted_to_its_count_before_it_is_sent() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let ours = prompt_tokens_of_1001(&hd).await;
+    for server in ["llama.cpp", "vllm"] {
+        let llm = mock_llm(llama_ok(&valid_answer(Some("cat-billing"))), Some(1)).await;
+        // The server's tokenizer makes 10 % more tokens of the text; the context holds our count.
+        let theirs = ours * 11 / 10;
+        Mock::given(method("POST"))
+            .and(path("/tokenize"))
+            .respond_with(tokenized(server, theirs))
+            .mount(&llm)
+            .await;
+        let engine = engine_with(llm_settings(&llm), server_counted(ours + 1200));
+        let triage = engine.triage(&hd, "1001", &policy()).await.unwrap_or_else(|e| panic!("{server}: {e}"));
+
+        assert!(triage.report.refitted, "{server}: fitted again before the only call");
+        assert!(
+            triage.report.server_prompt_tokens.is_some_and(|n| n > theirs),
+            "{server}: {:?}",
+            triage.report
+        );
+        let refit = triage.report.prompt_tokens.expect("counted");
+        assert!(refit < ours * 10 / 11, "{server}: {ours} tokens refitted to {refit}");
+        let asked = tokenize_requests(&llm).await;
+        assert_eq!(asked.len(), 1, "{server}");
+        let chat = &chat_requests(&llm).await[0];
+        let sent: Vec<String> = messages(chat).into_iter().map(|(_, c)| c).collect();
+        assert_ne!(
+            asked[0]["content"].as_str(),
+            Some(sent.join("\n").as_str()),
+            "{server}: the first prompt was counted"
+        );
+        assert_eq!(asked[0]["model"], MODEL, "{server}");
+        assert_eq!(triage.decision.category_id.as_deref(), Some("cat-billing"));
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_the_server_counts_within_its_context_is_sent_as_it_is() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let ours = prompt_tokens_of_1001(&hd).await;
+    let llm = mock_llm(llama_ok(&valid_answer(Some("cat-billing"))), Some(1)).await;
+    Mock::given(method("POST"))
+        .and(path("/tokenize"))
+        .respond_with(tokenized("llama.cpp", ours))
+        .mount(&llm)
+        .await;
+    let triage =
+        engine_with(llm_settings(&llm), server_counted(ours * 2 + 1200)).triage(&hd, "1001", &policy()).await;
+    let report = triage.unwrap().report;
+    assert!(!report.refitted);
+    assert_eq!(report.prompt_tokens, Some(ours));
+    let framing = 2 * 3 + 3;
+    assert_eq!(report.server_prompt_tokens, Some(ours + framing));
+}
+
+#[tokio::test]
+async fn a_server_without_tokenize_is_asked_once_and_prompts_are_counted_here() {
+    let sb = start_sandbox().await;
+    let hd = helpdesk(&sb, "demo");
+    let llm = mock_llm(llama_ok(&valid_answer(Some("cat-billing"))), Some(2)).await;
+    // Ollama's OpenAI endpoint has no /tokenize.
+    Mock::given(method("POST"))
+        .and(path("/tokenize"))
+        .respond_with(ResponseTemplate::new(404).set_body_string("404 page not found"))
+        .mount(&llm)
+        .await;
+    let engine = engine_with(llm_settings(&llm), server_counted(32_000));
+    for ticket in ["1001", "1002"] {
+        let triage = engine.triage(&hd, ticket, &policy()).await.unwrap();
+        assert_eq!(triage.report.server_prompt_tokens, None);
+        assert!(!triage.report.refitted);
+    }
+    assert_eq!(tokenize_requests(&llm).await.len(), 1, "not asked again after the 404");
+}
+
+#[test]
+fn the_servers_tokenizer_needs_the_servers_context_size() {
+    let err = load_config("[llm]\ntokenizer = \"server\"\n", ("DESKPILOT_UNUSED", "")).unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("context_tokens") && text.contains("llama-server -c"), "{text}");
+    let config =
+        load_config("[llm]\ntokenizer = \"server\"\ncontext_tokens = 8192\n", ("DESKPILOT_UNUSED", ""))
+            .unwrap();
+    assert_eq!(config.llm.tokenizer, Some(deskpilot::triage::tokens::TokenizerChoice::Server));
 }

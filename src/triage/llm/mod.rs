@@ -231,6 +231,11 @@ pub trait ChatModel: Send + Sync {
     fn limiter(&self) -> Option<Arc<Limiter>> {
         None
     }
+    /// How many tokens the server's own tokenizer makes of `text`, when it can say
+    /// (`[llm] tokenizer = "server"` asks); `None` otherwise.
+    async fn server_tokens(&self, _text: &str) -> Option<usize> {
+        None
+    }
 }
 
 /// Settings of the OpenAI-compatible client.

@@ -14,7 +14,7 @@
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -46,6 +46,10 @@ pub struct OpenAiCompatible {
     client: Client<OpenAIConfig>,
     settings: Arc<LlmSettings>,
     limiter: Option<Arc<Limiter>>,
+    /// For the server's `/tokenize`, which async-openai does not know.
+    http: reqwest::Client,
+    /// Set once the server showed it has no usable `/tokenize`: it is not asked again.
+    no_tokenize: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for OpenAiCompatible {
@@ -121,10 +125,40 @@ impl OpenAiCompatible {
         let endpoint = format!("{} {}", redact_url(&settings.base_url), settings.model);
         let limiter = Limiter::new(endpoint, &settings.limits, settings.max_retry_after).map(Arc::new);
         let client = Client::build(http.clone(), config).with_http_service(ClassifyingService {
-            inner: ReqwestService::new(http),
+            inner: ReqwestService::new(http.clone()),
             limiter: limiter.clone(),
         });
-        Ok(Self { client, settings: Arc::new(settings), limiter })
+        let no_tokenize = Arc::new(AtomicBool::new(false));
+        Ok(Self { client, settings: Arc::new(settings), limiter, http, no_tokenize })
+    }
+
+    /// The server's count of `text`: `POST /tokenize` at the server's root (llama.cpp answers
+    /// `{"tokens": [...]}`, vLLM `{"count": N, ...}`; the body carries the fields of both).
+    async fn tokenize(&self, text: &str) -> Result<usize, String> {
+        let root = self.settings.base_url.trim_end_matches('/');
+        let root = root.strip_suffix("/v1").unwrap_or(root);
+        let mut request = self.http.post(format!("{root}/tokenize")).json(&serde_json::json!({
+            "model": self.settings.model,
+            "content": text,
+            "prompt": text,
+            "add_special": true,
+        }));
+        if let Some(key) = &self.settings.api_key {
+            request = request.bearer_auth(key.expose_secret());
+        }
+        let response = request.send().await.map_err(describe_transport_error)?;
+        let status = response.status();
+        let body = response.text().await.map_err(describe_transport_error)?;
+        if !status.is_success() {
+            return Err(format!("HTTP {status}: {}", clip(&body, 200)));
+        }
+        let answer: Value =
+            serde_json::from_str(&body).map_err(|e| format!("not JSON ({e}): {}", clip(&body, 200)))?;
+        answer["count"]
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .or_else(|| answer["tokens"].as_array().map(Vec::len))
+            .ok_or_else(|| format!("neither `count` nor `tokens` in {}", clip(&body, 200)))
     }
 
     /// One attempt within the limiter: a 429 whose wait is within `max_retry_after` is sent again
@@ -267,6 +301,25 @@ impl ChatModel for OpenAiCompatible {
 
     fn limiter(&self) -> Option<Arc<Limiter>> {
         self.limiter.clone()
+    }
+
+    async fn server_tokens(&self, text: &str) -> Option<usize> {
+        if self.no_tokenize.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.tokenize(text).await {
+            Ok(n) => Some(n),
+            Err(error) => {
+                // Said once: every later prompt is fitted with the local count alone.
+                if !self.no_tokenize.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        base_url = %redact_url(&self.settings.base_url), %error,
+                        "llm.tokenizer = \"server\", but the server's /tokenize did not answer with a count; prompts are counted with o200k_base alone"
+                    );
+                }
+                None
+            }
+        }
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatAnswer, LlmError> {
