@@ -303,7 +303,13 @@ impl State {
             }
         }
         let limited = status == StatusCode::TOO_MANY_REQUESTS;
-        self.refusals = if limited { self.refusals + 1 } else { 0 };
+        // 429s to calls sent together, while a pause holds, are one refusal.
+        let pausing = self.resume_at.is_some_and(|at| at > now);
+        self.refusals = match (limited, pausing) {
+            (false, _) => 0,
+            (true, true) => self.refusals.max(1),
+            (true, false) => self.refusals + 1,
+        };
         let whole = self.refusals > 1;
         let need_tokens = self.last_cost.max(1.0);
         let exhausted = [h.requests.refill_wait(1.0, whole), h.tokens.refill_wait(need_tokens, whole)]
@@ -681,9 +687,13 @@ mod tests {
         // 100 of 200 000 tokens come back in 100 / 200 000 of 6 minutes: 180 ms.
         assert_eq!(s.resume_at, Some(t0 + Duration::from_millis(180)));
 
-        // A second 429 in a row: the server's window is not refilled continuously; the whole reset.
-        s.observe(t0, StatusCode::TOO_MANY_REQUESTS, &h);
-        assert_eq!(s.resume_at, Some(t0 + Duration::from_secs(360)));
+        // Another call's 429 while the pause holds: the same round.
+        s.observe(t0 + Duration::from_millis(100), StatusCode::TOO_MANY_REQUESTS, &h);
+        assert_eq!(s.resume_at, Some(t0 + Duration::from_millis(280)));
+        // A 429 after the pause: the server's window is not refilled continuously; the whole reset.
+        let t1 = t0 + Duration::from_millis(300);
+        s.observe(t1, StatusCode::TOO_MANY_REQUESTS, &h);
+        assert_eq!(s.resume_at, Some(t1 + Duration::from_secs(360)));
 
         // Nothing at all: a default pause.
         let mut s = State::new(&limits(None, None), t0);
