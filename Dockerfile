@@ -10,7 +10,7 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches/worker \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && for bench in benches/context.rs benches/worker/main.rs benches/webhook.rs benches/review.rs; do \
+ && for bench in benches/context.rs benches/worker/main.rs benches/webhook.rs benches/review.rs benches/llm_limits.rs; do \
       echo 'fn main() {}' > "$bench"; \
     done \
  && cargo build --release --locked --bin deskpilot \
