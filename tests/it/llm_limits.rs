@@ -70,6 +70,20 @@ async fn a_429_with_openai_headers_shrinks_the_limit_and_waits_as_told() {
     let engine = engine(&llm);
     let limiter = engine.limiter().expect("the limiter is on by default");
     let before = limiter.limit();
+    let endpoint = format!("endpoint=\"{}/v1 {MODEL}\"", llm.uri());
+    let line = |exposition: &str, prefix: &str, labels: &str| {
+        exposition
+            .lines()
+            .find(|l| l.starts_with(prefix) && l.contains(&endpoint) && l.contains(labels))
+            .map(str::to_owned)
+    };
+    let server_waits = |exposition: &str| {
+        line(exposition, "deskpilot_llm_limiter_wait_seconds_count", "reason=\"server\"")
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // wiremock hands out pooled servers: an earlier test may have used this address already.
+    let waits_before = server_waits(&metrics.render());
 
     let started = Instant::now();
     let triage = engine.triage(&hd, "1001", &Policy::new("demo")).await.unwrap();
@@ -84,18 +98,10 @@ async fn a_429_with_openai_headers_shrinks_the_limit_and_waits_as_told() {
 
     // In /metrics: this endpoint's limit, and the call's wait for the server's pause.
     let exposition = metrics.render();
-    let endpoint = format!("endpoint=\"{}/v1 {MODEL}\"", llm.uri());
-    let line = |prefix: &str, labels: &str| {
-        exposition
-            .lines()
-            .find(|l| l.starts_with(prefix) && l.contains(&endpoint) && l.contains(labels))
-            .map(str::to_owned)
-    };
-    let limit =
-        line("deskpilot_llm_concurrency_limit", "").unwrap_or_else(|| panic!("no limit:\n{exposition}"));
+    let limit = line(&exposition, "deskpilot_llm_concurrency_limit", "")
+        .unwrap_or_else(|| panic!("no limit:\n{exposition}"));
     assert!(limit.ends_with(&format!(" {}", limiter.limit())), "{limit}");
-    let waits = line("deskpilot_llm_limiter_wait_seconds_count", "reason=\"server\"");
-    assert!(waits.is_some_and(|l| l.ends_with(" 1")), "one wait for the server's pause:\n{exposition}");
+    assert_eq!(server_waits(&exposition), waits_before + 1, "one wait for the server's pause:\n{exposition}");
     assert!(
         exposition.contains(&format!("deskpilot_llm_rate_limited_total{{model=\"{MODEL}\"}}")),
         "{exposition}"

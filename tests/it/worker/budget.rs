@@ -17,21 +17,12 @@ fn one_at_a_time(max_attempts: u32) -> WorkerSettings {
 impl Pipeline {
     /// Starts a worker over the demo connection (shadow mode) with `config` changed by `edit`.
     async fn spawn_budgeted(&mut self, settings: WorkerSettings, edit: impl FnOnce(&mut Config)) {
-        let mut config = self.config.clone();
-        config.connections = vec![demo_connection(&self.sandbox.base_url, &shadow())];
-        edit(&mut config);
-        let id = settings.worker_id.clone();
-        let app = App::builder(&config)
-            .bus(self.bus.service_bus())
-            .store(self.store.clone())
-            .worker_settings(settings)
-            .build()
-            .await
-            .expect("the service builds");
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let task = tokio::spawn(async move { app.serve(None, stop).await.expect("the worker runs") });
-        self.workers.push(RunningWorker { id, shutdown, task });
+        let demo = demo_connection(&self.sandbox.base_url, &shadow());
+        self.start_worker_with(settings, |config| {
+            config.connections = vec![demo];
+            edit(config);
+        })
+        .await;
     }
 }
 

@@ -486,9 +486,16 @@ impl Pipeline {
 
     /// Starts a worker whose only connection is `connection`.
     async fn start_worker_on(&mut self, connection: ConnectionConfig) {
+        self.start_worker_with(settings(Duration::from_secs(30)), |config| {
+            config.connections = vec![connection]
+        })
+        .await;
+    }
+
+    /// Starts a worker with these settings over the pipeline's config changed by `edit`.
+    async fn start_worker_with(&mut self, worker: WorkerSettings, edit: impl FnOnce(&mut Config)) {
         let mut config = self.config.clone();
-        config.connections = vec![connection];
-        let worker = settings(Duration::from_secs(30));
+        edit(&mut config);
         let id = worker.worker_id.clone();
         let app = App::builder(&config)
             .bus(self.bus.service_bus())
