@@ -119,7 +119,8 @@ pub(super) fn detect(text: &str, privacy: &Privacy, customer: &Needles) -> Vec<F
     if on(Kind::Email) && text.contains('@') {
         emails(text, &mut found);
     }
-    let numbers = Numbers::of(text);
+    let digits_wanted = [Kind::Iban, Kind::Card, Kind::Ip, Kind::Address, Kind::Phone].into_iter().any(on);
+    let numbers = if digits_wanted { Numbers::of(text) } else { Numbers::default() };
     if numbers.longest > 0 {
         if on(Kind::Iban) && numbers.iban_start {
             ibans(text, &mut found);

@@ -89,7 +89,9 @@ impl<'a> Pseudonymiser<'a> {
     /// `(EMAIL_1)`: only placeholders deskpilot made are put back into the draft, and a written one
     /// must not stand for a real value there, nor be mistaken for one by the model.
     fn disarm<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if !text.contains('[') {
+        // Most texts have no `[` before a capital letter; only those are searched with the pattern.
+        let b = text.as_bytes();
+        if !memchr::memchr_iter(b'[', b).any(|i| b.get(i + 1).is_some_and(u8::is_ascii_uppercase)) {
             return Cow::Borrowed(text);
         }
         PLACEHOLDER.replace_all(text, |c: &regex::Captures<'_>| {
