@@ -557,17 +557,12 @@ async fn the_sandboxs_signed_webhooks_reach_deskpilot_serve_which_writes_its_not
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
-    let created: Value = http
-        .post(format!("{base_url}/ticketing/demo/ticket"))
-        .bearer_auth(KEY)
-        .json(&serde_json::json!({"subject": "Charged twice", "description": "Two charges for one plan."}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket = created["id"].as_str().unwrap().to_owned();
+    let ticket =
+        crate::helpers::create_demo_ticket(&base_url, KEY, "Charged twice", "Two charges for one plan.")
+            .await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     loop {
         let notes: Value = http
             .get(format!("{base_url}/ticketing/demo/note"))

@@ -16,13 +16,13 @@ use lapin::{
     options::{BasicGetOptions, QueueBindOptions, QueueDeclareOptions},
     types::FieldTable,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     helpers::{
-        KEY, amqp_test_url, delete_bus_topology, helpdesk, http_client, mock_llm, ok, require_broker,
-        valid_answer,
+        KEY, amqp_test_url, create_demo_ticket, delete_bus_topology, helpdesk, http_client, mock_llm, ok,
+        require_broker, valid_answer,
     },
     serve::serve_config,
 };
@@ -78,16 +78,13 @@ async fn deskpilots_own_writes_announced_by_webhook_are_not_work_and_a_persons_c
 
     // A customer's ticket: created → webhook → worker → deskpilot's patch and note → two
     // `updated` webhooks, both deskpilot's own.
-    let created: Value = http_client()
-        .post(format!("{}/ticketing/demo/ticket", sandbox.base_url))
-        .bearer_auth(KEY)
-        .json(&json!({"subject": "Charged twice", "description": "I was charged twice for my plan this month."}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = create_demo_ticket(
+        &sandbox.base_url,
+        KEY,
+        "Charged twice",
+        "I was charged twice for my plan this month.",
+    )
+    .await;
     let ticket = created["id"].as_str().expect("the new ticket's id").to_owned();
     let key = LedgerKey::new("demo", &ticket, EventKind::TicketCreated);
     loop {

@@ -9,11 +9,12 @@ use deskpilot::{
     config::{BackendConfig, Config, Mode},
     sandbox::{self, SandboxOptions},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{
-    KEY, amqp_test_url, delete_bus_topology, http_client, mock_llm, ok, require_broker, valid_answer,
+    KEY, amqp_test_url, create_demo_ticket, delete_bus_topology, http_client, mock_llm, ok, require_broker,
+    valid_answer,
 };
 
 /// The embedded defaults on the real broker with random names, a SQLite store in `dir`, the LLM
@@ -79,25 +80,22 @@ async fn a_ticket_created_in_the_sandbox_reaches_the_worker_through_its_signed_w
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let created: Value = http_client()
-        .post(format!("{}/ticketing/demo/ticket", sandbox.base_url))
-        .bearer_auth(KEY)
-        .json(&json!({"subject": "Charged twice", "description": "I was charged twice for my plan this month."}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ticket = created["id"].as_str().expect("the new ticket's id").to_owned();
-    while notes(&sandbox, &ticket).await.is_empty() {
+    let created = create_demo_ticket(
+        &sandbox.base_url,
+        KEY,
+        "Charged twice",
+        "I was charged twice for my plan this month.",
+    )
+    .await;
+    let ticket = created["id"].as_str().expect("the new ticket's id");
+    while notes(&sandbox, ticket).await.is_empty() {
         assert!(started.elapsed() < Duration::from_secs(30), "no note was written for ticket {ticket}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let written = notes(&sandbox, &ticket).await;
+    let written = notes(&sandbox, ticket).await;
     assert_eq!(written.len(), 1, "{written:?}");
     let desk = sandbox.snapshot("demo").await.unwrap();
-    assert_eq!(desk.tickets[&ticket].category_id.as_deref(), Some("cat-billing"), "the triage was applied");
+    assert_eq!(desk.tickets[ticket].category_id.as_deref(), Some("cat-billing"), "the triage was applied");
 
     // The sandbox reports deskpilot's own patch and note as `updated` webhooks: the loop guard
     // recognises them, so they do not come back as work.

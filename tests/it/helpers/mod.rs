@@ -548,6 +548,26 @@ pub fn store_commits(exposition: &str, op: &str) -> (f64, Vec<(f64, f64)>) {
     (count, buckets)
 }
 
+/// Creates a ticket in the sandbox's `demo` helpdesk through its Unified.to API (which sends the
+/// `created` webhook where one is subscribed) and returns it as the sandbox answered.
+pub async fn create_demo_ticket(
+    base_url: &str,
+    key: &str,
+    subject: &str,
+    description: &str,
+) -> serde_json::Value {
+    http_client()
+        .post(format!("{base_url}/ticketing/demo/ticket"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"subject": subject, "description": description}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A plain HTTP client for talking to the servers a test starts (TLS needs the process's crypto
 /// provider, which this installs).
 pub fn http_client() -> reqwest::Client {
