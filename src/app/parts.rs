@@ -29,7 +29,7 @@ use crate::{
     },
     triage::{
         Budget, Engine, EngineSettings, Escalation, Policy,
-        budget::{BudgetSettings, Budgets, Limits, SpendSource, Spent},
+        budget::{Budgets, SpendSource, Spent},
         decision::TagPolicy,
         llm::{ChatModel, LlmSettings, OpenAiCompatible},
         privacy::Privacy,
@@ -196,21 +196,7 @@ const SPEND_REFRESH: Duration = Duration::from_secs(5);
 /// The LLM budgets of `[llm]` and every connection, over the spend recorded in `store`; `None`
 /// when no budget is set.
 pub fn budgets(config: &Config, store: &Store) -> Option<Arc<Budgets>> {
-    let settings = BudgetSettings {
-        overall: Limits {
-            daily_usd: config.llm.daily_budget_usd,
-            monthly_usd: config.llm.monthly_budget_usd,
-        },
-        connections: config
-            .connections
-            .iter()
-            .map(|c| {
-                (c.id.clone(), Limits { daily_usd: c.daily_budget_usd, monthly_usd: c.monthly_budget_usd })
-            })
-            .collect(),
-        on_exhausted: config.llm.on_budget_exhausted,
-        refresh: SPEND_REFRESH,
-    };
+    let settings = config.budget_settings(SPEND_REFRESH);
     settings.any().then(|| Arc::new(Budgets::new(settings, Arc::new(LedgerSpend(store.clone())))))
 }
 

@@ -5,8 +5,11 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{Config, LlmConfig, secrets::resolve_secret, validate::is_http_url};
+use std::time::Duration;
+
+use super::{Config, secrets::resolve_secret, validate::is_http_url};
 pub use crate::triage::budget::OnBudgetExhausted;
+use crate::triage::budget::{BudgetSettings, Limits};
 
 /// `[llm.escalation]`: a stronger model asked when the configured model's confidence is below
 /// `below_confidence` or its answer is still invalid after its repair.
@@ -29,20 +32,22 @@ pub struct EscalationConfig {
     pub api_key_env: Option<String>,
 }
 
-impl LlmConfig {
-    /// Whether any budget is set, on `[llm]` or on a connection of `config`.
-    fn any_budget(config: &Config) -> bool {
-        let llm = &config.llm;
-        llm.daily_budget_usd.is_some()
-            || llm.monthly_budget_usd.is_some()
-            || config
+impl Config {
+    /// The budgets of `[llm]` and of each connection, the spend read again after `refresh`.
+    pub fn budget_settings(&self, refresh: Duration) -> BudgetSettings {
+        let limits = |daily_usd, monthly_usd| Limits { daily_usd, monthly_usd };
+        BudgetSettings {
+            overall: limits(self.llm.daily_budget_usd, self.llm.monthly_budget_usd),
+            connections: self
                 .connections
                 .iter()
-                .any(|c| c.daily_budget_usd.is_some() || c.monthly_budget_usd.is_some())
+                .map(|c| (c.id.clone(), limits(c.daily_budget_usd, c.monthly_budget_usd)))
+                .collect(),
+            on_exhausted: self.llm.on_budget_exhausted,
+            refresh,
+        }
     }
-}
 
-impl Config {
     /// The stronger model's base URL and key: its own when set, else `[llm]`'s.
     pub fn escalation_endpoint(&self) -> anyhow::Result<Option<(String, Option<SecretString>)>> {
         let Some(e) = &self.llm.escalation else { return Ok(None) };
@@ -115,7 +120,7 @@ impl Config {
         }
 
         // A budget counts what the models cost: every model that may answer needs its price.
-        if LlmConfig::any_budget(self) {
+        if self.budget_settings(Duration::ZERO).any() {
             let models = std::iter::once(("llm.model", llm.model.as_str()))
                 .chain(llm.fallback_model.as_deref().map(|m| ("llm.fallback_model", m)))
                 .chain(llm.escalation.as_ref().map(|e| ("llm.escalation.model", e.model.as_str())));
