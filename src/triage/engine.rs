@@ -607,12 +607,7 @@ impl Engine {
         if theirs + self.settings.budget.answer_tokens as usize <= context {
             return None;
         }
-        let exceeded = LlmError::ContextExceeded {
-            context_tokens: u32::try_from(context).unwrap_or(u32::MAX),
-            server_prompt_tokens: u32::try_from(theirs).unwrap_or(u32::MAX),
-            answer_included: false,
-        };
-        self.refit_budget(&exceeded, ours)
+        self.scaled_budget(context, theirs, ours)
     }
 
     /// The LLM conversation: ask, validate, and on an invalid answer one repair round trip.
@@ -713,11 +708,17 @@ impl Engine {
         let answer = self.settings.budget.answer_tokens;
         let server_prompt =
             if answer_included { server_prompt_tokens.saturating_sub(answer) } else { server_prompt_tokens };
-        let room = context_tokens.saturating_sub(answer);
+        self.scaled_budget(context_tokens as usize, server_prompt as usize, ours)
+    }
+
+    /// The budget (in our tokens) for a prompt of `ours` tokens that the server counts as
+    /// `server_prompt`, in a context of `context_tokens` with the answer reserve set aside.
+    fn scaled_budget(&self, context_tokens: usize, server_prompt: usize, ours: usize) -> Option<usize> {
+        let room = context_tokens.saturating_sub(self.settings.budget.answer_tokens as usize);
         if server_prompt == 0 || room == 0 {
             return None;
         }
-        let scaled = ours as f64 * f64::from(room) / f64::from(server_prompt) * (1.0 - REFIT_MARGIN);
+        let scaled = ours as f64 * room as f64 / server_prompt as f64 * (1.0 - REFIT_MARGIN);
         let budget = (scaled.floor() as usize).min(ours.saturating_sub(1));
         (budget >= MIN_USER_TOKENS).then_some(budget)
     }
