@@ -263,8 +263,8 @@ fn connection_error(context: &str, e: lapin::Error) -> BusError {
     BusError::Connection { context: context.to_owned(), source: Box::new(e) }
 }
 
-fn timed_out(context: &str) -> BusError {
-    let source = format!("RabbitMQ did not answer within {}s", SETUP_TIMEOUT.as_secs()).into();
+fn timed_out(context: &str, limit: Duration) -> BusError {
+    let source = format!("RabbitMQ did not answer within {}s", limit.as_secs()).into();
     BusError::Connection { context: context.to_owned(), source }
 }
 
@@ -293,11 +293,9 @@ async fn establish(url: &str, settings: &BusSettings) -> Result<Connection, BusE
             }
         }
     });
-    established.await.unwrap_or_else(|_| {
-        let source =
-            format!("no connection with the topology declared within {}s", ESTABLISH_TIMEOUT.as_secs());
-        Err(BusError::Connection { context: "connect".into(), source: source.into() })
-    })
+    established
+        .await
+        .unwrap_or_else(|_| Err(timed_out("connect and declare the topology", ESTABLISH_TIMEOUT)))
 }
 
 /// Declares the queue of `settings` and the outcomes queue beside it: whichever process connects
@@ -368,7 +366,7 @@ impl Link {
             Ok(Err(e)) => return Err(connection_error("enable publisher confirms", e)),
             Err(_) => {
                 discard(&mut state);
-                return Err(timed_out("enable publisher confirms"));
+                return Err(timed_out("enable publisher confirms", SETUP_TIMEOUT));
             }
         }
         state.publish = Some(channel.clone());
@@ -452,7 +450,7 @@ impl Link {
         let error = match tokio::time::timeout(SETUP_TIMEOUT, conn.create_channel()).await {
             Ok(Ok(channel)) => return Ok(channel),
             Ok(Err(e)) => connection_error("open a channel", e),
-            Err(_) => timed_out("open a channel"),
+            Err(_) => timed_out("open a channel", SETUP_TIMEOUT),
         };
         tracing::warn!(generation = state.generation, error = %error, "RabbitMQ connection cannot open a channel; a new one will be opened");
         discard(state);
