@@ -161,8 +161,6 @@ pub struct TicketContext {
     pub conversation: Vec<Entry>,
     /// Active categories, in the helpdesk's order.
     pub categories: Vec<CategoryView>,
-    /// Whether personal data in the texts was replaced by placeholders (the prompt says so).
-    pub pseudonymised: bool,
     /// Token figures.
     #[serde(skip)]
     pub breakdown: TokenBreakdown,
@@ -304,7 +302,6 @@ pub fn skeleton(g: &Gathered) -> TicketContext {
                 })
             })
             .collect(),
-        pseudonymised: false,
         breakdown: TokenBreakdown::default(),
     }
 }
@@ -415,7 +412,6 @@ impl TicketContext {
                 p.replace(&mut m.text);
             }
         }
-        self.pseudonymised = true;
     }
 
     /// Drops the oldest droppable message (never the newest customer message); false when none is left.

@@ -385,7 +385,7 @@ impl Engine {
         let system = self.system.get(
             &self.prompts,
             &self.tokenizer,
-            &skeleton.categories,
+            (&skeleton.categories, pseudonymiser.is_active()),
             limits,
             (schema, in_prompt),
         )?;

@@ -17,7 +17,6 @@ use sha1::{Digest, Sha1};
 
 use super::{
     context::{CategoryView, TicketContext},
-    llm::ChatMessage,
 };
 
 /// The template files, relative to the prompts directory.
@@ -119,16 +118,27 @@ impl Prompts {
         &self.version
     }
 
-    /// The system message: rules and the category list (the cacheable prefix).
+    /// The system message: rules and the category list (the cacheable prefix). `pseudonymised`
+    /// adds the rule for placeholders: it is the same for every ticket of a connection, so it
+    /// belongs to the cached prefix, not to each ticket's message.
     pub fn system(
         &self,
         categories: &[CategoryView],
         limits: PromptLimits,
         schema_in_prompt: Option<&Value>,
+        pseudonymised: bool,
     ) -> Result<String, PromptError> {
         let schema = schema_in_prompt
             .map(|s| serde_json::to_string_pretty(&super::llm::InRequiredOrder(s)).unwrap_or_default());
-        self.render(TEMPLATES[0], context! { categories => JinjaValue::from(Serde(categories)), limits => JinjaValue::from(Serde(limits)), schema => schema })
+        self.render(
+            TEMPLATES[0],
+            context! {
+                categories => JinjaValue::from(Serde(categories)),
+                limits => JinjaValue::from(Serde(limits)),
+                schema => schema,
+                pseudonymised => pseudonymised,
+            },
+        )
     }
 
     /// The user message: the fenced ticket.
@@ -146,19 +156,6 @@ impl Prompts {
     /// The message asking the model to fix its previous answer.
     pub fn repair(&self, problems: &[String]) -> Result<String, PromptError> {
         self.render(TEMPLATES[2], context! { problems => JinjaValue::from(Serde(problems)) })
-    }
-
-    /// System + user messages for a ticket.
-    pub fn messages(
-        &self,
-        ctx: &TicketContext,
-        limits: PromptLimits,
-        schema_in_prompt: Option<&Value>,
-    ) -> Result<Vec<ChatMessage>, PromptError> {
-        Ok(vec![
-            ChatMessage::system(self.system(&ctx.categories, limits, schema_in_prompt)?),
-            ChatMessage::user(self.user(ctx)?),
-        ])
     }
 
     fn render(&self, name: &'static str, ctx: JinjaValue) -> Result<String, PromptError> {

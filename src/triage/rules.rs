@@ -282,7 +282,6 @@ mod tests {
             categories: ["cat-outage", "cat-billing", "cat-refunds", "cat-security", "cat-bug"]
                 .map(|id| CategoryView { id: id.into(), name: id.into(), description: String::new() })
                 .to_vec(),
-            pseudonymised: false,
             breakdown: Default::default(),
         }
     }

@@ -283,18 +283,18 @@ async fn a_prompt_over_the_servers_context_is_fitted_again_to_its_count_and_sent
 async fn a_prompt_still_over_the_context_after_one_refit_fails_saying_what_to_set() {
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
-    let llm = mock_llm(overflow("llama.cpp", 8745, 8192), Some(2)).await;
+    let llm = mock_llm(overflow("llama.cpp", 8300, 8192), Some(2)).await;
 
     let err = engine(&llm).triage(&hd, "1001", &policy()).await.unwrap_err();
     let TriageError::Llm(LlmError::ContextExceeded {
-        context_tokens: 8192, server_prompt_tokens: 8745, ..
+        context_tokens: 8192, server_prompt_tokens: 8300, ..
     }) = &err
     else {
         panic!("{err:?}")
     };
     assert!(!err.is_retryable(), "the same prompt will not fit later");
     let text = err.to_string();
-    assert!(text.contains("8745 tokens to the server, over its context of 8192 tokens"), "{text}");
+    assert!(text.contains("8300 tokens to the server, over its context of 8192 tokens"), "{text}");
     assert!(text.contains("context_tokens"), "{text}");
 }
 

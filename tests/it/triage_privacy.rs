@@ -79,19 +79,24 @@ async fn an_invented_placeholder_stays_visible_and_asks_for_a_person() {
 }
 
 #[tokio::test]
-async fn the_system_message_is_the_same_with_and_without_pseudonymisation() {
+async fn the_system_message_is_the_same_for_every_ticket_and_only_adds_the_rule_for_placeholders() {
     let sb = start_sandbox().await;
     let hd = helpdesk(&sb, "demo");
-    let llm = mock_llm(ok(&valid_answer(Some("cat-billing"))), Some(2)).await;
+    let llm = mock_llm(ok(&valid_answer(Some("cat-billing"))), Some(3)).await;
     let engine = engine(&llm);
     let off = Policy { privacy: Arc::new(Privacy::off()), ..Policy::new("demo") };
 
     let on = engine.triage(&hd, TICKET, &Policy::new("demo")).await.unwrap();
+    engine.triage(&hd, "1002", &Policy::new("demo")).await.unwrap();
     let plain = engine.triage(&hd, TICKET, &off).await.unwrap();
 
     let requests = chat_requests(&llm).await;
-    let (a, b) = (messages(&requests[0]), messages(&requests[1]));
-    assert_eq!(a[0].1.as_bytes(), b[0].1.as_bytes(), "the cacheable prefix does not change");
+    let (a, other, b) = (messages(&requests[0]), messages(&requests[1]), messages(&requests[2]));
+    assert_ne!(a[1].1, other[1].1, "two tickets");
+    assert_eq!(a[0].1.as_bytes(), other[0].1.as_bytes(), "the cacheable prefix is the same for both");
+    let rule = a[0].1.lines().find(|l| l.contains("placeholders such as [NAME_1]")).expect("the rule");
+    assert_eq!(a[0].1.replace(&format!("{rule}\n"), ""), b[0].1, "the rule is all that privacy adds to it");
+    assert!(!a[1].1.contains("placeholder"), "each ticket's message is its data alone");
     assert!(b[1].1.contains("tom@harrisplumbing.example"), "privacy off sends the ticket as it is");
     assert!(!a[1].1.contains("tom@harrisplumbing.example"));
     assert_eq!(plain.report.privacy.mode, Mode::Off);
