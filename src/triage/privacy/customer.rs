@@ -4,7 +4,6 @@
 
 use std::ops::Range;
 
-use memchr::memmem::Finder;
 use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 
 use super::detect::phone_key;
@@ -20,24 +19,56 @@ pub(super) struct Needles {
     names: Vec<Needle>,
     emails: Vec<Needle>,
     phones: Vec<String>,
-    /// Whether the record's name and emails are plain ASCII: then a text is only lowercased for
-    /// matching, keeping its byte offsets, and accents in it are not folded (a text that adds
-    /// accents to a name written without them is rare; the reverse is what folding is for).
+    /// Whether the record's name and emails are plain ASCII: then a text is searched ignoring
+    /// ASCII case, and accents in it are not folded (a text that adds accents to a name written
+    /// without them is rare; the reverse is what folding is for).
     ascii: bool,
 }
 
-/// One folded value and its searcher.
+/// One folded value, found from its least common byte.
+///
+/// A prebuilt substring searcher per value cost more to build (it allocates, and a ticket's
+/// handful of values is searched in a handful of texts) than searching ever did: a value is
+/// found instead by running `memchr` to its least common byte and comparing around each hit,
+/// which in names and addresses is a rare letter, `@` or a dot.
 struct Needle {
     text: String,
     /// Matches only where the text starts it with a capital letter.
     capitalised: bool,
-    finder: Finder<'static>,
+    /// The offset in `text` of its least common byte.
+    anchor: usize,
 }
 
 impl Needle {
     fn new(text: String, capitalised: bool) -> Self {
-        let finder = Finder::new(text.as_bytes()).into_owned();
-        Self { text, capitalised, finder }
+        let anchor = text.bytes().enumerate().max_by_key(|(_, b)| rarity(*b)).map_or(0, |(i, _)| i);
+        Self { text, capitalised, anchor }
+    }
+
+    /// Where the needle starts in `hay`, in order; in any ASCII letter case when `any_case`.
+    fn find_iter<'h>(&'h self, hay: &'h [u8], any_case: bool) -> impl Iterator<Item = usize> + 'h {
+        let (needle, anchor) = (self.text.as_bytes(), self.anchor);
+        let byte = needle[anchor];
+        let other = if any_case { byte.to_ascii_uppercase() } else { byte };
+        memchr::memchr2_iter(byte, other, hay).filter_map(move |hit| {
+            let start = hit.checked_sub(anchor)?;
+            let there = hay.get(start..start + needle.len())?;
+            let same = if any_case { there.eq_ignore_ascii_case(needle) } else { there == needle };
+            same.then_some(start)
+        })
+    }
+}
+
+/// How uncommon a byte of a folded value is in text: `@` most, then digits and the bytes of
+/// letters outside ASCII, then letters by their frequency in Latin-script languages; spaces and
+/// punctuation (`.`, `-`, `'`) least.
+fn rarity(b: u8) -> usize {
+    const BY_FREQUENCY: &[u8] = b"eaointsrlhdcumpgfbvwykjxqz";
+    match b {
+        b'@' => 100,
+        b'a'..=b'z' => 2 + BY_FREQUENCY.iter().position(|c| *c == b).unwrap_or(0),
+        b'0'..=b'9' | 0x80.. => 50,
+        _ => 1,
     }
 }
 
@@ -90,33 +121,37 @@ impl Needles {
     }
 
     /// Where the customer's name (whole, or a capitalised part) and email addresses occur, with
-    /// their folded forms: `(names, emails)`. The text is folded once for both.
+    /// their folded forms: `(names, emails)`. A text is folded (once for both) only when both it
+    /// and the record have letters outside ASCII; otherwise it is searched as it is, ignoring
+    /// ASCII case.
     pub fn find(&self, text: &str, names: bool, emails: bool) -> (Occurrences, Occurrences) {
         let names = if names { self.names.as_slice() } else { &[] };
         let emails = if emails && text.contains('@') { self.emails.as_slice() } else { &[] };
         if names.is_empty() && emails.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let folded = Folded::new(text, !self.ascii);
-        (occurrences(text, &folded, names), occurrences(text, &folded, emails))
+        // Folding a text written in ASCII only lowercases it, which the search does anyway.
+        let folded = (!self.ascii && !text.is_ascii()).then(|| Folded::new(text));
+        (occurrences(text, folded.as_ref(), names), occurrences(text, folded.as_ref(), emails))
     }
 }
 
 /// Where values occur in a text, with their folded forms.
 pub(super) type Occurrences = Vec<(Range<usize>, String)>;
 
-/// Every whole-word occurrence of each needle in `folded` (`text` folded); a needle marked
-/// capitalised only where the text starts it with a capital.
-fn occurrences(text: &str, folded: &Folded<'_>, needles: &[Needle]) -> Occurrences {
+/// Every whole-word occurrence of each needle in `text`, or in `folded` (`text` folded) when
+/// given; a needle marked capitalised only where the text starts it with a capital.
+fn occurrences(text: &str, folded: Option<&Folded<'_>>, needles: &[Needle]) -> Occurrences {
     let mut out = Vec::new();
+    let hay = folded.map_or(text, |f| &f.text);
     for needle in needles {
-        for at in needle.finder.find_iter(folded.text.as_bytes()) {
+        for at in needle.find_iter(hay.as_bytes(), folded.is_none()) {
             let (start, end) = (at, at + needle.text.len());
             let word = |i: Option<char>| i.is_none_or(|c| !c.is_alphanumeric());
-            if !word(folded.text[..start].chars().next_back()) || !word(folded.text[end..].chars().next()) {
+            if !word(hay[..start].chars().next_back()) || !word(hay[end..].chars().next()) {
                 continue;
             }
-            let range = folded.original(start)..folded.original(end);
+            let range = folded.map_or(start..end, |f| f.original(start)..f.original(end));
             if needle.capitalised && !text[range.clone()].starts_with(char::is_uppercase) {
                 continue;
             }
@@ -160,25 +195,18 @@ fn fold_char(c: char, out: &mut String) {
 struct Folded<'a> {
     source: &'a str,
     text: String,
-    /// `text` has `source`'s byte offsets (only ASCII letters were changed).
-    same_offsets: bool,
 }
 
 impl<'a> Folded<'a> {
-    /// `source` lowercased, and without accents when `accents` says so.
-    fn new(source: &'a str, accents: bool) -> Self {
-        let same_offsets = !accents || source.is_ascii();
-        let text = if same_offsets { source.to_ascii_lowercase() } else { fold(source) };
-        Self { source, text, same_offsets }
+    /// `source` lowercased and without accents.
+    fn new(source: &'a str) -> Self {
+        Self { source, text: fold(source) }
     }
 
     /// The byte offset in the source of the first character whose folded form starts at or after
     /// `at` (a match's start or end). Walks the source again: matches are rare, and keeping a
     /// position per byte would cost every text an allocation eight times its size.
     fn original(&self, at: usize) -> usize {
-        if self.same_offsets {
-            return at;
-        }
         let mut folded = 0;
         let mut buf = String::new();
         for (i, c) in self.source.char_indices() {

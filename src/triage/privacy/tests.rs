@@ -172,3 +172,20 @@ fn a_placeholder_the_customer_wrote_stands_for_nothing() {
     let restored = map.restore("Sent to [EMAIL_1], as (EMAIL_1) asked");
     assert_eq!(restored.text, "Sent to anna@example.de, as (EMAIL_1) asked");
 }
+
+#[test]
+fn the_customers_values_are_found_at_either_end_of_a_text_in_any_case_and_only_as_words() {
+    let c = Customer {
+        name: Some("Olivia Bennett".into()),
+        emails: vec![Email { email: "olivia.bennett@mailbox.example".into(), kind: None }],
+        ..Customer::default()
+    };
+    let privacy = Privacy { kinds: [Kind::Name].into_iter().collect(), ..Privacy::default() };
+    let mut p = privacy.pseudonymiser(Some(&c));
+    assert_eq!(p.text("olivia bennett"), "[NAME_1]", "the whole name in lowercase, the whole text");
+    assert_eq!(p.text("Bennett: refund for OLIVIA"), "[NAME_2]: refund for [NAME_3]");
+    assert_eq!(p.text("Olivias and Bennetts, bennett"), "Olivias and Bennetts, bennett");
+    let privacy = Privacy { kinds: [Kind::Email].into_iter().collect(), ..Privacy::default() };
+    let mut p = privacy.pseudonymiser(Some(&c));
+    assert_eq!(p.text("Olivia.Bennett@Mailbox.Example"), "[EMAIL_1]");
+}
