@@ -189,3 +189,17 @@ fn the_customers_values_are_found_at_either_end_of_a_text_in_any_case_and_only_a
     let mut p = privacy.pseudonymiser(Some(&c));
     assert_eq!(p.text("Olivia.Bennett@Mailbox.Example"), "[EMAIL_1]");
 }
+
+#[test]
+fn addresses_are_found_anywhere_in_a_long_text_and_the_numbers_around_them_left_alone() {
+    let filler = "Order 4411 shipped on 2024-05-03 for 19.99 EUR, 3 items. ".repeat(40);
+    let text = format!(
+        "{filler}Bitte an Hauptstraße 12, 10115 Berlin senden. {filler}Or 221B Baker Street, London NW1 6XE; Rua Augusta, nº 274."
+    );
+    let privacy = Privacy { kinds: [Kind::Address].into_iter().collect(), ..Privacy::default() };
+    let out = privacy.pseudonymiser(None).text(&text);
+    assert!(out.contains("Bitte an [ADDRESS_1] senden."), "{}", &out[out.len() - 300..]);
+    // A British postcode after the town is not part of the pattern.
+    assert!(out.ends_with("Or [ADDRESS_2], London NW1 6XE; [ADDRESS_3]."), "{}", &out[out.len() - 200..]);
+    assert_eq!(out.matches("Order 4411 shipped on 2024-05-03 for 19.99 EUR, 3 items.").count(), 80);
+}
