@@ -15,9 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 
-use super::{
-    context::{CategoryView, TicketContext},
-};
+use super::context::{CategoryView, TicketContext};
 
 /// The template files, relative to the prompts directory.
 pub const TEMPLATES: [&str; 3] = ["triage/system.j2", "triage/user.j2", "triage/repair.j2"];

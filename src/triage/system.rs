@@ -102,8 +102,9 @@ mod tests {
         let a = [category("cat-a"), category("cat-b")];
         let schema = || serde_json::json!({"type": "object"});
         let first = cache.get(&prompts, &tok, (&a, false), limits, (schema, false)).unwrap();
-        let again =
-            cache.get(&prompts, &tok, (&a.clone(), false), limits, (|| unreachable!("cached"), false)).unwrap();
+        let again = cache
+            .get(&prompts, &tok, (&a.clone(), false), limits, (|| unreachable!("cached"), false))
+            .unwrap();
         assert!(Arc::ptr_eq(&first.text, &again.text), "the second ticket reuses the rendered text");
         assert!(Arc::ptr_eq(&first.schema, &again.schema), "and the schema");
         assert_eq!(first.tokens, tok.count(&first.text));
@@ -129,7 +130,8 @@ mod tests {
         assert!(!plain.text.contains(rule), "{}", plain.text);
         assert!(private.text.contains(rule), "{}", private.text);
         assert!(private.tokens > plain.tokens);
-        let again = cache.get(&prompts, &tok, (&a, true), limits, (|| unreachable!("cached"), false)).unwrap();
+        let again =
+            cache.get(&prompts, &tok, (&a, true), limits, (|| unreachable!("cached"), false)).unwrap();
         assert!(Arc::ptr_eq(&private.text, &again.text), "each is built once");
     }
 }
