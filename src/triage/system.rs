@@ -93,12 +93,15 @@ mod tests {
         CategoryView { id: id.into(), name: format!("Name of {id}"), description: "What goes here.".into() }
     }
 
+    /// Templates, tokenizer, limits and an empty cache.
+    fn setup() -> (Prompts, Tokenizer, PromptLimits, SystemMessages) {
+        let limits = PromptLimits { max_tags: 8, max_draft_chars: 4000 };
+        (Prompts::embedded().unwrap(), Tokenizer::for_model("gpt-4o-mini"), limits, SystemMessages::default())
+    }
+
     #[test]
     fn rendered_once_per_category_list() {
-        let prompts = Prompts::embedded().unwrap();
-        let tok = Tokenizer::for_model("gpt-4o-mini");
-        let limits = PromptLimits { max_tags: 8, max_draft_chars: 4000 };
-        let cache = SystemMessages::default();
+        let (prompts, tok, limits, cache) = setup();
         let a = [category("cat-a"), category("cat-b")];
         let schema = || serde_json::json!({"type": "object"});
         let first = cache.get(&prompts, &tok, (&a, false), limits, (schema, false)).unwrap();
@@ -118,10 +121,7 @@ mod tests {
 
     #[test]
     fn the_rule_for_placeholders_is_part_of_a_pseudonymised_connections_system_message() {
-        let prompts = Prompts::embedded().unwrap();
-        let tok = Tokenizer::for_model("gpt-4o-mini");
-        let limits = PromptLimits { max_tags: 8, max_draft_chars: 4000 };
-        let cache = SystemMessages::default();
+        let (prompts, tok, limits, cache) = setup();
         let a = [category("cat-a")];
         let schema = || serde_json::json!({"type": "object"});
         let plain = cache.get(&prompts, &tok, (&a, false), limits, (schema, false)).unwrap();

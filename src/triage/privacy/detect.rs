@@ -332,12 +332,67 @@ fn ibans(text: &str, found: &mut Vec<Found>) {
     }
 }
 
-/// Street addresses, but not the minutes of a time before a name.
+/// Street addresses, but not the minutes of a time before a name. The pattern runs only over a
+/// text with a number that can be a house number by the words next to it: most numbers in
+/// tickets (totals, dates, versions, order numbers) have none.
 fn addresses(text: &str, found: &mut Vec<Found>) {
+    if !has_house_number(text) {
+        return;
+    }
     for m in ADDRESS.find_iter(text).filter(|m| !is_time(text, m.start(), m.as_str())) {
         let key = m.as_str().split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
         found.push(kind(m.range(), Kind::Address, key, 6));
     }
+}
+
+/// Whether some run of digits has the word the address pattern needs next to it: a capitalised
+/// word (or a French street word) after one of up to five digits, or a capitalised word before
+/// it (`Baker Street` after `221B`, `Hauptstraße` or `Calle Mayor` before `12`). A necessary condition of
+/// the pattern, far cheaper than running it.
+fn has_house_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut at = 0;
+    while let Some(start) = next_digit(b, at) {
+        let end = start + b[start..].iter().take_while(|c| c.is_ascii_digit()).count();
+        at = end;
+        if (end - start <= 5 && word_after_fits(text, end)) || word_before_fits(text, start) {
+            return true;
+        }
+    }
+    false
+}
+
+/// After the number: an optional letter (`221B`) and comma, whitespace, then a capital or a
+/// French street word.
+fn word_after_fits(text: &str, end: usize) -> bool {
+    let mut rest = &text[end..];
+    if rest.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        rest = &rest[1..];
+    }
+    rest = rest.strip_prefix(',').unwrap_or(rest);
+    let word = rest.trim_start();
+    word.len() < rest.len()
+        && (word.starts_with(char::is_uppercase)
+            || ["rue", "avenue", "boulevard", "bd", "place", "chemin", "allée", "impasse", "quai"]
+                .iter()
+                .any(|w| word.get(..w.len()).is_some_and(|p| p.eq_ignore_ascii_case(w))))
+}
+
+/// Before the number: whitespace (after an optional `nº`, `n°` or `no.`, and a comma), then a
+/// word with a capital in it (a street ending in `straße` may start inside a longer word).
+fn word_before_fits(text: &str, start: usize) -> bool {
+    let mut head = text[..start].trim_end();
+    for mark in ["nº.", "n°.", "no.", "nº", "n°", "no"] {
+        if let Some(h) = head.strip_suffix(mark) {
+            head = h.trim_end();
+            break;
+        }
+    }
+    let head = head.strip_suffix(',').unwrap_or(head);
+    let word = &head[head
+        .rfind(|c: char| !c.is_alphabetic() && !matches!(c, '\'' | '-'))
+        .map_or(0, |i| i + head[i..].chars().next().map_or(1, char::len_utf8))..];
+    head.len() < start && word.chars().any(char::is_uppercase)
 }
 
 /// `… at 10:40 AM Rebecca Lane`: the minutes of a time, not a house number.
@@ -440,4 +495,29 @@ fn looks_like_phone(text: &str, start: usize, s: &str, digits: usize) -> bool {
         return (9..=12).contains(&digits) && !dotted;
     }
     NORTH_AMERICAN.is_match(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_house_number_needs_the_words_the_address_pattern_needs() {
+        for text in [
+            "an Hauptstraße 12",
+            "12 rue de Rivoli",
+            "at 221B Baker Street",
+            "Rua Augusta, nº 274",
+            "the Vermeerstraat 9",
+            "deliver to xHauptstraße 9",
+            "Calle Mayor 123456",
+        ] {
+            assert!(has_house_number(text), "{text}");
+        }
+        for text in
+            ["order 4411 shipped on 2024-05-03 for 19.99", "error 503 on v1.2.3", "no digits", "123456 Baker"]
+        {
+            assert!(!has_house_number(text), "{text}");
+        }
+    }
 }
