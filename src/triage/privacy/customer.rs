@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
+use unicode_normalization::char::{decompose_canonical, is_combining_mark};
 
 use super::detect::phone_key;
 use crate::ticketing::Customer;
@@ -62,15 +62,30 @@ impl Needle {
 /// How uncommon a byte of a folded value is in text: `@` most, then digits and the bytes of
 /// letters outside ASCII, then letters by their frequency in Latin-script languages; spaces and
 /// punctuation (`.`, `-`, `'`) least.
-fn rarity(b: u8) -> usize {
-    const BY_FREQUENCY: &[u8] = b"eaointsrlhdcumpgfbvwykjxqz";
-    match b {
-        b'@' => 100,
-        b'a'..=b'z' => 2 + BY_FREQUENCY.iter().position(|c| *c == b).unwrap_or(0),
-        b'0'..=b'9' | 0x80.. => 50,
-        _ => 1,
-    }
+fn rarity(b: u8) -> u8 {
+    RARITY[usize::from(b)]
 }
+
+/// [`rarity`] for every byte, built once at compile time (each byte of each value is ranked).
+const RARITY: [u8; 256] = {
+    const BY_FREQUENCY: &[u8] = b"eaointsrlhdcumpgfbvwykjxqz";
+    let mut table = [1; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = match b as u8 {
+            b'@' => 100,
+            b'0'..=b'9' | 0x80.. => 50,
+            _ => 1,
+        };
+        b += 1;
+    }
+    let mut i = 0;
+    while i < BY_FREQUENCY.len() {
+        table[BY_FREQUENCY[i] as usize] = 2 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 impl Needles {
     /// The needles of a customer record (none without one).
@@ -126,7 +141,11 @@ impl Needles {
     /// ASCII case.
     pub fn find(&self, text: &str, names: bool, emails: bool) -> (Occurrences, Occurrences) {
         let names = if names { self.names.as_slice() } else { &[] };
-        let emails = if emails && text.contains('@') { self.emails.as_slice() } else { &[] };
+        let emails = if emails && memchr::memchr(b'@', text.as_bytes()).is_some() {
+            self.emails.as_slice()
+        } else {
+            &[]
+        };
         if names.is_empty() && emails.is_empty() {
             return (Vec::new(), Vec::new());
         }
@@ -187,7 +206,11 @@ fn fold_char(c: char, out: &mut String) {
     if c.is_ascii() {
         out.push(c.to_ascii_lowercase());
     } else {
-        out.extend(std::iter::once(c).nfd().filter(|c| !is_combining_mark(*c)).flat_map(char::to_lowercase));
+        decompose_canonical(c, |d| {
+            if !is_combining_mark(d) {
+                out.extend(d.to_lowercase());
+            }
+        });
     }
 }
 
@@ -207,16 +230,20 @@ impl<'a> Folded<'a> {
     /// `at` (a match's start or end). Walks the source again: matches are rare, and keeping a
     /// position per byte would cost every text an allocation eight times its size.
     fn original(&self, at: usize) -> usize {
-        let mut folded = 0;
+        let (source, mut src, mut folded) = (self.source.as_bytes(), 0, 0);
         let mut buf = String::new();
-        for (i, c) in self.source.char_indices() {
-            if folded >= at {
-                return i;
+        while folded < at {
+            // An ASCII character folds to one byte: a run of them is stepped over at once.
+            let ascii = source[src..].iter().take_while(|b| b.is_ascii()).count();
+            if at - folded <= ascii {
+                return src + (at - folded);
             }
+            src += ascii;
+            let Some(c) = self.source[src..].chars().next() else { return source.len() };
             buf.clear();
             fold_char(c, &mut buf);
-            folded += buf.len();
+            (src, folded) = (src + c.len_utf8(), folded + ascii + buf.len());
         }
-        self.source.len()
+        src
     }
 }

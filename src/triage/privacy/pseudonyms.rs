@@ -3,7 +3,7 @@
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashMap},
-    fmt,
+    fmt::{self, Write as _},
     ops::Range,
     sync::LazyLock,
 };
@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::{
     Kind, Mode, Privacy,
     customer::{Needles, fold},
-    detect::{Label, detect},
+    detect::{KindSet, Label, detect},
 };
 use crate::ticketing::Customer;
 
@@ -36,6 +36,7 @@ pub struct PrivacyReport {
 /// Replaces personal data in one ticket's texts, keeping the mapping for [`Pseudonyms::restore`].
 pub struct Pseudonymiser<'a> {
     privacy: &'a Privacy,
+    kinds: KindSet,
     needles: Needles,
     map: Pseudonyms,
 }
@@ -45,7 +46,7 @@ impl<'a> Pseudonymiser<'a> {
         let needles = if privacy.mode == Mode::Off { Needles::default() } else { Needles::of(customer) };
         let labels = privacy.patterns.iter().map(|p| p.label.clone()).collect();
         let map = Pseudonyms { mode: privacy.mode, labels, ..Pseudonyms::default() };
-        Self { privacy, needles, map }
+        Self { privacy, kinds: KindSet::of(&privacy.kinds), needles, map }
     }
 
     /// Whether anything is replaced (the mode is not `off`).
@@ -69,7 +70,7 @@ impl<'a> Pseudonymiser<'a> {
         if let Cow::Owned(disarmed) = self.disarm(text) {
             *text = disarmed;
         }
-        let found = detect(text, self.privacy, &self.needles);
+        let found = detect(text, self.privacy, self.kinds, &self.needles);
         if found.is_empty() {
             return;
         }
@@ -77,8 +78,7 @@ impl<'a> Pseudonymiser<'a> {
         let mut at = 0;
         for f in found {
             out.push_str(&text[at..f.range.start]);
-            let placeholder = self.placeholder(f.label, f.key, &text[f.range.clone()]);
-            out.push_str(&placeholder);
+            self.placeholder(f.label, f.key, &text[f.range.clone()], &mut out);
             at = f.range.end;
         }
         out.push_str(&text[at..]);
@@ -109,19 +109,21 @@ impl<'a> Pseudonymiser<'a> {
             Label::Kind(k) => k.as_str().to_owned(),
             Label::Pattern(i) => self.privacy.patterns[i].name.clone(),
         };
-        detect(text, self.privacy, &self.needles).into_iter().map(|f| (kind(f.label), f.range)).collect()
+        detect(text, self.privacy, self.kinds, &self.needles)
+            .into_iter()
+            .map(|f| (kind(f.label), f.range))
+            .collect()
     }
 
     /// The customer's display name as a whole: the name's placeholder when names are replaced.
     pub fn name(&mut self, name: &str) -> String {
-        if self.privacy.mode == Mode::Off
-            || !self.privacy.kinds.contains(&Kind::Name)
-            || name.trim().is_empty()
-        {
+        if self.privacy.mode == Mode::Off || !self.kinds.has(Kind::Name) || name.trim().is_empty() {
             return name.to_owned();
         }
         let key = fold(name).split_whitespace().collect::<Vec<_>>().join(" ");
-        self.placeholder(Label::Kind(Kind::Name), key, name)
+        let mut placeholder = String::new();
+        self.placeholder(Label::Kind(Kind::Name), key, name, &mut placeholder);
+        placeholder
     }
 
     /// The mapping, for restoring the draft.
@@ -129,7 +131,10 @@ impl<'a> Pseudonymiser<'a> {
         self.map
     }
 
-    fn placeholder(&mut self, label: Label, key: String, surface: &str) -> String {
+    /// Appends the placeholder of the value `key` (written `surface` here) to `out`, numbering
+    /// the value if it is new. Written in place: a name or an address recurs in most messages of a
+    /// thread, and each occurrence would otherwise allocate its placeholder twice.
+    fn placeholder(&mut self, label: Label, key: String, surface: &str, out: &mut String) {
         let (word, kind) = match label {
             Label::Kind(k) => (k.label(), k.as_str()),
             Label::Pattern(i) => {
@@ -138,17 +143,23 @@ impl<'a> Pseudonymiser<'a> {
         };
         self.map.occurrences += 1;
         let counts = &mut self.map.counts;
+        let mut new = false;
         let n = *self.map.numbers.entry((label, key)).or_insert_with(|| {
+            new = true;
             let c = counts.entry(kind.to_owned()).or_insert(0);
             *c += 1;
             *c
         });
         if self.map.mode == Mode::Redact {
-            return format!("[{word}]");
+            let _ = write!(out, "[{word}]");
+            return;
         }
-        let placeholder = format!("[{word}_{n}]");
-        self.map.values.entry(placeholder.clone()).or_insert_with(|| surface.to_owned());
-        placeholder
+        let start = out.len();
+        let _ = write!(out, "[{word}_{n}]");
+        // The first spelling found is the one put back.
+        if new {
+            self.map.values.insert(out[start..].to_owned(), surface.to_owned());
+        }
     }
 }
 
