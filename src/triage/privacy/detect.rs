@@ -193,47 +193,39 @@ impl Numbers {
     fn of(text: &str) -> Self {
         let b = text.as_bytes();
         let mut n = Self::default();
-        let (mut digits, mut dots, mut gap, mut lead) = (0, 0, 0, 0u8);
-        let mut i = 0;
-        while i < b.len() {
-            // Outside a number only the next digit matters, and most of a text has none.
-            if digits == 0 {
-                match next_digit(b, i) {
-                    Some(at) => i = at,
-                    None => break,
+        let mut at = 0;
+        // Outside a number only the next digit matters, and most of a text has none; a number is
+        // then read to its end and judged once.
+        while let Some(start) = next_digit(b, at) {
+            let (mut digits, mut dots, mut gap) = (0, 0, 0);
+            // Dots count only once a digit follows them (`1.2.3.` has two).
+            let mut dots_between = 0;
+            let mut end = start;
+            while let Some(&c) = b.get(end) {
+                if c.is_ascii_digit() {
+                    digits += 1;
+                    gap = 0;
+                    dots_between = dots;
+                } else if gap < 2 && matches!(c, b' ' | b'-' | b'.' | b'/' | b'(' | b')' | b'+') {
+                    gap += 1;
+                    dots += usize::from(c == b'.');
+                } else {
+                    break;
                 }
+                end += 1;
             }
-            let (at, c) = (i, b[i]);
-            i += 1;
-            // Letters, most punctuation and every byte of a non-ASCII character sort above the
-            // digits, and the separators below them: one comparison settles most bytes.
-            if c > b'9' {
-                digits = 0;
-                continue;
-            }
-            if c >= b'0' {
-                if digits == 0 {
-                    dots = 0;
-                    lead = match at.checked_sub(1).map(|j| b[j]) {
-                        Some(p @ (b'+' | b'(')) => p,
-                        _ => c,
-                    };
-                }
-                digits += 1;
-                gap = 0;
-                n.longest = n.longest.max(digits);
-                n.phone_like |= digits >= 10 || (digits >= 7 && matches!(lead, b'+' | b'(' | b'0'));
-                n.dotted |= dots >= 3;
-                n.iban_start |= digits == 2
-                    && at >= 3
-                    && b[at - 2].is_ascii_uppercase()
-                    && b[at - 3].is_ascii_uppercase();
-            } else if digits > 0 && gap < 2 && matches!(c, b' ' | b'-' | b'.' | b'/' | b'(' | b')' | b'+') {
-                gap += 1;
-                dots += usize::from(c == b'.');
-            } else {
-                digits = 0;
-            }
+            let lead = match start.checked_sub(1).map(|j| b[j]) {
+                Some(p @ (b'+' | b'(')) => p,
+                _ => b[start],
+            };
+            n.longest = n.longest.max(digits);
+            n.phone_like |= digits >= 10 || (digits >= 7 && matches!(lead, b'+' | b'(' | b'0'));
+            n.dotted |= dots_between >= 3;
+            n.iban_start |= start >= 2
+                && b.get(start + 1).is_some_and(u8::is_ascii_digit)
+                && b[start - 1].is_ascii_uppercase()
+                && b[start - 2].is_ascii_uppercase();
+            at = end;
         }
         n
     }
