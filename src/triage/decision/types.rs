@@ -147,7 +147,8 @@ pub struct Limits {
     pub max_summary_chars: usize,
     /// Longest reason, in characters.
     pub max_reason_chars: usize,
-    /// Longest reply draft, in characters.
+    /// Longest reply draft, in characters, as the model wrote it: with personal data put back
+    /// in place of its placeholders, a draft may be longer.
     pub max_draft_chars: usize,
     /// Shortest reply draft, in characters (an empty draft is always rejected).
     pub min_draft_chars: usize,
