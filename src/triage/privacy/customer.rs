@@ -62,30 +62,15 @@ impl Needle {
 /// How uncommon a byte of a folded value is in text: `@` most, then digits and the bytes of
 /// letters outside ASCII, then letters by their frequency in Latin-script languages; spaces and
 /// punctuation (`.`, `-`, `'`) least.
-fn rarity(b: u8) -> u8 {
-    RARITY[usize::from(b)]
-}
-
-/// [`rarity`] for every byte, built once at compile time (each byte of each value is ranked).
-const RARITY: [u8; 256] = {
+fn rarity(b: u8) -> usize {
     const BY_FREQUENCY: &[u8] = b"eaointsrlhdcumpgfbvwykjxqz";
-    let mut table = [1; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = match b as u8 {
-            b'@' => 100,
-            b'0'..=b'9' | 0x80.. => 50,
-            _ => 1,
-        };
-        b += 1;
+    match b {
+        b'@' => 100,
+        b'a'..=b'z' => 2 + BY_FREQUENCY.iter().position(|c| *c == b).unwrap_or(0),
+        b'0'..=b'9' | 0x80.. => 50,
+        _ => 1,
     }
-    let mut i = 0;
-    while i < BY_FREQUENCY.len() {
-        table[BY_FREQUENCY[i] as usize] = 2 + i as u8;
-        i += 1;
-    }
-    table
-};
+}
 
 impl Needles {
     /// The needles of a customer record (none without one).
