@@ -80,8 +80,12 @@ static PHONE: LazyLock<Regex> =
 // directly (`電話090-1234-5678`), which a Unicode `\b` would not count as a boundary.
 static NORTH_AMERICAN: LazyLock<Regex> = LazyLock::new(|| regex(r"^\d{3}[-. ]\d{3}[-. ]\d{4}$"));
 
+/// French street words, which follow the house number: in the pattern, and in its gate.
+const FRENCH_STREETS: [&str; 9] =
+    ["rue", "avenue", "boulevard", "bd", "place", "chemin", "allée", "impasse", "quai"];
+
 /// Street words that follow the house number (English, French).
-const NUMBER_FIRST: &str = r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s(?:(?i:rue|avenue|boulevard|bd|place|chemin|allée|impasse|quai)\s(?:(?i:de la|de l'|de|du|des|d')\s?)?{LU}[{L}'\-]*(?:\s{LU}[{L}'\-]*){0,3}|(?:{LU}[{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)(?-u:\b))";
+const NUMBER_FIRST: &str = r"(?-u:\b)\d{1,5}[A-Za-z]?,?\s(?:(?i:{FR})\s(?:(?i:de la|de l'|de|du|des|d')\s?)?{LU}[{L}'\-]*(?:\s{LU}[{L}'\-]*){0,3}|(?:{LU}[{L}'\-]*\s){1,3}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Lane|Ln\.?|Drive|Dr\.?|Boulevard|Blvd\.?|Way|Court|Ct\.?|Place|Pl\.?|Terrace|Close|Crescent)(?-u:\b))";
 /// Streets whose number comes after the name (German, Dutch, Nordic suffixes; Spanish,
 /// Portuguese, Italian prefixes; Italian `Via` capitalised only, as English has "via").
 const NUMBER_AFTER: &str = r"(?:(?:(?-u:\b)(?:(?i:calle|c/|avenida|avda\.|av\.|rua|travessa|viale|piazza|corso|largo|plaza|paseo|carrer|praça|alameda)|Via)\s(?:(?i:de|del|da|do|dos|das|di|della|la|las|los)\s)*{LU}[{L}'\-]*(?:\s{LU}[{L}'\-]*){0,3})|{LU}[{L}\-]*(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|plein|kade|vej|gatan|gata|veien)),?\s(?:n[º°o]\.?\s?)?\d{1,5}(?:\s?[a-zA-Z](?-u:\b))?";
@@ -94,8 +98,10 @@ const LU: &str = "A-ZÀ-ÖØ-Þ";
 const L: &str = "A-Za-zÀ-ÖØ-öø-ÿĀ-ž";
 
 static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
-    let letters = |p: &str| p.replace("{LU}", &format!("[{LU}]")).replace("{L}", L);
-    let (first, after, town) = (letters(NUMBER_FIRST), letters(NUMBER_AFTER), letters(POSTAL_TOWN));
+    let expand = |p: &str| {
+        p.replace("{LU}", &format!("[{LU}]")).replace("{L}", L).replace("{FR}", &FRENCH_STREETS.join("|"))
+    };
+    let (first, after, town) = (expand(NUMBER_FIRST), expand(NUMBER_AFTER), expand(POSTAL_TOWN));
     regex(&format!("(?:{first}|{after}){town}"))
 });
 
@@ -383,9 +389,7 @@ fn word_after_fits(text: &str, end: usize) -> bool {
     let word = rest.trim_start();
     word.len() < rest.len()
         && (word.starts_with(char::is_uppercase)
-            || ["rue", "avenue", "boulevard", "bd", "place", "chemin", "allée", "impasse", "quai"]
-                .iter()
-                .any(|w| word.get(..w.len()).is_some_and(|p| p.eq_ignore_ascii_case(w))))
+            || FRENCH_STREETS.iter().any(|w| word.get(..w.len()).is_some_and(|p| p.eq_ignore_ascii_case(w))))
 }
 
 /// Before the number: whitespace (after an optional `nº`, `n°` or `no.`, and a comma), then a
