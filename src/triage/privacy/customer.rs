@@ -126,11 +126,7 @@ impl Needles {
     /// ASCII case.
     pub fn find(&self, text: &str, names: bool, emails: bool) -> (Occurrences, Occurrences) {
         let names = if names { self.names.as_slice() } else { &[] };
-        let emails = if emails && memchr::memchr(b'@', text.as_bytes()).is_some() {
-            self.emails.as_slice()
-        } else {
-            &[]
-        };
+        let emails = if emails { self.emails.as_slice() } else { &[] };
         if names.is_empty() && emails.is_empty() {
             return (Vec::new(), Vec::new());
         }

@@ -139,7 +139,9 @@ pub(super) fn detect(text: &str, privacy: &Privacy, kinds: KindSet, customer: &N
     if on(Kind::Url) && text.contains("://") {
         urls(text, &mut found);
     }
-    if on(Kind::Email) && memchr::memchr(b'@', text.as_bytes()).is_some() {
+    // A text without `@` has no email, the customer's included.
+    let emails_wanted = on(Kind::Email) && memchr::memchr(b'@', text.as_bytes()).is_some();
+    if emails_wanted {
         emails(text, &mut found);
     }
     let digits_wanted = [Kind::Iban, Kind::Card, Kind::Ip, Kind::Address, Kind::Phone].into_iter().any(on);
@@ -169,7 +171,7 @@ pub(super) fn detect(text: &str, privacy: &Privacy, kinds: KindSet, customer: &N
     if on(Kind::Ip) && maybe_ipv6(text) {
         ipv6s(text, &mut found);
     }
-    let (names, emails) = customer.find(text, on(Kind::Name), on(Kind::Email));
+    let (names, emails) = customer.find(text, on(Kind::Name), emails_wanted);
     for (range, key) in names {
         found.push(kind(range, Kind::Name, key, 7));
     }
