@@ -1,8 +1,9 @@
 //! The system message and the answer's JSON schema of each category list, built once.
 //!
 //! Both depend only on the connection's active categories and whether its tickets are
-//! pseudonymised (and on engine-wide settings), so every ticket of a connection gets the same ones; rendering 4–5 kB of template, tokenizing it and
-//! building the schema again for each ticket would be the largest fixed cost of a prompt.
+//! pseudonymised (and on engine-wide settings), so every ticket of a connection gets the same
+//! ones; rendering 4–5 kB of template, tokenizing it and building the schema again for each
+//! ticket would be the largest fixed cost of a prompt.
 
 use std::{
     collections::HashMap,

@@ -30,7 +30,7 @@ pub(super) struct Needles {
 /// A prebuilt substring searcher per value cost more to build (it allocates, and a ticket's
 /// handful of values is searched in a handful of texts) than searching ever did: a value is
 /// found instead by running `memchr` to its least common byte and comparing around each hit,
-/// which in names and addresses is a rare letter, `@` or a dot.
+/// which in a name is a rare letter and in an email address the `@`.
 struct Needle {
     text: String,
     /// Matches only where the text starts it with a capital letter.
